@@ -1,0 +1,49 @@
+# The commands of README.md. `make help` lists them.
+STACK ?= dev
+# The CLI release that matches the pinned Python SDK in requirements.txt.
+PULUMI_VERSION := 3.272.0
+VENV := venv
+PYTHON ?= python3
+
+.PHONY: help up preview destroy refresh outputs test lint docs prereqs
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+# The virtualenv Pulumi.yaml names, with the pinned program and test dependencies.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# libvirt unless the stack file chooses aws (libvirt is the schema default).
+STACK_PLATFORM = $(if $(shell grep -Eqs '^ *hashistack:platform: *aws' Pulumi.$(STACK).yaml && echo aws),aws,libvirt)
+
+prereqs: ## Install the Pulumi CLI and, for a libvirt stack, libvirt/QEMU (Debian/Ubuntu)
+	scripts/install-host.sh $(PULUMI_VERSION) $(STACK_PLATFORM)
+
+up: prereqs $(VENV)/.installed ## Deploy STACK (default dev) with `pulumi up`
+	scripts/pulumi.sh $(STACK) up
+
+preview: prereqs $(VENV)/.installed ## Show what `up` would change on STACK
+	scripts/pulumi.sh $(STACK) preview --diff
+
+refresh: prereqs $(VENV)/.installed ## Reconcile STACK's state with what really exists
+	scripts/pulumi.sh $(STACK) refresh
+
+destroy: prereqs $(VENV)/.installed ## Tear STACK down
+	scripts/pulumi.sh $(STACK) destroy
+
+outputs: prereqs ## Print STACK's outputs, secrets included
+	scripts/pulumi.sh $(STACK) stack output --show-secrets
+
+lint: $(VENV)/.installed ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# pytest exits non-zero (5) when it collects no test, so an empty suite fails here too.
+test: lint ## Run the whole test suite (what CI runs)
+	$(VENV)/bin/pytest
+
+docs: $(VENV)/.installed ## Regenerate README.md's configuration reference from Pulumi.yaml
+	$(VENV)/bin/python scripts/config_reference.py

@@ -1,0 +1,1 @@
+"""hashistack components: typed settings, the address plan and the cluster's ComponentResources."""

@@ -1,0 +1,241 @@
+"""Pulumi mocks for the whole suite: plausible outputs per resource type and a recording monitor.
+
+The stock mock monitor drops what tests about security need: parents, dependencies and which
+outputs are secret. `RecordingMonitor` keeps them, and it marks a resource's declared secret outputs
+(`additionalSecretOutputs`, e.g. `PrivateKey.privateKeyPem`) secret in what it returns, as the engine
+does; without that, a secretness test would pass whatever the program did.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import runpy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import mocks, rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+SECRET_SIG = {rpc._special_sig_key: rpc._special_secret_sig}
+
+
+def _digest(name: str, salt: str) -> bytes:
+    return hashlib.sha256(f"{salt}:{name}".encode()).digest()
+
+
+def _pem(kind: str, name: str) -> str:
+    body = base64.b64encode(_digest(name, kind) * 2).decode()
+    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+
+
+def _computed_outputs(typ: str, name: str) -> dict[str, Any]:
+    """Outputs the real provider computes, distinct per resource so leaks can be traced back."""
+    if typ == "tls:index/privateKey:PrivateKey":
+        return {
+            "privateKeyPem": _pem("EC PRIVATE KEY", name),
+            "privateKeyPemPkcs8": _pem("PRIVATE KEY", name),
+            "privateKeyOpenssh": _pem("OPENSSH PRIVATE KEY", name),
+            "publicKeyPem": _pem("PUBLIC KEY", name),
+            "publicKeyOpenssh": f"ecdsa-sha2-nistp256 {base64.b64encode(_digest(name, 'ssh')).decode()}",
+        }
+    if typ == "tls:index/certRequest:CertRequest":
+        return {"certRequestPem": _pem("CERTIFICATE REQUEST", name)}
+    if typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+        return {"certPem": _pem("CERTIFICATE", name), "readyForRenewal": False}
+    if typ == "random:index/randomBytes:RandomBytes":
+        raw = _digest(name, "bytes")
+        return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
+    if typ == "random:index/randomUuid:RandomUuid":
+        h = _digest(name, "uuid").hex()
+        return {"result": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"}
+    return {}
+
+
+class ClusterMocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        return f"{args.name}-id", {**args.inputs, **_computed_outputs(args.typ, args.name)}
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}, None
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    dependencies: set[str]
+    secret_outputs: set[str]
+    inputs: dict[str, Any]
+    """Inputs as sent on the wire: secret values stay wrapped in the secret signature."""
+    outputs: dict[str, Any]
+    """The state the mock returned, before secret wrapping."""
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, mock: pulumi.runtime.Mocks):
+        super().__init__(mock)
+        self.registrations: list[Registration] = []
+        self.registered_outputs: dict[str, dict[str, Any]] = {}
+        self.stack = ""
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        state = json_format.MessageToDict(response.object)
+        secret = set(request.additionalSecretOutputs)
+        self.registrations.append(
+            Registration(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent,
+                dependencies=set(request.dependencies),
+                secret_outputs=secret,
+                inputs=json_format.MessageToDict(request.object),
+                outputs=dict(state),
+            )
+        )
+        if secret & state.keys():
+            for key in secret & state.keys():
+                state[key] = {**SECRET_SIG, "value": state[key]}
+            wrapped = struct_pb2.Struct()
+            wrapped.update(state)
+            response.object.CopyFrom(wrapped)
+        return response
+
+    def RegisterResourceOutputs(self, request):
+        self.registered_outputs[request.urn] = json_format.MessageToDict(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+    # -- queries used by the tests --------------------------------------------------------------
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == typ]
+
+    def one(self, typ: str, name: str) -> Registration:
+        matches = [r for r in self.of_type(typ) if r.name == name]
+        assert len(matches) == 1, f"expected one {typ} named {name!r}, found {[r.urn for r in matches]}"
+        return matches[0]
+
+    @property
+    def stack_outputs(self) -> dict[str, Any]:
+        suffix = f"pulumi:pulumi:Stack::{PROJECT['name']}-{self.stack}"
+        stacks = [v for urn, v in self.registered_outputs.items() if urn.endswith(suffix)]
+        assert stacks, "the program registered no stack outputs"
+        return stacks[-1]
+
+    def secret_values(self) -> set[str]:
+        """Every value the providers declare secret (keys, gossip keys, tokens) across all resources."""
+        values = {str(r.outputs[k]) for r in self.registrations for k in r.secret_outputs if k in r.outputs}
+        return {v for v in values if len(v) >= 16}
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def plaintext_strings(value: Any) -> Iterator[str]:
+    """Strings in a wire value that are *not* under a secret wrapper."""
+    if is_secret(value):
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from plaintext_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from plaintext_strings(v)
+
+
+def unwrap(value: Any) -> Any:
+    """A wire value with secret wrappers removed, for asserting on content."""
+    if is_secret(value):
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+# -- stack configuration, as the engine builds it --------------------------------------------------
+def _encode(value: Any) -> str:
+    """Config values reach the program as strings; arrays and objects as JSON, like the engine sends them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    """Pulumi.yaml schema defaults, then Pulumi.<stack>.yaml, then `overrides` (short keys allowed)."""
+    prefix = f"{PROJECT['name']}:"
+    config = {prefix + key: _encode(spec["default"]) for key, spec in PROJECT["config"].items() if "default" in spec}
+    stack_file = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    config.update({key: _encode(value) for key, value in (stack_file.get("config") or {}).items()})
+    for key, value in (overrides or {}).items():
+        full = key if ":" in key else prefix + key
+        if value is None:
+            config.pop(full, None)
+        else:
+            config[full] = _encode(value)
+    return config
+
+
+def run_pulumi(
+    fn: Callable[[], Any],
+    stack: str = "dev",
+    config: dict[str, str] | None = None,
+    preview: bool = False,
+    monitor: RecordingMonitor | None = None,
+) -> RecordingMonitor:
+    """Runs `fn` as a Pulumi program under a fresh (or the given) recording monitor and returns it."""
+    monitor = monitor or RecordingMonitor(ClusterMocks())
+    monitor.stack = stack
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT["name"], stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_all_config(config if config is not None else stack_config(stack))
+    # set_mocks installs a finished root stack; run_in_stack makes a fresh one that collects exports.
+    runtime_settings.set_root_resource(None)
+    _sync_await(run_in_stack(fn))
+    return monitor
+
+
+def run_program(
+    stack: str,
+    overrides: dict[str, Any] | None = None,
+    preview: bool = False,
+    monitor: RecordingMonitor | None = None,
+) -> RecordingMonitor:
+    """Runs __main__.py as the engine would for Pulumi.<stack>.yaml."""
+    return run_pulumi(
+        lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"),
+        stack=stack,
+        config=stack_config(stack, overrides),
+        preview=preview,
+        monitor=monitor,
+    )
+
+
+STACKS = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def program(request) -> RecordingMonitor:
+    """The program run once per stack file, as `pulumi preview` runs it; shared by read-only tests."""
+    return run_program(request.param, preview=True)

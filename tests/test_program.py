@@ -1,0 +1,113 @@
+"""__main__.py under mocks, once per stack file, as the engine runs it: inventory and security invariants."""
+
+from __future__ import annotations
+
+import pulumi
+import yaml
+
+from components.secrets import ClusterSecrets, ClusterSecretsArgs, ServerIdentity
+
+from conftest import PROJECT, ROOT, STACKS, is_secret, plaintext_strings, run_program, run_pulumi, stack_config, unwrap
+
+SECRET_EXPORTS = {
+    "consulManagementToken",
+    "consulAgentToken",
+    "consulNomadAgentToken",
+    "nomadBootstrapToken",
+    "operatorKeyPem",
+}
+
+
+def _server_count(program) -> int:
+    return int(stack_config(program.stack)[f"{PROJECT['name']}:serverCount"])
+
+
+def test_inventory(program):
+    servers = _server_count(program)
+    counts: dict[str, int] = {}
+    for registration in program.registrations:
+        counts[registration.type] = counts.get(registration.type, 0) + 1
+    issued = servers + 2  # each server, the shared client certificate, the operator certificate
+    assert counts == {
+        "hashistack:secrets:ClusterSecrets": 1,
+        "tls:index/privateKey:PrivateKey": issued + 1,
+        "tls:index/selfSignedCert:SelfSignedCert": 1,
+        "tls:index/certRequest:CertRequest": issued,
+        "tls:index/locallySignedCert:LocallySignedCert": issued,
+        "random:index/randomBytes:RandomBytes": 2,
+        "random:index/randomUuid:RandomUuid": 4,
+    }
+
+
+def test_server_certificates_name_the_planned_addresses(program):
+    addresses = unwrap(program.stack_outputs["serverAddresses"])
+    assert len(addresses) == _server_count(program)
+    for node, ip in addresses.items():
+        request = unwrap(program.one("tls:index/certRequest:CertRequest", f"cluster-{node}").inputs)
+        assert set(request["ipAddresses"]) == {"127.0.0.1", ip}, request
+        assert node in request["dnsNames"]
+
+
+def test_secret_exports_are_secret_and_public_ones_are_not(program):
+    outputs = program.stack_outputs
+    assert outputs.keys() >= SECRET_EXPORTS, sorted(outputs)
+    for name in SECRET_EXPORTS:
+        assert is_secret(outputs[name]), f"stack output {name} is not a secret"
+    assert unwrap(outputs["caCertPem"]).startswith("-----BEGIN CERTIFICATE-----")
+    assert not is_secret(outputs["caCertPem"]), "the CA certificate is public; operators read it without --show-secrets"
+
+
+def test_no_secret_value_appears_in_plain_text_anywhere(program):
+    secrets = program.secret_values()
+    # Every private key, gossip key and token, at least; an empty set would make this test vacuous.
+    assert len(secrets) >= 2 * (_server_count(program) + 3) + 2 + 4
+    places = [(r.urn, r.inputs) for r in program.registrations] + [("stack outputs", program.stack_outputs)]
+    for where, wire in places:
+        for text in plaintext_strings(wire):
+            leaked = [s for s in secrets if s in text]
+            assert not leaked, f"{where}: secret value in plain text: {leaked[0][:40]}..."
+
+
+def test_leak_check_finds_an_unsecreted_token():
+    """The check above must be able to fail: unsecret a token on purpose and watch it being caught."""
+
+    def leaky():
+        secrets = ClusterSecrets(
+            "leak",
+            ClusterSecretsArgs(
+                datacenter="dc1",
+                region="global",
+                domain="consul",
+                servers=[ServerIdentity("server-0", ["10.0.0.10"])],
+                ca_validity_hours=48,
+                cert_validity_hours=24,
+                cert_early_renewal_hours=1,
+            ),
+        )
+        pulumi.export("oops", pulumi.Output.unsecret(secrets.nomad_bootstrap_token).apply(lambda t: f"token={t}"))
+
+    monitor = run_pulumi(leaky)
+    secrets = monitor.secret_values()
+    assert any(s in text for text in plaintext_strings(monitor.stack_outputs) for s in secrets)
+
+
+def test_two_runs_register_identical_inputs(program):
+    """Rendering is deterministic, so a second `pulumi up` finds nothing to change or regenerate."""
+    again = run_program(program.stack, preview=True)
+    assert {r.urn: r.inputs for r in again.registrations} == {r.urn: r.inputs for r in program.registrations}
+
+
+def test_stack_files_match_the_schema_types():
+    """The engine refuses a stack value whose type differs from the schema; catch it here first."""
+    python_types = {"string": str, "integer": int, "boolean": bool, "array": list}
+    prefix = f"{PROJECT['name']}:"
+    for stack in STACKS:
+        values = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        for key, value in values.items():
+            if not key.startswith(prefix):
+                continue
+            spec = PROJECT["config"][key[len(prefix) :]]
+            assert isinstance(value, python_types[spec["type"]]), f"Pulumi.{stack}.yaml {key}: {value!r}"
+    for key, spec in PROJECT["config"].items():
+        assert spec.get("description"), f"Pulumi.yaml config {key} has no description"
+        assert isinstance(spec["default"], python_types[spec["type"]]), f"Pulumi.yaml config {key} default"

