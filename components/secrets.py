@@ -87,6 +87,8 @@ class ClusterSecrets(pulumi.ComponentResource):
     """Consul `acl.tokens.agent` SecretID every node boots with (secret)."""
     consul_nomad_agent_token: pulumi.Output[str]
     """SecretID of the Consul token Nomad agents use (secret)."""
+    consul_vault_token: pulumi.Output[str]
+    """SecretID of the Consul token Vault registers its service with (secret)."""
     nomad_bootstrap_token: pulumi.Output[str]
     """Nomad ACL `BootstrapSecret`, the Nomad management token (secret)."""
 
@@ -146,6 +148,7 @@ class ClusterSecrets(pulumi.ComponentResource):
         self.consul_management_token = self._preset_secret(f"{name}-consul-management")
         self.consul_agent_token = self._preset_secret(f"{name}-consul-agent")
         self.consul_nomad_agent_token = self._preset_secret(f"{name}-consul-nomad-agent")
+        self.consul_vault_token = self._preset_secret(f"{name}-consul-vault")
         self.nomad_bootstrap_token = self._preset_secret(f"{name}-nomad-bootstrap")
 
         self.register_outputs(

