@@ -5,7 +5,9 @@ PULUMI_VERSION := 3.272.0
 VENV := venv
 PYTHON ?= python3
 
-.PHONY: help up preview destroy refresh outputs test lint docs prereqs
+NODE ?= server-0
+
+.PHONY: help up preview destroy refresh outputs render test lint docs prereqs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -37,13 +39,17 @@ destroy: prereqs $(VENV)/.installed ## Tear STACK down
 outputs: prereqs ## Print STACK's outputs, secrets included
 	scripts/pulumi.sh $(STACK) stack output --show-secrets
 
+render: $(VENV)/.installed ## Write what NODE of STACK gets into rendered/ (SHOW_SECRETS=1 for real values)
+	$(VENV)/bin/python -m scripts.render_node --stack $(STACK) --node $(NODE) $(if $(SHOW_SECRETS),--show-secrets)
+
 lint: $(VENV)/.installed ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 # pytest exits non-zero (5) when it collects no test, so an empty suite fails here too.
 test: lint ## Run the whole test suite (what CI runs)
+	scripts/install-test-tools.sh
 	$(VENV)/bin/pytest
 
 docs: $(VENV)/.installed ## Regenerate README.md's configuration reference from Pulumi.yaml
-	$(VENV)/bin/python scripts/config_reference.py
+	$(VENV)/bin/python -m scripts.config_reference

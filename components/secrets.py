@@ -17,6 +17,19 @@ _SERVER_USES = ["digital_signature", "key_encipherment", "server_auth", "client_
 _OPERATOR_USES = ["digital_signature", "key_encipherment", "client_auth"]
 LOOPBACK_IP = "127.0.0.1"
 
+# Attribute -> child name suffix (`<component>-<suffix>`); scripts/render_node.py finds them in the state.
+CA_SUFFIX = "ca"
+CLIENT_SUFFIX = "client"
+OPERATOR_SUFFIX = "operator"
+GOSSIP_KEYS = {"consul_gossip_key": "consul-gossip", "nomad_gossip_key": "nomad-gossip"}
+PRESET_TOKENS = {
+    "consul_management_token": "consul-management",
+    "consul_agent_token": "consul-agent",
+    "consul_nomad_agent_token": "consul-nomad-agent",
+    "consul_vault_token": "consul-vault",
+    "nomad_bootstrap_token": "nomad-bootstrap",
+}
+
 
 @dataclass(frozen=True)
 class ServerIdentity:
@@ -97,11 +110,11 @@ class ClusterSecrets(pulumi.ComponentResource):
         self._args = args
         child = pulumi.ResourceOptions(parent=self)
 
-        ca_key = tls.PrivateKey(f"{name}-ca", algorithm=_KEY_ALGORITHM, ecdsa_curve=_KEY_CURVE, opts=child)
+        ca_key = tls.PrivateKey(f"{name}-{CA_SUFFIX}", algorithm=_KEY_ALGORITHM, ecdsa_curve=_KEY_CURVE, opts=child)
         # pulumi-tls cannot set X.509 name constraints (seed 002 limits its CA with them), so the CA
         # key is the boundary: it stays in the encrypted state and nothing exports or copies it.
         ca_cert = tls.SelfSignedCert(
-            f"{name}-ca",
+            f"{name}-{CA_SUFFIX}",
             private_key_pem=ca_key.private_key_pem,
             is_ca_certificate=True,
             allowed_uses=["cert_signing", "crl_signing"],
@@ -129,27 +142,24 @@ class ClusterSecrets(pulumi.ComponentResource):
             for server in args.servers
         }
         self.client = self._issue(
-            f"{name}-client",
+            f"{name}-{CLIENT_SUFFIX}",
             common_name=f"client.{args.region}.nomad",
             dns_names=client_dns_names(args),
             ip_addresses=[LOOPBACK_IP],
             uses=_SERVER_USES,
         )
         self.operator = self._issue(
-            f"{name}-operator",
+            f"{name}-{OPERATOR_SUFFIX}",
             common_name=f"cli.client.{args.datacenter}.{args.domain}",
             dns_names=operator_dns_names(args),
             ip_addresses=[],
             uses=_OPERATOR_USES,
         )
 
-        self.consul_gossip_key = random.RandomBytes(f"{name}-consul-gossip", length=32, opts=child).base64
-        self.nomad_gossip_key = random.RandomBytes(f"{name}-nomad-gossip", length=32, opts=child).base64
-        self.consul_management_token = self._preset_secret(f"{name}-consul-management")
-        self.consul_agent_token = self._preset_secret(f"{name}-consul-agent")
-        self.consul_nomad_agent_token = self._preset_secret(f"{name}-consul-nomad-agent")
-        self.consul_vault_token = self._preset_secret(f"{name}-consul-vault")
-        self.nomad_bootstrap_token = self._preset_secret(f"{name}-nomad-bootstrap")
+        for attribute, suffix in GOSSIP_KEYS.items():
+            setattr(self, attribute, random.RandomBytes(f"{name}-{suffix}", length=32, opts=child).base64)
+        for attribute, suffix in PRESET_TOKENS.items():
+            setattr(self, attribute, self._preset_secret(f"{name}-{suffix}"))
 
         self.register_outputs(
             {

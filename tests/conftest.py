@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import runpy
 import shutil
@@ -22,15 +21,16 @@ from typing import Any
 
 import pulumi
 import pytest
-import yaml
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from scripts.stack_files import project_file, stack_config, stacks
+
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+PROJECT = project_file()
 SECRET_SIG = {rpc._special_sig_key: rpc._special_secret_sig}
 
 
@@ -176,31 +176,6 @@ def unwrap(value: Any) -> Any:
     return value
 
 
-# -- stack configuration, as the engine builds it --------------------------------------------------
-def _encode(value: Any) -> str:
-    """Config values reach the program as strings; arrays and objects as JSON, like the engine sends them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
-
-
-def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:
-    """Pulumi.yaml schema defaults, then Pulumi.<stack>.yaml, then `overrides` (short keys allowed)."""
-    prefix = f"{PROJECT['name']}:"
-    config = {prefix + key: _encode(spec["default"]) for key, spec in PROJECT["config"].items() if "default" in spec}
-    stack_file = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
-    config.update({key: _encode(value) for key, value in (stack_file.get("config") or {}).items()})
-    for key, value in (overrides or {}).items():
-        full = key if ":" in key else prefix + key
-        if value is None:
-            config.pop(full, None)
-        else:
-            config[full] = _encode(value)
-    return config
-
-
 def run_pulumi(
     fn: Callable[[], Any],
     stack: str = "dev",
@@ -242,7 +217,7 @@ def shellcheck_path() -> str:
     return found
 
 
-STACKS = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
+STACKS = stacks()
 
 
 @pytest.fixture(scope="module", params=STACKS)

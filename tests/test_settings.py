@@ -6,20 +6,14 @@ import ipaddress
 
 import pytest
 
-from components.settings import KNOWN_KEYS, PROJECT, Platform, SettingsError, parse_settings
+from components.settings import KNOWN_KEYS, Platform, SettingsError
+from scripts.stack_files import stack_settings
 
 from conftest import ClusterMocks, RecordingMonitor, run_program, stack_config
 
 
 def parse(stack: str, overrides: dict | None = None, preview: bool = False):
-    config = stack_config(stack, overrides)
-    prefix = f"{PROJECT}:"
-    keys = frozenset(k[len(prefix) :] for k in config if k.startswith(prefix))
-
-    def lookup(key: str):
-        return config.get(key if ":" in key else prefix + key)
-
-    return parse_settings(lookup, stack=stack, config_keys=keys, preview=preview)
+    return stack_settings(stack, overrides, preview)
 
 
 # (stack, overrides, key named in the message, bad value shown, fragment of what is allowed)
