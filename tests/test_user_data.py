@@ -8,25 +8,13 @@ import yaml
 from test_node_config import AWS, LIBVIRT, SERVER, appears
 
 from components.node_config import NodeSpec, Role
-from components.secrets import ClusterSecrets, ClusterSecretsArgs, ServerIdentity
 from components.user_data import material_for, secret_parameters, user_data
 
-from conftest import is_secret, plaintext_strings, run_pulumi, unwrap
+from conftest import is_secret, one_server_secrets, plaintext_strings, run_pulumi, unwrap
 
 
 def _program():
-    secrets = ClusterSecrets(
-        "cluster",
-        ClusterSecretsArgs(
-            datacenter="dc1",
-            region="global",
-            domain="consul",
-            servers=[ServerIdentity("server-0", ["10.42.0.10"])],
-            ca_validity_hours=48,
-            cert_validity_hours=24,
-            cert_early_renewal_hours=1,
-        ),
-    )
+    secrets = one_server_secrets()
     server = material_for(secrets, Role.SERVER, secrets.servers["server-0"])
     kms_key = pulumi.Output.from_input("arn:aws:kms:eu-central-1:123456789012:key/from-an-output")
     pulumi.export("inline", user_data(LIBVIRT, SERVER, server))
