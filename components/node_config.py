@@ -93,6 +93,7 @@ class ClusterSpec:
     join: StaticJoin | CloudAutoJoin
     seal: ShamirSeal | AwsKmsSeal
     delivery: InlineSecrets | SsmSecrets
+    ssh_authorized_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -290,4 +291,6 @@ def user_data(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> s
     }
     if node.name:
         document["hostname"] = node.name
+    if cluster.ssh_authorized_keys:
+        document["ssh_authorized_keys"] = list(cluster.ssh_authorized_keys)
     return "#cloud-config\n" + yaml.dump(document, Dumper=_Dumper, sort_keys=True, width=4096)

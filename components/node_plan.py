@@ -21,12 +21,13 @@ from components.node_config import (
 )
 from components.settings import PROJECT, Platform, Settings
 
-CLUSTER_TAG_KEY = f"{PROJECT}-cluster"
+# Carried by the server instances only: cloud auto-join must find servers, never clients.
+JOIN_TAG_KEY = f"{PROJECT}-join"
 # Filled in by components.user_data from the KMS key's Output; shown as is by offline renders.
 KMS_KEY_PENDING = "<the stack's KMS key id, known once it exists>"
 
 
-def cluster_tag_value(settings: Settings) -> str:
+def join_tag_value(settings: Settings) -> str:
     return f"{PROJECT}-{settings.stack}"
 
 
@@ -41,12 +42,13 @@ def cluster_spec(settings: Settings) -> ClusterSpec:
         domain=settings.domain,
         server_count=settings.server_count,
         versions=settings.versions,
+        ssh_authorized_keys=settings.ssh_authorized_keys,
     )
     if settings.platform is Platform.AWS:
         region = settings.aws.region
         return ClusterSpec(
             **common,
-            join=CloudAutoJoin(CLUSTER_TAG_KEY, cluster_tag_value(settings), region),
+            join=CloudAutoJoin(JOIN_TAG_KEY, join_tag_value(settings), region),
             seal=AwsKmsSeal(region, KMS_KEY_PENDING),
             delivery=SsmSecrets(region, ssm_prefix(settings)),
         )

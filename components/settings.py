@@ -7,6 +7,7 @@ each naming the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import ipaddress
 import json
@@ -25,6 +26,15 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EXACT_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+_SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
 _RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 # RFC 5737 ranges, used in Pulumi.aws.yaml so a fresh clone previews; nobody's real address.
 _DOCUMENTATION = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
@@ -102,6 +112,7 @@ class NodeSize:
 class LibvirtSettings:
     uri: str
     base_image: str
+    pool_dir: str
     server_size: NodeSize
     client_size: NodeSize
 
@@ -127,6 +138,7 @@ class Settings:
     network_cidr: ipaddress.IPv4Network
     versions: Versions
     tls: TlsSettings
+    ssh_authorized_keys: tuple[str, ...]
     libvirt: LibvirtSettings | None
     aws: AwsSettings | None
 
@@ -153,7 +165,9 @@ KNOWN_KEYS = frozenset(
         "caValidityHours",
         "certValidityHours",
         "certEarlyRenewalHours",
+        "sshAuthorizedKeys",
         "libvirtUri",
+        "libvirtPoolDir",
         "libvirtBaseImage",
         "serverMemoryMib",
         "serverVcpus",
@@ -307,10 +321,17 @@ def parse_settings(
         consul_cni=read.version("consulCniVersion"),
     )
     tls = _read_tls(read)
+    ssh_keys = read.string_list("sshAuthorizedKeys")
+    for key in ssh_keys:
+        if not _is_ssh_public_key(key):
+            shown = key if len(key) <= 40 else key[:37] + "..."
+            read.problem(
+                "sshAuthorizedKeys", shown, "must be an OpenSSH public key line: 'ssh-ed25519 AAAA... comment'"
+            )
 
     libvirt = aws = None
     if platform is Platform.LIBVIRT:
-        libvirt = _read_libvirt(read, network_cidr, server_count, client_count)
+        libvirt = _read_libvirt(read, stack, network_cidr, server_count, client_count)
     elif platform is Platform.AWS:
         aws = _read_aws(read, network_cidr, preview)
 
@@ -327,9 +348,23 @@ def parse_settings(
         network_cidr=network_cidr,
         versions=versions,
         tls=tls,
+        ssh_authorized_keys=tuple(k.strip() for k in ssh_keys),
         libvirt=libvirt,
         aws=aws,
     )
+
+
+def _is_ssh_public_key(line: str) -> bool:
+    """`TYPE BASE64 [comment]` whose blob is well-formed and names the same key type."""
+    parts = line.strip().split(maxsplit=2)
+    if len(parts) < 2 or parts[0] not in _SSH_KEY_TYPES:
+        return False
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except ValueError:
+        return False
+    length = int.from_bytes(blob[:4], "big")
+    return blob[4 : 4 + length] == parts[0].encode()
 
 
 def _read_tls(read: _Reader) -> TlsSettings:
@@ -344,7 +379,7 @@ def _read_tls(read: _Reader) -> TlsSettings:
 
 
 def _read_libvirt(
-    read: _Reader, network: ipaddress.IPv4Network | None, server_count: int, client_count: int
+    read: _Reader, stack: str, network: ipaddress.IPv4Network | None, server_count: int, client_count: int
 ) -> LibvirtSettings:
     if network is not None:
         needed = CLIENT_HOST_OFFSET + client_count + 1  # + broadcast
@@ -370,9 +405,24 @@ def _read_libvirt(
             read.problem("libvirtBaseImage", base_image, "must be an https URL with a host, or a local file")
     elif not Path(base_image).expanduser().is_file():
         read.problem("libvirtBaseImage", base_image, "must be an https URL or the path of an existing file")
+    pool_dir = read.string("libvirtPoolDir")
+    if not pool_dir.startswith("/") or pool_dir.rstrip("/") in (
+        "",
+        "/var",
+        "/var/lib",
+        "/var/lib/libvirt",
+        "/home",
+        "/tmp",
+    ):
+        read.problem(
+            "libvirtPoolDir",
+            pool_dir,
+            "must be an absolute directory of its own (the stack name is appended), e.g. /var/lib/libvirt/hashistack",
+        )
     return LibvirtSettings(
         uri=uri,
         base_image=base_image,
+        pool_dir=f"{pool_dir.rstrip('/')}/{stack}",
         server_size=NodeSize(
             read.integer("serverMemoryMib", MIN_SERVER_MEMORY_MIB), read.integer("serverVcpus", MIN_SERVER_VCPUS)
         ),

@@ -307,6 +307,12 @@ def test_autoscaled_client_discovers_its_address_and_servers():
     assert rendered(LIBVIRT, SERVER)["hostname"] == "server-0"
 
 
+def test_ssh_keys_reach_the_default_user():
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tr ops@laptop"
+    assert rendered(replace(LIBVIRT, ssh_authorized_keys=(key,)), SERVER)["ssh_authorized_keys"] == [key]
+    assert "ssh_authorized_keys" not in rendered(LIBVIRT, SERVER)
+
+
 def test_servers_need_a_fixed_address():
     with pytest.raises(ValueError, match="fixed name and address"):
         user_data(LIBVIRT, NodeSpec(Role.SERVER, "server-0", None), MATERIAL)

@@ -59,6 +59,28 @@ BAD = [
         "/nonexistent/noble.img",
         "existing file",
     ),
+    (
+        "dev",
+        {"sshAuthorizedKeys": ["ssh-ed25519 not base64!"]},
+        "sshAuthorizedKeys",
+        "'ssh-ed25519 not base64!'",
+        "OpenSSH public key",
+    ),
+    (
+        "dev",
+        {"sshAuthorizedKeys": ["-----BEGIN OPENSSH PRIVATE KEY-----"]},
+        "sshAuthorizedKeys",
+        "'-----BEGIN OPENSSH PRI...'",
+        "OpenSSH public key",
+    ),
+    ("dev", {"libvirtPoolDir": "pool"}, "libvirtPoolDir", "'pool'", "absolute directory of its own"),
+    (
+        "dev",
+        {"libvirtPoolDir": "/var/lib/libvirt"},
+        "libvirtPoolDir",
+        "'/var/lib/libvirt'",
+        "absolute directory of its own",
+    ),
     ("dev", {"serverMemoryMib": 1024}, "serverMemoryMib", "1024", "at least 1536"),
     ("dev", {"clientMemoryMib": 1024}, "clientMemoryMib", "1024", "at least 2048"),
     ("dev", {"serverVcpus": 0}, "serverVcpus", "0", "at least 1"),
@@ -119,6 +141,13 @@ def test_documentation_range_is_refused_on_up_but_previews():
     with pytest.raises(SettingsError, match=r"apiAllowedCidrs: '198\.51\.100\.0/24' — is a documentation range"):
         parse("aws", preview=False)
     assert parse("aws", {"apiAllowedCidrs": ["203.0.112.0/24"]}, preview=False).aws is not None
+
+
+def test_ssh_keys_and_pool_dir():
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tr ops@laptop"
+    settings = parse("dev", {"sshAuthorizedKeys": [key + "\n"]})
+    assert settings.ssh_authorized_keys == (key,)
+    assert settings.libvirt.pool_dir == "/var/lib/libvirt/hashistack/dev"
 
 
 def test_single_server_needs_explicit_consent():
