@@ -323,7 +323,12 @@ def parse_settings(
     tls = _read_tls(read)
     ssh_keys = read.string_list("sshAuthorizedKeys")
     for key in ssh_keys:
-        if not _is_ssh_public_key(key):
+        if "PRIVATE KEY" in key:
+            # Never echo any of it: the value is someone's private key.
+            read.problem(
+                "sshAuthorizedKeys", "<a private key>", "must be a public key (the .pub file), never a private one"
+            )
+        elif not _is_ssh_public_key(key):
             shown = key if len(key) <= 40 else key[:37] + "..."
             read.problem(
                 "sshAuthorizedKeys", shown, "must be an OpenSSH public key line: 'ssh-ed25519 AAAA... comment'"

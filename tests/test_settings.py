@@ -68,10 +68,10 @@ BAD = [
     ),
     (
         "dev",
-        {"sshAuthorizedKeys": ["-----BEGIN OPENSSH PRIVATE KEY-----"]},
+        {"sshAuthorizedKeys": ["-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"]},
         "sshAuthorizedKeys",
-        "'-----BEGIN OPENSSH PRI...'",
-        "OpenSSH public key",
+        "'<a private key>'",
+        "never a private one",
     ),
     ("dev", {"libvirtPoolDir": "pool"}, "libvirtPoolDir", "'pool'", "absolute directory of its own"),
     (
