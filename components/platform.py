@@ -1,0 +1,129 @@
+"""The public shape both platforms share, and the server chain that keeps the quorum safe.
+
+A platform is two components, used in this order by __main__.py:
+  <Platform>Network(name, NetworkArgs)  -> every server's addresses, known before any certificate
+                                           (DESIGN decision 1), and the API load balancer's names;
+  <Platform>Nodes(name, NodesArgs)      -> the machines, booted from user-data with their certificates.
+libvirt and AWS implement both with the same inputs and outputs (components/libvirt_platform.py,
+components/aws_platform.py); `platform_components` picks them from the settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pulumi
+
+from components.addressing import PlannedServer, planned_servers
+from components.secrets import ClusterSecrets, ServerIdentity
+from components.server_health import ServerHealth, ServerHealthArgs
+from components.settings import Platform, Settings
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    name: str
+    private_ip: pulumi.Output[str]
+    public_ip: pulumi.Output[str] | None = None
+    """Set where servers are reachable from outside their network (AWS Elastic IPs)."""
+
+    @property
+    def reachable_ip(self) -> pulumi.Output[str]:
+        """The address the operator's machine (and the program's health checks) use."""
+        return self.public_ip if self.public_ip is not None else self.private_ip
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    settings: Settings
+
+
+class ClusterNetwork(Protocol):
+    servers: list[ServerAddress]
+    """Every server's addresses, in server order."""
+    api_dns_names: pulumi.Output[list[str]]
+    """DNS names of the API endpoint that server certificates must carry (AWS: the load balancer)."""
+
+
+@dataclass(frozen=True)
+class NodesArgs:
+    settings: Settings
+    network: Any
+    """The same platform's network component (a ClusterNetwork)."""
+    secrets: ClusterSecrets
+
+
+class ClusterNodes(Protocol):
+    servers: dict[str, pulumi.Output[str]]
+    """Server name -> the address the operator reaches it at."""
+    clients: pulumi.Output[Any]
+    """The client group: name -> address on libvirt, the autoscaling group on AWS."""
+    api_endpoint: pulumi.Output[str]
+    """Host name or address of the Nomad (4646), Consul (8501) and Vault (8200) APIs."""
+    ingress_endpoint: pulumi.Output[str]
+    """Host name or address where the clients' ingress (Traefik, 80/443) is reached."""
+    server_health: list[ServerHealth]
+    """One health gate per server, in chain order."""
+
+
+def server_identities(network: ClusterNetwork) -> list[ServerIdentity]:
+    """What each server's certificate names: its private (and public) IPs and the API's DNS names."""
+    identities = []
+    for server in network.servers:
+        ips = [server.private_ip] if server.public_ip is None else [server.private_ip, server.public_ip]
+        identities.append(ServerIdentity(server.name, pulumi.Output.all(*ips), network.api_dns_names))
+    return identities
+
+
+def chain_servers(
+    name: str,
+    settings: Settings,
+    network: ClusterNetwork,
+    secrets: ClusterSecrets,
+    parent: pulumi.Resource,
+    create_server: Callable[[PlannedServer, pulumi.ResourceOptions], pulumi.CustomResource],
+) -> list[ServerHealth]:
+    """Creates the servers one after another, each behind the previous one's health gate.
+
+    `create_server` makes one server machine with the options given (parent, the dependency on the
+    previous gate, delete-before-replace: a server keeps its name and address, so the old machine
+    must be gone first). A change that replaces every server thus replaces one, waits until it has
+    rejoined and is a healthy voter, then the next: never two at once (DESIGN decision 8).
+    """
+    reachable = {s.name: s.reachable_ip for s in network.servers}
+    gates: list[ServerHealth] = []
+    for planned in planned_servers(settings):
+        machine = create_server(
+            planned,
+            pulumi.ResourceOptions(parent=parent, depends_on=gates[-1:], delete_before_replace=True),
+        )
+        gates.append(
+            ServerHealth(
+                f"{name}-{planned.name}-healthy",
+                ServerHealthArgs(
+                    node_name=planned.name,
+                    address=reachable[planned.name],
+                    peers=[ip for peer, ip in reachable.items() if peer != planned.name],
+                    machine_id=machine.id,
+                    ca_pem=secrets.ca_cert_pem,
+                    client_cert_pem=secrets.operator.cert_pem,
+                    client_key_pem=secrets.operator.private_key_pem,
+                    token=secrets.consul_management_token,
+                ),
+                pulumi.ResourceOptions(parent=parent),
+            )
+        )
+    return gates
+
+
+def platform_components(settings: Settings) -> tuple[type, type]:
+    """(Network, Nodes) component classes of the settings' platform; imports only that platform's SDK."""
+    if settings.platform is Platform.AWS:
+        from components.aws_platform import AwsNetwork, AwsNodes
+
+        return AwsNetwork, AwsNodes
+    from components.libvirt_platform import LibvirtNetwork, LibvirtNodes
+
+    return LibvirtNetwork, LibvirtNodes
