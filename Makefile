@@ -7,7 +7,7 @@ PYTHON ?= python3
 
 NODE ?= server-0
 
-.PHONY: help up preview destroy refresh outputs render test lint docs prereqs
+.PHONY: help up preview destroy refresh outputs render bench test lint docs prereqs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -41,6 +41,9 @@ outputs: prereqs ## Print STACK's outputs, secrets included
 
 render: $(VENV)/.installed ## Write what NODE of STACK gets into rendered/ (SHOW_SECRETS=1 for real values)
 	$(VENV)/bin/python -m scripts.render_node --stack $(STACK) --node $(NODE) $(if $(SHOW_SECRETS),--show-secrets)
+
+bench: $(VENV)/.installed ## Time the program under mocks per stack shape, beside its SDK imports
+	$(VENV)/bin/python -m scripts.bench
 
 lint: $(VENV)/.installed ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -3,28 +3,46 @@ before any resource is registered; every later step receives what it needs as Ou
 
 import pulumi
 
-from components.addressing import planned_servers
-from components.secrets import ClusterSecrets, ClusterSecretsArgs, ServerIdentity
+from components.platform import NetworkArgs, NodesArgs, platform_kit, server_identities
+from components.secrets import ClusterSecrets, ClusterSecretsArgs
 from components.settings import load_settings
 
 settings = load_settings()
-servers = planned_servers(settings)
+platform = platform_kit(settings, "cluster")
 
+# Addresses first, so that each server's certificate names them (DESIGN decision 1).
+network = platform.network("cluster", NetworkArgs(settings), platform.options)
 secrets = ClusterSecrets(
     "cluster",
     ClusterSecretsArgs(
         datacenter=settings.datacenter,
         region=settings.region,
         domain=settings.domain,
-        servers=[ServerIdentity(name=s.name, ip_addresses=[s.private_ip]) for s in servers],
+        servers=server_identities(network),
         ca_validity_hours=settings.tls.ca_validity_hours,
         cert_validity_hours=settings.tls.cert_validity_hours,
         cert_early_renewal_hours=settings.tls.cert_early_renewal_hours,
     ),
 )
+nodes = platform.nodes("cluster", NodesArgs(settings, network, secrets), platform.options)
 
 pulumi.export("platform", settings.platform.value)
-pulumi.export("serverAddresses", {s.name: s.private_ip for s in servers})
+pulumi.export("serverAddresses", nodes.servers)
+pulumi.export("clients", nodes.clients)
+pulumi.export("apiEndpoint", nodes.api_endpoint)
+pulumi.export("ingressEndpoint", nodes.ingress_endpoint)
+pulumi.export(
+    "urls",
+    nodes.api_endpoint.apply(
+        lambda host: {
+            "nomad": f"https://{host}:4646",
+            "consul": f"https://{host}:8501",
+            "vault": f"https://{host}:8200",
+        }
+    ),
+)
+pulumi.export("hostsLines", nodes.hosts_lines)
+pulumi.export("sshCommands", nodes.ssh_commands)
 pulumi.export("caCertPem", secrets.ca_cert_pem)
 pulumi.export("consulManagementToken", secrets.consul_management_token)
 pulumi.export("consulAgentToken", secrets.consul_agent_token)

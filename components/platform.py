@@ -5,7 +5,7 @@ A platform is two components, used in this order by __main__.py:
                                            (DESIGN decision 1), and the API load balancer's names;
   <Platform>Nodes(name, NodesArgs)      -> the machines, booted from user-data with their certificates.
 libvirt and AWS implement both with the same inputs and outputs (components/libvirt_platform.py,
-components/aws_platform.py); `platform_components` picks them from the settings.
+components/aws_platform.py); `platform_kit` picks them from the settings.
 """
 
 from __future__ import annotations
@@ -66,6 +66,22 @@ class ClusterNodes(Protocol):
     """Host name or address where the clients' ingress (Traefik, 80/443) is reached."""
     server_health: list[ServerHealth]
     """One health gate per server, in chain order."""
+    hosts_lines: pulumi.Output[str]
+    """Lines for the operator's /etc/hosts naming the nodes and the ingress's services."""
+    ssh_commands: pulumi.Output[dict[str, str]]
+    """Node name -> ssh command (with one of the sshAuthorizedKeys)."""
+
+
+# Services the operator's /etc/hosts names at the ingress (Traefik routes `<service>.<ingressDomain>`).
+INGRESS_SERVICES = ("traefik", "grafana", "prometheus")
+
+
+def hosts_lines(settings: Settings, nodes: dict[str, str], ingress_ip: str | None) -> str:
+    """/etc/hosts lines: each node by name, and the ingress's services at the ingress address."""
+    lines = [f"{ip} {node}" for node, ip in nodes.items()]
+    if ingress_ip:
+        lines.append(f"{ingress_ip} " + " ".join(f"{s}.{settings.ingress_domain}" for s in INGRESS_SERVICES))
+    return "\n".join(lines) + "\n"
 
 
 def server_identities(network: ClusterNetwork) -> list[ServerIdentity]:
@@ -118,12 +134,23 @@ def chain_servers(
     return gates
 
 
-def platform_components(settings: Settings) -> tuple[type, type]:
-    """(Network, Nodes) component classes of the settings' platform; imports only that platform's SDK."""
+@dataclass(frozen=True)
+class PlatformKit:
+    network: type
+    """The platform's Network component class."""
+    nodes: type
+    """The platform's Nodes component class."""
+    options: pulumi.ResourceOptions
+    """Options for both, carrying the platform's provider."""
+
+
+def platform_kit(settings: Settings, name: str) -> PlatformKit:
+    """The components of the settings' platform; imports only that platform's SDK."""
     if settings.platform is Platform.AWS:
         from components.aws_platform import AwsNetwork, AwsNodes
 
-        return AwsNetwork, AwsNodes
-    from components.libvirt_platform import LibvirtNetwork, LibvirtNodes
+        # The default AWS provider reads `aws:region` from the stack, which Settings validated.
+        return PlatformKit(AwsNetwork, AwsNodes, pulumi.ResourceOptions())
+    from components.libvirt_platform import LibvirtNetwork, LibvirtNodes, provider_options
 
-    return LibvirtNetwork, LibvirtNodes
+    return PlatformKit(LibvirtNetwork, LibvirtNodes, provider_options(settings, name))

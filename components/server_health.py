@@ -54,12 +54,12 @@ class ConsulClient:
             key.write_text(tls.client_key_pem)
             self._context.load_cert_chain(cert, key)
         self._token = token
-        self._port = port
+        self.port = port
         self._timeout = timeout
 
     def get(self, address: str, path: str) -> Any:
         request = urllib.request.Request(
-            f"https://{address}:{self._port}{path}", headers={"X-Consul-Token": self._token}
+            f"https://{address}:{self.port}{path}", headers={"X-Consul-Token": self._token}
         )
         with urllib.request.urlopen(request, context=self._context, timeout=self._timeout) as response:
             return json.load(response)
@@ -69,9 +69,13 @@ def _answer(client: ConsulClient, address: str, path: str) -> tuple[bool, Any]:
     """(answered, body); a refused, unreachable or failing server has not answered."""
     try:
         return True, client.get(address, path)
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ssl.SSLCertVerificationError):
+            raise error.reason from None  # a certificate the cluster CA did not sign will not fix itself
+        return False, None
     except ssl.SSLCertVerificationError:
-        raise  # a wrong certificate will not fix itself: fail at once
-    except (urllib.error.URLError, OSError, ValueError):
+        raise
+    except (OSError, ValueError):
         return False, None
 
 
@@ -99,13 +103,13 @@ def wait_until_healthy(
             cluster_exists = bool(leader) or any(_answer(client, peer, "/v1/status/leader")[1] for peer in peers)
             if not cluster_exists:
                 return f"{node_name}: Consul answers; the cluster is still forming (first creation)"
-            ok, health = _answer(client, address, "/v1/operator/autopilot/health")
+            _, health = _answer(client, address, "/v1/operator/autopilot/health")
             server = next((s for s in (health or {}).get("Servers", []) if s.get("Name") == node_name), None)
             if server and server.get("Healthy") and server.get("Voter"):
                 return f"{node_name}: healthy voter (leader {leader or 'elsewhere'})"
             last = f"autopilot reports {server}" if server else "not yet a member of the raft configuration"
         else:
-            last = f"Consul does not answer at {address}:{CONSUL_HTTPS_PORT} (still booting?)"
+            last = f"Consul does not answer at {address}:{client.port} (still booting?)"
         log(f"{node_name}: waiting, {last}")
         sleep(poll)
     raise ServerUnhealthyError(

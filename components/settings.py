@@ -135,6 +135,7 @@ class Settings:
     datacenter: str
     region: str
     domain: str
+    ingress_domain: str
     network_cidr: ipaddress.IPv4Network
     versions: Versions
     tls: TlsSettings
@@ -153,6 +154,7 @@ KNOWN_KEYS = frozenset(
         "datacenter",
         "region",
         "domain",
+        "ingressDomain",
         "networkCidr",
         "subnetCidrs",
         "apiAllowedCidrs",
@@ -310,6 +312,7 @@ def parse_settings(
     datacenter = read.dns_label("datacenter")
     region = read.dns_label("region")
     domain = read.dns_name("domain")
+    ingress_domain = read.dns_name("ingressDomain")
     network_cidr = read.private_network("networkCidr", read.string("networkCidr"))
 
     versions = Versions(
@@ -350,6 +353,7 @@ def parse_settings(
         datacenter=datacenter,
         region=region,
         domain=domain,
+        ingress_domain=ingress_domain,
         network_cidr=network_cidr,
         versions=versions,
         tls=tls,

@@ -9,7 +9,6 @@ does; without that, a secretness test would pass whatever the program did.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import runpy
 import shutil
@@ -22,6 +21,7 @@ from typing import Any
 import pulumi
 import pytest
 from google.protobuf import json_format, struct_pb2
+from mock_aws import aws_call, aws_outputs, digest
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
@@ -34,44 +34,49 @@ PROJECT = project_file()
 SECRET_SIG = {rpc._special_sig_key: rpc._special_secret_sig}
 
 
-def _digest(name: str, salt: str) -> bytes:
-    return hashlib.sha256(f"{salt}:{name}".encode()).digest()
-
-
 def _pem(kind: str, name: str) -> str:
-    body = base64.b64encode(_digest(name, kind) * 2).decode()
+    body = base64.b64encode(digest(name, kind) * 2).decode()
     return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
 
 
-def _computed_outputs(typ: str, name: str) -> dict[str, Any]:
+def _computed_outputs(typ: str, name: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Outputs the real provider computes, distinct per resource so leaks can be traced back."""
+    if typ.startswith("aws:"):
+        return aws_outputs(typ, name, inputs or {})
     if typ == "tls:index/privateKey:PrivateKey":
         return {
             "privateKeyPem": _pem("EC PRIVATE KEY", name),
             "privateKeyPemPkcs8": _pem("PRIVATE KEY", name),
             "privateKeyOpenssh": _pem("OPENSSH PRIVATE KEY", name),
             "publicKeyPem": _pem("PUBLIC KEY", name),
-            "publicKeyOpenssh": f"ecdsa-sha2-nistp256 {base64.b64encode(_digest(name, 'ssh')).decode()}",
+            "publicKeyOpenssh": f"ecdsa-sha2-nistp256 {base64.b64encode(digest(name, 'ssh')).decode()}",
         }
     if typ == "tls:index/certRequest:CertRequest":
         return {"certRequestPem": _pem("CERTIFICATE REQUEST", name)}
     if typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
         return {"certPem": _pem("CERTIFICATE", name), "readyForRenewal": False}
     if typ == "random:index/randomBytes:RandomBytes":
-        raw = _digest(name, "bytes")
+        raw = digest(name, "bytes")
         return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
     if typ == "random:index/randomUuid:RandomUuid":
-        h = _digest(name, "uuid").hex()
+        h = digest(name, "uuid").hex()
         return {"result": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"}
     return {}
 
 
 class ClusterMocks(pulumi.runtime.Mocks):
+    def __init__(self):
+        super().__init__()
+        self.calls: list[pulumi.runtime.MockCallArgs] = []
+        """Every invoke (data source) the program made, with its arguments."""
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        return f"{args.name}-id", {**args.inputs, **_computed_outputs(args.typ, args.name)}
+        return f"{args.name}-id", {**args.inputs, **_computed_outputs(args.typ, args.name, args.inputs)}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}, None
+        self.calls.append(args)
+        # A bare dict: the mock monitor reads a tuple's second item as a list of check failures.
+        return aws_call(args.token) or {}
 
 
 @dataclass
@@ -86,6 +91,13 @@ class Registration:
     """Inputs as sent on the wire: secret values stay wrapped in the secret signature."""
     outputs: dict[str, Any]
     """The state the mock returned, before secret wrapping."""
+    id: str
+    provider: str
+    """`<provider urn>::<provider id>` of an explicit provider, else empty."""
+    delete_before_replace: bool
+    ignore_changes: list[str]
+    replacement_trigger: Any
+    """The `replacement_trigger` option as sent (wire form), None when unset."""
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -111,6 +123,15 @@ class RecordingMonitor(mocks.MockMonitor):
                 secret_outputs=secret,
                 inputs=json_format.MessageToDict(request.object),
                 outputs=dict(state),
+                id=response.id,
+                provider=request.provider,
+                delete_before_replace=request.deleteBeforeReplace,
+                ignore_changes=list(request.ignoreChanges),
+                replacement_trigger=(
+                    json_format.MessageToDict(request.replacement_trigger)
+                    if request.HasField("replacement_trigger")
+                    else None
+                ),
             )
         )
         if secret & state.keys():

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pulumi
 import yaml
+
+from components.addressing import planned_servers
+from scripts.stack_files import stack_settings
 
 from conftest import (
     PROJECT,
@@ -32,13 +37,20 @@ def _server_count(program) -> int:
     return int(stack_config(program.stack)[f"{PROJECT['name']}:serverCount"])
 
 
+# Resource types each stack may register, by prefix: nothing of the other platform's SDK.
+PLATFORM_TYPES = {
+    "dev": ("hashistack:libvirt:", "libvirt:", "pulumi:providers:libvirt"),
+    "aws": ("hashistack:aws:", "aws:"),
+}
+COMMON_TYPES = ("hashistack:secrets:", "tls:", "random:", "pulumi-python:dynamic/hashistack:ServerHealth")
+
+
 def test_inventory(program):
+    """The shared part exactly; each platform's own inventory is in test_<platform>_platform.py."""
     servers = _server_count(program)
-    counts: dict[str, int] = {}
-    for registration in program.registrations:
-        counts[registration.type] = counts.get(registration.type, 0) + 1
+    counts = Counter(r.type for r in program.registrations)
     issued = servers + 2  # each server, the shared client certificate, the operator certificate
-    assert counts == {
+    expected = {
         "hashistack:secrets:ClusterSecrets": 1,
         "tls:index/privateKey:PrivateKey": issued + 1,
         "tls:index/selfSignedCert:SelfSignedCert": 1,
@@ -46,15 +58,22 @@ def test_inventory(program):
         "tls:index/locallySignedCert:LocallySignedCert": issued,
         "random:index/randomBytes:RandomBytes": 2,
         "random:index/randomUuid:RandomUuid": 5,
+        "pulumi-python:dynamic/hashistack:ServerHealth": servers,
     }
+    assert {t: counts[t] for t in expected} == expected
+    platform = PLATFORM_TYPES[program.stack]
+    assert counts[f"{platform[0]}Network"] == 1 and counts[f"{platform[0]}Nodes"] == 1
+    strays = sorted(t for t in counts if not t.startswith(COMMON_TYPES + platform))
+    assert not strays, f"resource types foreign to the {program.stack} stack: {strays}"
 
 
-def test_server_certificates_name_the_planned_addresses(program):
-    addresses = unwrap(program.stack_outputs["serverAddresses"])
-    assert len(addresses) == _server_count(program)
-    for node, ip in addresses.items():
+def test_server_certificates_name_the_server_addresses(program):
+    reachable = unwrap(program.stack_outputs["serverAddresses"])
+    planned = {s.name: s.private_ip for s in planned_servers(stack_settings(program.stack))}
+    assert sorted(reachable) == sorted(planned) and len(planned) == _server_count(program)
+    for node, ip in reachable.items():
         request = unwrap(program.one("tls:index/certRequest:CertRequest", f"cluster-{node}").inputs)
-        assert set(request["ipAddresses"]) == {"127.0.0.1", ip}, request
+        assert set(request["ipAddresses"]) == {"127.0.0.1", planned[node], ip}, request
         assert node in request["dnsNames"]
 
 

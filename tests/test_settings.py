@@ -30,6 +30,7 @@ BAD = [
     ("dev", {"region": "eu west"}, "region", "'eu west'", "DNS label"),
     ("dev", {"domain": "consul."}, "domain", "'consul.'", "DNS name"),
     ("dev", {"domain": "-consul"}, "domain", "'-consul'", "DNS name"),
+    ("dev", {"ingressDomain": "apps_local"}, "ingressDomain", "'apps_local'", "DNS name"),
     ("dev", {"networkCidr": "10.42.0.0/33"}, "networkCidr", "'10.42.0.0/33'", "CIDR notation"),
     ("dev", {"networkCidr": "10.42.0.1/24"}, "networkCidr", "'10.42.0.1/24'", "no host bits"),
     ("dev", {"networkCidr": "8.8.8.0/24"}, "networkCidr", "'8.8.8.0/24'", "private range"),

@@ -1,0 +1,608 @@
+"""The AWS platform (stack `aws`): a VPC of public subnets, servers on fixed ENIs, clients autoscaled.
+
+Real differences from libvirt, kept visible: servers join by instance tag (cloud auto-join), Vault
+unseals itself with the stack's KMS key, nodes fetch their secrets from SSM Parameter Store with an
+instance role scoped to their own path (DESIGN decision 10), and the APIs and the ingress sit behind
+network load balancers. A server's ENI and Elastic IP exist before its certificate (DESIGN decision 1),
+so a replaced server comes back with the same addresses and the same certificate names.
+
+Why public subnets: every node has a public address, and security groups admit nothing from the
+internet except 80/443 through the ingress load balancer (SSH and the APIs only from apiAllowedCidrs).
+A private-subnet variant needs a NAT gateway per availability zone for apt, the HashiCorp releases and
+the AWS APIs: about USD 32/month each (USD 0.045/hour in us-east-1, a little more in eu-central-1)
+plus about USD 0.045 per GB processed, so roughly USD 100/month for three zones before any traffic.
+What it would save is the nodes' public IPv4 charge, USD 0.005/hour (about USD 3.65/month) per
+address. It would also need a bastion or SSM Session Manager for SSH, and the program's server
+health checks would have to run from inside the VPC.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from components.addressing import PlannedServer, planned_servers
+from components.node_config import ClusterSpec, NodeSpec, Role, ssm_scope
+from components.node_plan import JOIN_TAG_KEY, cluster_spec, join_tag_value, node_specs, ssm_prefix
+from components.platform import NetworkArgs, NodesArgs, ServerAddress, chain_servers, hosts_lines
+from components.server_health import ServerHealth
+from components.settings import PROJECT, Settings
+from components.user_data import (
+    NodeMaterialInputs,
+    ec2_user_data_base64,
+    material_for,
+    secret_parameters,
+    user_data,
+)
+
+NOMAD_HTTP_PORT = 4646
+NOMAD_RPC_PORT = 4647
+NOMAD_SERF_PORT = 4648
+CONSUL_RPC_PORT = 8300
+CONSUL_SERF_LAN_PORT = 8301
+CONSUL_HTTPS_PORT = 8501
+VAULT_API_PORT = 8200
+VAULT_CLUSTER_PORT = 8201
+SSH_PORT = 22
+API_PORTS = (NOMAD_HTTP_PORT, CONSUL_HTTPS_PORT, VAULT_API_PORT)
+INGRESS_PORTS = (80, 443)
+# Nomad's default dynamic port range: Connect sidecars and the ingress's backends listen there.
+DYNAMIC_PORTS = (20000, 32000)
+WORLD_IPV4, WORLD_IPV6 = "0.0.0.0/0", "::/0"
+
+# Canonical's account: an image of the same name published by anyone else is never picked.
+UBUNTU_OWNER = "099720109477"
+UBUNTU_IMAGE_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
+ROOT_VOLUME_GIB = 30
+# The longest window: a deleted key makes Vault's data unreadable, and deletion can be cancelled until then.
+KMS_DELETION_WINDOW_DAYS = 30
+# ELB names are at most 32 characters and Pulumi's auto-name appends 8 ("-" and 7 random characters).
+_ELB_NAME_MAX = 32 - 8
+_IMDS = {"http_endpoint": "enabled", "http_tokens": "required", "instance_metadata_tags": "disabled"}
+# One hop: a container behind a bridge (one more hop) cannot reach the instance role's credentials.
+_IMDS_HOP_LIMIT = 1
+
+
+def _tags(settings: Settings, what: str) -> dict[str, str]:
+    return {"Name": f"{PROJECT}-{settings.stack}-{what}", "Project": PROJECT, "Stack": settings.stack}
+
+
+def _elb_name(name: str) -> str:
+    if len(name) > _ELB_NAME_MAX:
+        raise ValueError(
+            f"load balancer or target group name {name!r} has {len(name)} characters; AWS allows "
+            f"{_ELB_NAME_MAX} before Pulumi's random suffix: give the component a shorter name"
+        )
+    return name
+
+
+class AwsNetwork(pulumi.ComponentResource):
+    servers: list[ServerAddress]
+    """Every server's private (ENI) and public (Elastic IP) address, in server order."""
+    api_dns_names: pulumi.Output[list[str]]
+    """The API load balancer's DNS name, which every server certificate carries."""
+    api_dns_name: pulumi.Output[str]
+    """DNS name of the API load balancer (Nomad 4646, Consul 8501, Vault 8200)."""
+    vpc_id: pulumi.Output[str]
+    """The stack's VPC."""
+    subnet_ids: list[pulumi.Output[str]]
+    """Public subnets, one per availability zone; known once they route to the internet."""
+    server_security_group_id: pulumi.Output[str]
+    """Security group of the server ENIs."""
+    client_security_group_id: pulumi.Output[str]
+    """Security group of the clients."""
+    ingress_lb_security_group_id: pulumi.Output[str]
+    """Security group of the ingress load balancer, the only one open to the internet."""
+    server_interface_ids: dict[str, pulumi.Output[str]]
+    """Server name -> its ENI, known once its Elastic IP is attached."""
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("hashistack:aws:Network", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+
+        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=str(settings.network_cidr),
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags=_tags(settings, "vpc"),
+            opts=child,
+        )
+        gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=_tags(settings, "igw"), opts=child)
+        routes = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block=WORLD_IPV4, gateway_id=gateway.id)],
+            tags=_tags(settings, "public"),
+            opts=child,
+        )
+        self.subnet_ids = []
+        for i, cidr in enumerate(settings.aws.subnet_cidrs):
+            subnet = aws.ec2.Subnet(
+                f"{name}-subnet-{i}",
+                vpc_id=vpc.id,
+                cidr_block=str(cidr),
+                # Round-robin, like the servers over the subnets (components/addressing.py).
+                availability_zone=zones.names.apply(lambda names, i=i: names[i % len(names)]),
+                tags=_tags(settings, f"subnet-{i}"),
+                opts=child,
+            )
+            association = aws.ec2.RouteTableAssociation(
+                f"{name}-subnet-{i}", subnet_id=subnet.id, route_table_id=routes.id, opts=child
+            )
+            # Read through the association: whatever is placed in the subnet (nodes, load balancers)
+            # waits until the subnet routes to the internet, where cloud-init fetches packages at boot.
+            self.subnet_ids.append(association.subnet_id)
+
+        groups = {
+            "servers": "hashistack servers: Consul, Nomad and Vault",
+            "clients": "hashistack clients: Nomad workloads",
+            "api-lb": "hashistack API load balancer",
+            "ingress-lb": "hashistack ingress load balancer",
+        }
+        sg = {
+            key: aws.ec2.SecurityGroup(
+                f"{name}-{key}", vpc_id=vpc.id, description=text, tags=_tags(settings, key), opts=child
+            )
+            for key, text in groups.items()
+        }
+        self._rules(name, settings, sg)
+
+        self.servers = []
+        self.server_interface_ids = {}
+        for planned in planned_servers(settings):
+            interface = aws.ec2.NetworkInterface(
+                f"{name}-{planned.name}",
+                subnet_id=self.subnet_ids[planned.subnet_index],
+                private_ips=[planned.private_ip],
+                security_groups=[sg["servers"].id],
+                description=f"{PROJECT} {settings.stack} {planned.name}: fixed address of the server",
+                tags=_tags(settings, planned.name),
+                opts=child,
+            )
+            address = aws.ec2.Eip(
+                f"{name}-{planned.name}",
+                domain="vpc",
+                network_interface=interface.id,
+                tags=_tags(settings, planned.name),
+                # AWS refuses to associate an Elastic IP in a VPC without an internet gateway, and
+                # nothing in the inputs says that the gateway must come first.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+            )
+            self.servers.append(ServerAddress(planned.name, interface.private_ip, address.public_ip))
+            # Through the Elastic IP: a server boots once it has its public address (for apt).
+            self.server_interface_ids[planned.name] = address.network_interface
+
+        api = aws.lb.LoadBalancer(
+            _elb_name(f"{name}-api"),
+            load_balancer_type="network",
+            internal=False,
+            subnets=self.subnet_ids,
+            security_groups=[sg["api-lb"].id],
+            enable_cross_zone_load_balancing=True,
+            tags=_tags(settings, "api"),
+            opts=child,
+        )
+        for port in API_PORTS:
+            # "ip" targets: the servers' fixed private addresses, known before any instance exists.
+            target_group = aws.lb.TargetGroup(
+                _elb_name(f"{name}-api-{port}"),
+                port=port,
+                protocol="TCP",
+                target_type="ip",
+                vpc_id=vpc.id,
+                health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="TCP", port="traffic-port"),
+                tags=_tags(settings, f"api-{port}"),
+                opts=child,
+            )
+            aws.lb.Listener(
+                f"{name}-api-{port}",
+                load_balancer_arn=api.arn,
+                port=port,
+                protocol="TCP",
+                default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)],
+                tags=_tags(settings, f"api-{port}"),
+                opts=child,
+            )
+            for server in self.servers:
+                aws.lb.TargetGroupAttachment(
+                    f"{name}-api-{port}-{server.name}",
+                    target_group_arn=target_group.arn,
+                    target_id=server.private_ip,
+                    port=port,
+                    opts=child,
+                )
+
+        self.api_dns_name = api.dns_name
+        self.api_dns_names = api.dns_name.apply(lambda dns: [dns])
+        self.vpc_id = vpc.id
+        self.server_security_group_id = sg["servers"].id
+        self.client_security_group_id = sg["clients"].id
+        self.ingress_lb_security_group_id = sg["ingress-lb"].id
+        self.register_outputs({"vpc_id": self.vpc_id, "api_dns_name": self.api_dns_name})
+
+    def _rules(self, name: str, settings: Settings, sg: dict[str, aws.ec2.SecurityGroup]) -> None:
+        """Every port a security group admits, one rule resource each, so a change touches one rule."""
+        allowed = list(settings.aws.api_allowed_cidrs)
+        # (group, protocol, first port, last port, source: a group key or a CIDR)
+        rules: list[tuple[str, str, int, int, object]] = []
+
+        def allow(group: str, protocols: tuple[str, ...], ports: tuple[int, int], sources: list) -> None:
+            rules.extend((group, protocol, *ports, source) for protocol in protocols for source in sources)
+
+        nodes = ["servers", "clients"]
+        for port, protocols, group, sources in (
+            (CONSUL_SERF_LAN_PORT, ("tcp", "udp"), "servers", nodes),
+            (CONSUL_SERF_LAN_PORT, ("tcp", "udp"), "clients", nodes),
+            (CONSUL_RPC_PORT, ("tcp",), "servers", nodes),
+            (NOMAD_RPC_PORT, ("tcp",), "servers", nodes),
+            (NOMAD_SERF_PORT, ("tcp", "udp"), "servers", ["servers"]),
+            (VAULT_API_PORT, ("tcp",), "servers", nodes),
+            (VAULT_CLUSTER_PORT, ("tcp",), "servers", ["servers"]),
+            # Servers reach clients for log streaming and `nomad alloc exec`.
+            (NOMAD_HTTP_PORT, ("tcp",), "clients", ["servers"]),
+            (SSH_PORT, ("tcp",), "servers", allowed),
+            (SSH_PORT, ("tcp",), "clients", allowed),
+        ):
+            allow(group, protocols, (port, port), sources)
+        for port in API_PORTS:
+            # The load balancer for everyone allowed; the allowed ranges directly too, because the
+            # operator's CLI and the program's health checks address each server's Elastic IP.
+            allow("servers", ("tcp",), (port, port), ["api-lb", *allowed])
+            allow("api-lb", ("tcp",), (port, port), allowed)
+        allow("clients", ("tcp", "udp"), DYNAMIC_PORTS, ["clients"])
+        for port in INGRESS_PORTS:
+            allow("clients", ("tcp",), (port, port), ["ingress-lb"])
+            # WARNING: the only rules open to the whole internet, by design: the ingress serves the jobs.
+            allow("ingress-lb", ("tcp",), (port, port), [WORLD_IPV4, WORLD_IPV6])
+
+        child = pulumi.ResourceOptions(parent=self)
+        for group, protocol, first, last, source in rules:
+            ports = str(first) if first == last else f"{first}-{last}"
+            if isinstance(source, str) and source in sg:
+                label, peer = source, {"referenced_security_group_id": sg[source].id}
+            else:
+                cidr = str(source)
+                label = "world" if cidr in (WORLD_IPV4, WORLD_IPV6) else f"allowed{allowed.index(source)}"
+                label += "-v6" if ":" in cidr else ""
+                peer = {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
+            rule = f"{group}-{protocol}-{ports}-from-{label}"
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-{rule}",
+                security_group_id=sg[group].id,
+                ip_protocol=protocol,
+                from_port=first,
+                to_port=last,
+                description=f"{protocol}/{ports} from {label}",
+                tags=_tags(settings, rule),
+                opts=child,
+                **peer,
+            )
+
+        # Nodes install packages and call AWS APIs (SSM, EC2, KMS) over the internet.
+        for group in nodes:
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-{group}-egress",
+                security_group_id=sg[group].id,
+                ip_protocol="-1",
+                cidr_ipv4=WORLD_IPV4,
+                description="all outbound",
+                tags=_tags(settings, f"{group}-egress"),
+                opts=child,
+            )
+        # The load balancers talk to their targets on the listener ports, nothing else.
+        for group, target, ports in (("api-lb", "servers", API_PORTS), ("ingress-lb", "clients", INGRESS_PORTS)):
+            for port in ports:
+                aws.vpc.SecurityGroupEgressRule(
+                    f"{name}-{group}-tcp-{port}-to-{target}",
+                    security_group_id=sg[group].id,
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    referenced_security_group_id=sg[target].id,
+                    description=f"tcp/{port} to {target}",
+                    tags=_tags(settings, f"{group}-tcp-{port}-to-{target}"),
+                    opts=child,
+                )
+
+
+class AwsNodes(pulumi.ComponentResource):
+    servers: dict[str, pulumi.Output[str]]
+    """Server name -> its Elastic IP."""
+    clients: pulumi.Output[dict]
+    """The clients' autoscaling group: {"autoscalingGroup": name, "size": clientCount}."""
+    api_endpoint: pulumi.Output[str]
+    """DNS name of the API load balancer: Nomad 4646, Consul 8501 and Vault 8200."""
+    ingress_endpoint: pulumi.Output[str]
+    """DNS name of the ingress load balancer (80/443 to the clients)."""
+    ingress_ips: list[pulumi.Output[str]]
+    """The ingress load balancer's fixed public addresses, one per availability zone."""
+    server_health: list[ServerHealth]
+    """One health gate per server, in chain order."""
+    hosts_lines: pulumi.Output[str]
+    """Lines for the operator's /etc/hosts naming the servers and the ingress's services."""
+    ssh_commands: pulumi.Output[dict[str, str]]
+    """Server name -> ssh command (needs one of the sshAuthorizedKeys); clients have no fixed address."""
+    kms_key_id: pulumi.Output[str]
+    """The KMS key Vault auto-unseals with."""
+
+    def __init__(self, name: str, args: NodesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("hashistack:aws:Nodes", name, None, opts)
+        settings, network, secrets = args.settings, args.network, args.secrets
+        self._name, self._settings = name, settings
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        cluster = cluster_spec(settings)
+        nodes = node_specs(settings)
+
+        key = aws.kms.Key(
+            f"{name}-vault-seal",
+            description=f"{PROJECT} stack {settings.stack}: Vault auto-unseal",
+            enable_key_rotation=True,
+            deletion_window_in_days=KMS_DELETION_WINDOW_DAYS,
+            tags=_tags(settings, "vault-seal"),
+            opts=child,
+        )
+        aws.kms.Alias(
+            f"{name}-vault-seal", name=f"alias/{PROJECT}-{settings.stack}-vault", target_key_id=key.id, opts=child
+        )
+        identity = aws.get_caller_identity_output(opts=invoke)
+        partition = aws.get_partition_output(opts=invoke)
+        self._parameter_arn_prefix = pulumi.Output.concat(
+            "arn:", partition.partition, ":ssm:", settings.aws.region, ":", identity.account_id, ":parameter"
+        )
+        image = aws.ec2.get_ami_output(
+            owners=[UBUNTU_OWNER],
+            most_recent=True,
+            filters=[
+                aws.ec2.GetAmiFilterArgs(name="name", values=[UBUNTU_IMAGE_NAME]),
+                aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+            ],
+            opts=invoke,
+        )
+
+        # Roles and parameters first: a node reads them at boot, though nothing it is given names them.
+        servers = {}
+        for planned in planned_servers(settings):
+            node = nodes[planned.name]
+            material = material_for(secrets, Role.SERVER, secrets.servers[planned.name])
+            profile, boot_needs = self._identity(node, cluster, material, key_arn=key.arn)
+            servers[planned.name] = (node, material, profile, boot_needs)
+
+        def create_server(planned: PlannedServer, server_opts: pulumi.ResourceOptions) -> aws.ec2.Instance:
+            node, material, profile, boot_needs = servers[planned.name]
+            text = user_data(cluster, node, material, kms_key_id=key.arn)
+            return aws.ec2.Instance(
+                f"{name}-{planned.name}",
+                ami=image.id,
+                instance_type=settings.aws.server_instance_type,
+                primary_network_interface=aws.ec2.InstancePrimaryNetworkInterfaceArgs(
+                    network_interface_id=network.server_interface_ids[planned.name]
+                ),
+                iam_instance_profile=profile.name,
+                metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                    **_IMDS, http_put_response_hop_limit=_IMDS_HOP_LIMIT
+                ),
+                root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                    volume_type="gp3",
+                    volume_size=ROOT_VOLUME_GIB,
+                    encrypted=True,
+                    delete_on_termination=True,
+                    tags=_tags(settings, planned.name),
+                ),
+                user_data_base64=text.apply(ec2_user_data_base64),
+                # New user-data means a new server (through the chain), never a half-applied reboot.
+                user_data_replace_on_change=True,
+                tags={**_tags(settings, planned.name), JOIN_TAG_KEY: join_tag_value(settings)},
+                # A newer Ubuntu image would otherwise replace every server on the next `up`. Roll the
+                # servers onto it deliberately with `pulumi up --replace <instance URN>` (several
+                # URNs at once are safe: the chain still replaces one server at a time).
+                opts=pulumi.ResourceOptions.merge(
+                    server_opts, pulumi.ResourceOptions(ignore_changes=["ami"], depends_on=boot_needs)
+                ),
+            )
+
+        self.server_health = chain_servers(name, settings, network, secrets, self, create_server)
+
+        client = nodes["client"]
+        client_material = material_for(secrets, Role.CLIENT, secrets.client)
+        client_profile, client_boot_needs = self._identity(client, cluster, client_material, key_arn=None)
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-client",
+            description=f"{PROJECT} {settings.stack} client",
+            image_id=image.id,
+            instance_type=settings.aws.client_instance_type,
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=client_profile.arn),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                **_IMDS, http_put_response_hop_limit=_IMDS_HOP_LIMIT
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=image.root_device_name,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_type="gp3", volume_size=ROOT_VOLUME_GIB, encrypted="true", delete_on_termination="true"
+                    ),
+                )
+            ],
+            network_interfaces=[
+                aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                    device_index=0,
+                    associate_public_ip_address="true",
+                    security_groups=[network.client_security_group_id],
+                    delete_on_termination="true",
+                )
+            ],
+            user_data=user_data(cluster, client, client_material).apply(ec2_user_data_base64),
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=_tags(settings, "client"))
+                for kind in ("volume", "network-interface")
+            ],
+            update_default_version=True,
+            tags=_tags(settings, "client"),
+            # As for the servers: a newer image rolls the clients only when asked, with
+            # `pulumi up --replace <launch template URN>` (the instance refresh below does the rest).
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["image_id"]),
+        )
+
+        ingress_targets = []
+        self.ingress_ips = []
+        mappings = []
+        for i, subnet_id in enumerate(network.subnet_ids):
+            # Fixed addresses, so DNS records (and the hosts lines) outlive any change to the load
+            # balancer; AWS charges every public IPv4 address alike, allocated or automatic.
+            address = aws.ec2.Eip(f"{name}-ingress-{i}", domain="vpc", tags=_tags(settings, f"ingress-{i}"), opts=child)
+            self.ingress_ips.append(address.public_ip)
+            mappings.append(
+                aws.lb.LoadBalancerSubnetMappingArgs(subnet_id=subnet_id, allocation_id=address.allocation_id)
+            )
+        ingress = aws.lb.LoadBalancer(
+            _elb_name(f"{name}-ingress"),
+            load_balancer_type="network",
+            internal=False,
+            subnet_mappings=mappings,
+            security_groups=[network.ingress_lb_security_group_id],
+            enable_cross_zone_load_balancing=True,
+            tags=_tags(settings, "ingress"),
+            opts=child,
+        )
+        for port in INGRESS_PORTS:
+            target_group = aws.lb.TargetGroup(
+                _elb_name(f"{name}-ingress-{port}"),
+                port=port,
+                protocol="TCP",
+                target_type="instance",
+                vpc_id=network.vpc_id,
+                health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="TCP", port="traffic-port"),
+                tags=_tags(settings, f"ingress-{port}"),
+                opts=child,
+            )
+            aws.lb.Listener(
+                f"{name}-ingress-{port}",
+                load_balancer_arn=ingress.arn,
+                port=port,
+                protocol="TCP",
+                default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)],
+                tags=_tags(settings, f"ingress-{port}"),
+                opts=child,
+            )
+            ingress_targets.append(target_group)
+
+        group = aws.autoscaling.Group(
+            f"{name}-clients",
+            min_size=settings.client_count,
+            max_size=settings.client_count,
+            desired_capacity=settings.client_count,
+            vpc_zone_identifiers=network.subnet_ids,
+            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
+            target_group_arns=[t.arn for t in ingress_targets],
+            # EC2 health, not the load balancer's: the ingress (a Nomad job) comes later, and an
+            # unhealthy target would otherwise have the group replace its clients in a loop.
+            health_check_type="EC2",
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                # Keep nearly all clients serving; at least one is replaced at a time.
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=90, instance_warmup="300"
+                ),
+            ),
+            # The join tag stays off: cloud auto-join must find servers, never clients.
+            tags=[
+                aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=True)
+                for k, v in _tags(settings, "client").items()
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=client_boot_needs),
+        )
+
+        self.servers = {s.name: s.public_ip for s in network.servers}
+        self.clients = pulumi.Output.from_input({"autoscalingGroup": group.name, "size": settings.client_count})
+        self.api_endpoint = network.api_dns_name
+        self.ingress_endpoint = ingress.dns_name
+        self.kms_key_id = key.id
+        server_ips = pulumi.Output.all(*self.servers.values())
+        self.hosts_lines = pulumi.Output.all(server_ips, self.ingress_ips[0]).apply(
+            lambda values: hosts_lines(settings, dict(zip(self.servers, values[0], strict=True)), values[1])
+        )
+        self.ssh_commands = server_ips.apply(
+            lambda ips: {node: f"ssh ubuntu@{ip}" for node, ip in zip(self.servers, ips, strict=True)}
+        )
+        self.register_outputs(
+            {
+                "servers": self.servers,
+                "clients": self.clients,
+                "api_endpoint": self.api_endpoint,
+                "ingress_endpoint": self.ingress_endpoint,
+                "kms_key_id": self.kms_key_id,
+            }
+        )
+
+    def _identity(
+        self, node: NodeSpec, cluster: ClusterSpec, material: NodeMaterialInputs, key_arn: pulumi.Output[str] | None
+    ) -> tuple[aws.iam.InstanceProfile, list[pulumi.Resource]]:
+        """A node's instance profile, and what must exist before it boots: its policy and its secrets."""
+        name, settings = self._name, self._settings
+        child = pulumi.ResourceOptions(parent=self)
+        scope = ssm_scope(node)
+        parameters = [
+            aws.ssm.Parameter(
+                f"{name}-{scope}-{parameter.rsplit('/', 1)[1]}",
+                name=parameter,
+                # With the account's aws/ssm key, whose key policy lets SSM decrypt for any role
+                # allowed to read the parameter; the Vault key stays usable by the servers alone.
+                type="SecureString",
+                value=value,
+                description=f"{PROJECT} {settings.stack} {scope}: fetched by the node at boot",
+                tags=_tags(settings, f"{scope}-{parameter.rsplit('/', 1)[1]}"),
+                opts=child,
+            )
+            for parameter, value in secret_parameters(cluster, node, material).items()
+        ]
+        role = aws.iam.Role(
+            f"{name}-{scope}",
+            description=f"{PROJECT} {settings.stack} {scope}",
+            assume_role_policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            tags=_tags(settings, scope),
+            opts=child,
+        )
+        statements = [
+            # DescribeInstances supports no resource-level permissions: "*" is the only resource it
+            # accepts. Cloud auto-join needs it to find the servers by tag.
+            {"Sid": "CloudAutoJoin", "Effect": "Allow", "Action": ["ec2:DescribeInstances"], "Resource": "*"},
+            {
+                "Sid": "OwnSecrets",
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameters"],
+                "Resource": pulumi.Output.concat(self._parameter_arn_prefix, f"{ssm_prefix(settings)}/{scope}/*"),
+            },
+        ]
+        if key_arn is not None:
+            statements.append(
+                {
+                    "Sid": "VaultAutoUnseal",
+                    "Effect": "Allow",
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
+                    "Resource": key_arn,
+                }
+            )
+        policy = aws.iam.RolePolicy(
+            f"{name}-{scope}",
+            role=role.id,
+            policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements}),
+            opts=child,
+        )
+        profile = aws.iam.InstanceProfile(f"{name}-{scope}", role=role.name, tags=_tags(settings, scope), opts=child)
+        return profile, [policy, *parameters]

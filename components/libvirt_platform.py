@@ -1,0 +1,214 @@
+"""The libvirt platform (stack `dev`): VMs on the operator's Linux host.
+
+Real differences from AWS, kept visible: servers and clients have fixed addresses on a NAT network
+of the host (no load balancer; the API endpoint is the first server, the ingress the first client),
+servers join each other by address, Vault uses Shamir keys, and secrets travel on each VM's
+cloud-init disk, which is why the storage pool is private.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pulumi
+import pulumi_libvirt as libvirt
+import yaml
+
+from components.addressing import PlannedServer, planned_servers
+from components.node_config import NodeSpec, Role
+from components.node_plan import cluster_spec, node_specs
+from components.platform import NetworkArgs, NodesArgs, ServerAddress, chain_servers, hosts_lines
+from components.settings import PROJECT, NodeSize, Settings
+from components.user_data import material_for, user_data
+
+POOL_XSLT = Path(__file__).resolve().parent.parent / "libvirt" / "pool-private.xsl"
+GIB = 1024**3
+# Room for the OS, the agents' data and (on clients) container images.
+SERVER_DISK_BYTES = 20 * GIB
+CLIENT_DISK_BYTES = 40 * GIB
+
+
+def provider_options(settings: Settings, name: str) -> pulumi.ResourceOptions:
+    """The libvirt provider of the stack's URI, passed to both components through their options."""
+    return pulumi.ResourceOptions(providers=[libvirt.Provider(f"{name}-libvirt", uri=settings.libvirt.uri)])
+
+
+def _prefix(settings: Settings) -> str:
+    return f"{PROJECT}-{settings.stack}"
+
+
+class LibvirtNetwork(pulumi.ComponentResource):
+    servers: list[ServerAddress]
+    """Every server's fixed address, in server order."""
+    api_dns_names: pulumi.Output[list[str]]
+    """None on libvirt: the API is reached at a server's address."""
+    network_id: pulumi.Output[str]
+    """The NAT network the VMs attach to."""
+    pool_name: pulumi.Output[str]
+    """The private storage pool of the stack."""
+    base_volume_id: pulumi.Output[str]
+    """The Ubuntu 24.04 cloud image every node's disk is a copy-on-write layer of."""
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("hashistack:libvirt:Network", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = _prefix(settings)
+
+        network = libvirt.Network(
+            f"{name}-network",
+            name=prefix,
+            mode="nat",
+            addresses=[str(settings.network_cidr)],
+            autostart=True,
+            # Addresses are fixed by cloud-init's network-config; libvirt's dnsmasq only resolves.
+            dhcp=libvirt.NetworkDhcpArgs(enabled=False),
+            dns=libvirt.NetworkDnsArgs(enabled=True, local_only=True),
+            opts=child,
+        )
+        pool = libvirt.Pool(
+            f"{name}-pool",
+            name=prefix,
+            type="dir",
+            target=libvirt.PoolTargetArgs(path=settings.libvirt.pool_dir),
+            xml=libvirt.PoolXmlArgs(xslt=POOL_XSLT.read_text()),
+            opts=child,
+        )
+        base = libvirt.Volume(
+            f"{name}-base-image",
+            name=f"{prefix}-ubuntu-24.04.qcow2",
+            pool=pool.name,
+            source=settings.libvirt.base_image,
+            format="qcow2",
+            opts=child,
+        )
+
+        self.servers = [
+            ServerAddress(s.name, pulumi.Output.from_input(s.private_ip)) for s in planned_servers(settings)
+        ]
+        self.api_dns_names = pulumi.Output.from_input([])
+        self.network_id = network.id
+        self.pool_name = pool.name
+        self.base_volume_id = base.id
+        self.register_outputs({"network_id": self.network_id, "pool_name": self.pool_name})
+
+
+def _network_config(settings: Settings, address: str) -> str:
+    """Netplan v2 for cloud-init: the node's fixed address; libvirt's host side (.1) routes and resolves."""
+    gateway = str(settings.network_cidr[1])
+    config = {
+        "version": 2,
+        "ethernets": {
+            "primary": {
+                "match": {"name": "en*"},
+                "addresses": [f"{address}/{settings.network_cidr.prefixlen}"],
+                "routes": [{"to": "default", "via": gateway}],
+                "nameservers": {"addresses": [gateway]},
+            }
+        },
+    }
+    return yaml.safe_dump(config, sort_keys=True)
+
+
+def _meta_data(node_name: str, user_data_text: str) -> str:
+    # A new instance-id whenever the user-data changes makes cloud-init treat the VM as new.
+    digest = hashlib.sha256(user_data_text.encode()).hexdigest()[:16]
+    return yaml.safe_dump({"instance-id": f"{node_name}-{digest}", "local-hostname": node_name}, sort_keys=True)
+
+
+class LibvirtNodes(pulumi.ComponentResource):
+    servers: dict[str, pulumi.Output[str]]
+    """Server name -> address."""
+    clients: pulumi.Output[dict[str, str]]
+    """Client name -> address."""
+    api_endpoint: pulumi.Output[str]
+    """The first server's address: Nomad 4646, Consul 8501 and Vault 8200 answer there."""
+    ingress_endpoint: pulumi.Output[str]
+    """The first client's address, where the ingress (Traefik) listens; empty without clients."""
+    server_health: list
+    """One health gate per server, in chain order."""
+    hosts_lines: pulumi.Output[str]
+    """Lines for the operator's /etc/hosts, naming the nodes and the ingress's services."""
+    ssh_commands: pulumi.Output[dict[str, str]]
+    """Node name -> ssh command (needs one of the sshAuthorizedKeys)."""
+
+    def __init__(self, name: str, args: NodesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("hashistack:libvirt:Nodes", name, None, opts)
+        settings, network, secrets = args.settings, args.network, args.secrets
+        self._name, self._settings, self._network = name, settings, network
+        cluster = cluster_spec(settings)
+        nodes = node_specs(settings)
+
+        def create_server(planned: PlannedServer, server_opts: pulumi.ResourceOptions) -> libvirt.Domain:
+            node = nodes[planned.name]
+            text = user_data(cluster, node, material_for(secrets, Role.SERVER, secrets.servers[planned.name]))
+            return self._vm(node, text, settings.libvirt.server_size, SERVER_DISK_BYTES, server_opts)
+
+        self.server_health = chain_servers(name, settings, network, secrets, self, create_server)
+        client_material = material_for(secrets, Role.CLIENT, secrets.client)
+        for node in nodes.values():
+            if node.role is Role.CLIENT:
+                text = user_data(cluster, node, client_material)
+                self._vm(
+                    node, text, settings.libvirt.client_size, CLIENT_DISK_BYTES, pulumi.ResourceOptions(parent=self)
+                )
+
+        addresses = {n.name: n.address for n in nodes.values()}
+        client_addresses = {n.name: n.address for n in nodes.values() if n.role is Role.CLIENT}
+        self.servers = {s.name: s.private_ip for s in network.servers}
+        self.clients = pulumi.Output.from_input(client_addresses)
+        self.api_endpoint = network.servers[0].private_ip
+        ingress = next(iter(client_addresses.values()), None)
+        self.ingress_endpoint = pulumi.Output.from_input(ingress or "")
+        self.hosts_lines = pulumi.Output.from_input(hosts_lines(settings, addresses, ingress))
+        self.ssh_commands = pulumi.Output.from_input({node: f"ssh ubuntu@{ip}" for node, ip in addresses.items()})
+        self.register_outputs({"servers": self.servers, "clients": self.clients, "api_endpoint": self.api_endpoint})
+
+    def _vm(
+        self,
+        node: NodeSpec,
+        user_data_text: pulumi.Output[str],
+        size: NodeSize,
+        disk_bytes: int,
+        opts: pulumi.ResourceOptions,
+    ) -> libvirt.Domain:
+        name, settings, network = f"{self._name}-{node.name}", self._settings, self._network
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = _prefix(settings)
+        cloudinit = libvirt.CloudInitDisk(
+            f"{name}-cloudinit",
+            name=f"{prefix}-{node.name}-cloudinit.iso",
+            pool=network.pool_name,
+            user_data=user_data_text,
+            meta_data=user_data_text.apply(lambda text: _meta_data(node.name, text)),
+            network_config=_network_config(settings, node.address),
+            opts=child,
+        )
+        # A node whose user-data changes gets a fresh disk too: replacement, never an in-place re-run.
+        disk = libvirt.Volume(
+            f"{name}-disk",
+            name=f"{prefix}-{node.name}.qcow2",
+            pool=network.pool_name,
+            base_volume_id=network.base_volume_id,
+            size=disk_bytes,
+            format="qcow2",
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=cloudinit.id, delete_before_replace=True),
+        )
+        return libvirt.Domain(
+            name,
+            name=f"{prefix}-{node.name}",
+            memory=size.memory_mib,
+            vcpu=size.vcpus,
+            cpu=libvirt.DomainCpuArgs(mode="host-passthrough"),
+            cloudinit=cloudinit.id,
+            disks=[libvirt.DomainDiskArgs(volume_id=disk.id)],
+            network_interfaces=[
+                libvirt.DomainNetworkInterfaceArgs(
+                    network_id=network.network_id, addresses=[node.address], hostname=node.name
+                )
+            ],
+            consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
+            autostart=True,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
+        )

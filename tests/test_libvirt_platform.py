@@ -1,0 +1,135 @@
+"""The libvirt platform under mocks: inventory, per-node user-data, private pool, the server chain."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+
+from components.libvirt_platform import _meta_data
+
+from conftest import ROOT, is_secret, run_program, unwrap
+
+DOMAIN = "libvirt:index/domain:Domain"
+CLOUDINIT = "libvirt:index/cloudInitDisk:CloudInitDisk"
+VOLUME = "libvirt:index/volume:Volume"
+HEALTH = "pulumi-python:dynamic/hashistack:ServerHealth"
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return run_program("dev", preview=True)
+
+
+def _count(monitor, typ: str) -> int:
+    return len(monitor.of_type(typ))
+
+
+@pytest.mark.parametrize("clients", [1, 50])
+def test_one_vm_per_node(clients):
+    monitor = run_program("dev", {"clientCount": clients}, preview=True)
+    nodes = 3 + clients
+    assert _count(monitor, DOMAIN) == nodes
+    assert _count(monitor, CLOUDINIT) == nodes
+    assert _count(monitor, VOLUME) == nodes + 1  # + the shared base image
+    assert _count(monitor, "libvirt:index/network:Network") == 1
+    assert _count(monitor, "libvirt:index/pool:Pool") == 1
+    assert _count(monitor, HEALTH) == 3
+
+
+def test_every_vm_boots_its_own_user_data_with_its_own_certificate(dev):
+    certs = {r.name: r.outputs["certPem"] for r in dev.of_type("tls:index/locallySignedCert:LocallySignedCert")}
+    disks = dev.of_type(CLOUDINIT)
+    assert len(disks) == 4
+    for disk in disks:
+        node = disk.name.removeprefix("cluster-").removesuffix("-cloudinit")
+        assert is_secret(disk.inputs["userData"]), f"{disk.urn}: user-data with keys in plain text"
+        document = yaml.safe_load(unwrap(disk.inputs["userData"]))
+        files = {f["path"]: f["content"] for f in document["write_files"]}
+        owner = f"cluster-{node}" if node.startswith("server") else "cluster-client"
+        assert files["/etc/hashistack/tls/node.pem"] == certs[owner], disk.urn
+        network = yaml.safe_load(disk.inputs["networkConfig"])
+        address = network["ethernets"]["primary"]["addresses"][0]
+        assert document.get("hostname") == node
+        expected = {
+            "server-0": "10.42.0.10/24",
+            "server-1": "10.42.0.11/24",
+            "server-2": "10.42.0.12/24",
+            "client-0": "10.42.0.20/24",
+        }
+        assert address == expected[node], disk.urn
+
+
+def test_vm_shape(dev):
+    domains = {r.name: r.inputs for r in dev.of_type(DOMAIN)}
+    assert domains["cluster-server-0"]["memory"] == 2048 and domains["cluster-server-0"]["vcpu"] == 1
+    assert domains["cluster-client-0"]["memory"] == 3072 and domains["cluster-client-0"]["vcpu"] == 2
+    for name, inputs in domains.items():
+        assert inputs["autostart"] is True, name
+        assert inputs["consoles"][0]["type"] == "pty", name
+        assert inputs["name"] == f"hashistack-dev-{name.removeprefix('cluster-')}", name
+
+
+def test_pool_is_private_and_project_named(dev):
+    (pool,) = dev.of_type("libvirt:index/pool:Pool")
+    assert pool.inputs["target"]["path"] == "/var/lib/libvirt/hashistack/dev"
+    stylesheet = ET.fromstring(pool.inputs["xml"]["xslt"])
+    modes = [e.text for e in stylesheet.iter("mode")]
+    assert modes == ["0711"], "the pool directory must not be listable by others"
+    assert pool.inputs["xml"]["xslt"] == (ROOT / "libvirt" / "pool-private.xsl").read_text()
+
+
+def test_network_is_nat_with_fixed_addresses(dev):
+    (network,) = dev.of_type("libvirt:index/network:Network")
+    assert network.inputs["mode"] == "nat"
+    assert network.inputs["addresses"] == ["10.42.0.0/24"]
+    assert network.inputs["dhcp"]["enabled"] is False
+
+
+def test_every_resource_uses_the_stack_uri_provider(dev):
+    (provider,) = dev.of_type("pulumi:providers:libvirt")
+    assert provider.inputs["uri"] == "qemu:///system"
+    libvirt_resources = [r for r in dev.registrations if r.type.startswith("libvirt:")]
+    assert libvirt_resources
+    for registration in libvirt_resources:
+        assert registration.provider.startswith(provider.urn), registration.urn
+
+
+def test_servers_are_chained_behind_health_gates(dev):
+    domains = {r.name: r for r in dev.of_type(DOMAIN)}
+    gates = {r.name: r for r in dev.of_type(HEALTH)}
+    assert sorted(gates) == ["cluster-server-0-healthy", "cluster-server-1-healthy", "cluster-server-2-healthy"]
+    assert not any(g.urn in domains["cluster-server-0"].dependencies for g in gates.values())
+    assert gates["cluster-server-0-healthy"].urn in domains["cluster-server-1"].dependencies
+    assert gates["cluster-server-1-healthy"].urn in domains["cluster-server-2"].dependencies
+    for i in range(3):
+        gate, domain = gates[f"cluster-server-{i}-healthy"], domains[f"cluster-server-{i}"]
+        # The gate re-runs when its server is replaced: the machine's id is one of its inputs.
+        assert gate.inputs["machine_id"] == domain.id, gate.urn
+        assert domain.urn in gate.dependencies, gate.urn
+        assert domain.delete_before_replace, f"{domain.urn}: a server keeps its name and address"
+        assert is_secret(gate.inputs["token"]) and is_secret(gate.inputs["client_key_pem"]), gate.urn
+
+
+def test_a_changed_user_data_replaces_the_disk(dev):
+    disks = {r.name: r for r in dev.of_type(VOLUME)}
+    cloudinits = {r.name: r for r in dev.of_type(CLOUDINIT)}
+    for node in ("server-0", "client-0"):
+        disk = disks[f"cluster-{node}-disk"]
+        # A new cloud-init disk (new user-data) has a new id, which replaces the node's disk.
+        assert disk.replacement_trigger == cloudinits[f"cluster-{node}-cloudinit"].id, disk.urn
+    first = _meta_data("server-0", "#cloud-config\na: 1\n")
+    assert first != _meta_data("server-0", "#cloud-config\na: 2\n")
+    assert first == _meta_data("server-0", "#cloud-config\na: 1\n")
+
+
+def test_operator_outputs(dev):
+    outputs = dev.stack_outputs
+    assert unwrap(outputs["apiEndpoint"]) == "10.42.0.10"
+    assert unwrap(outputs["ingressEndpoint"]) == "10.42.0.20"
+    assert unwrap(outputs["urls"])["nomad"] == "https://10.42.0.10:4646"
+    hosts = unwrap(outputs["hostsLines"])
+    assert "10.42.0.10 server-0\n" in hosts
+    assert "10.42.0.20 traefik.hashistack.test grafana.hashistack.test prometheus.hashistack.test\n" in hosts
+    assert unwrap(outputs["sshCommands"])["client-0"] == "ssh ubuntu@10.42.0.20"
