@@ -76,6 +76,39 @@ def _elb_name(name: str) -> str:
     return name
 
 
+def _tcp_forward(
+    prefix: str,
+    settings: Settings,
+    balancer: aws.lb.LoadBalancer,
+    port: int,
+    target_type: str,
+    vpc_id: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> aws.lb.TargetGroup:
+    """A TCP listener on `port` forwarding to a new target group on the same port (TLS stays end to end)."""
+    what = f"{prefix.rsplit('-', 1)[-1]}-{port}"
+    target_group = aws.lb.TargetGroup(
+        _elb_name(f"{prefix}-{port}"),
+        port=port,
+        protocol="TCP",
+        target_type=target_type,
+        vpc_id=vpc_id,
+        health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="TCP", port="traffic-port"),
+        tags=_tags(settings, what),
+        opts=opts,
+    )
+    aws.lb.Listener(
+        f"{prefix}-{port}",
+        load_balancer_arn=balancer.arn,
+        port=port,
+        protocol="TCP",
+        default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)],
+        tags=_tags(settings, what),
+        opts=opts,
+    )
+    return target_group
+
+
 class AwsNetwork(pulumi.ComponentResource):
     servers: list[ServerAddress]
     """Every server's private (ENI) and public (Elastic IP) address, in server order."""
@@ -187,25 +220,7 @@ class AwsNetwork(pulumi.ComponentResource):
         )
         for port in API_PORTS:
             # "ip" targets: the servers' fixed private addresses, known before any instance exists.
-            target_group = aws.lb.TargetGroup(
-                _elb_name(f"{name}-api-{port}"),
-                port=port,
-                protocol="TCP",
-                target_type="ip",
-                vpc_id=vpc.id,
-                health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="TCP", port="traffic-port"),
-                tags=_tags(settings, f"api-{port}"),
-                opts=child,
-            )
-            aws.lb.Listener(
-                f"{name}-api-{port}",
-                load_balancer_arn=api.arn,
-                port=port,
-                protocol="TCP",
-                default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)],
-                tags=_tags(settings, f"api-{port}"),
-                opts=child,
-            )
+            target_group = _tcp_forward(f"{name}-api", settings, api, port, "ip", vpc.id, child)
             for server in self.servers:
                 aws.lb.TargetGroupAttachment(
                     f"{name}-api-{port}-{server.name}",
@@ -468,25 +483,7 @@ class AwsNodes(pulumi.ComponentResource):
             opts=child,
         )
         for port in INGRESS_PORTS:
-            target_group = aws.lb.TargetGroup(
-                _elb_name(f"{name}-ingress-{port}"),
-                port=port,
-                protocol="TCP",
-                target_type="instance",
-                vpc_id=network.vpc_id,
-                health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="TCP", port="traffic-port"),
-                tags=_tags(settings, f"ingress-{port}"),
-                opts=child,
-            )
-            aws.lb.Listener(
-                f"{name}-ingress-{port}",
-                load_balancer_arn=ingress.arn,
-                port=port,
-                protocol="TCP",
-                default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)],
-                tags=_tags(settings, f"ingress-{port}"),
-                opts=child,
-            )
+            target_group = _tcp_forward(f"{name}-ingress", settings, ingress, port, "instance", network.vpc_id, child)
             ingress_targets.append(target_group)
 
         group = aws.autoscaling.Group(
