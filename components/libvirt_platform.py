@@ -203,11 +203,9 @@ class LibvirtNodes(pulumi.ComponentResource):
             cpu=libvirt.DomainCpuArgs(mode="host-passthrough"),
             cloudinit=cloudinit.id,
             disks=[libvirt.DomainDiskArgs(volume_id=disk.id)],
-            network_interfaces=[
-                libvirt.DomainNetworkInterfaceArgs(
-                    network_id=network.network_id, addresses=[node.address], hostname=node.name
-                )
-            ],
+            # No addresses here: they would make the provider manage DHCP host entries on a network
+            # without DHCP; cloud-init's network-config sets the fixed address.
+            network_interfaces=[libvirt.DomainNetworkInterfaceArgs(network_id=network.network_id)],
             consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
             autostart=True,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
