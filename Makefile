@@ -7,7 +7,7 @@ PYTHON ?= python3
 
 NODE ?= server-0
 
-.PHONY: help up preview destroy refresh outputs render bench test lint docs prereqs
+.PHONY: help up preview destroy refresh outputs unseal render bench test lint docs prereqs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -38,6 +38,9 @@ destroy: prereqs $(VENV)/.installed ## Tear STACK down
 
 outputs: prereqs ## Print STACK's outputs, secrets included
 	scripts/pulumi.sh $(STACK) stack output --show-secrets
+
+unseal: prereqs $(VENV)/.installed ## Unseal STACK's Vault servers (Shamir, e.g. after a host reboot)
+	$(VENV)/bin/python -m scripts.unseal --stack $(STACK)
 
 render: $(VENV)/.installed ## Write what NODE of STACK gets into rendered/ (SHOW_SECRETS=1 for real values)
 	$(VENV)/bin/python -m scripts.render_node --stack $(STACK) --node $(NODE) $(if $(SHOW_SECRETS),--show-secrets)

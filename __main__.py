@@ -3,6 +3,7 @@ before any resource is registered; every later step receives what it needs as Ou
 
 import pulumi
 
+from components.bootstrap import Bootstrap, BootstrapArgs
 from components.platform import NetworkArgs, NodesArgs, platform_kit, server_identities
 from components.secrets import ClusterSecrets, ClusterSecretsArgs
 from components.settings import load_settings
@@ -25,6 +26,7 @@ secrets = ClusterSecrets(
     ),
 )
 nodes = platform.nodes("cluster", NodesArgs(settings, network, secrets), platform.options)
+bootstrap = Bootstrap("cluster", BootstrapArgs(settings, secrets, nodes))
 
 pulumi.export("platform", settings.platform.value)
 pulumi.export("serverAddresses", nodes.servers)
@@ -51,3 +53,6 @@ pulumi.export("consulVaultToken", secrets.consul_vault_token)
 pulumi.export("nomadBootstrapToken", secrets.nomad_bootstrap_token)
 pulumi.export("operatorCertPem", secrets.operator.cert_pem)
 pulumi.export("operatorKeyPem", secrets.operator.private_key_pem)
+pulumi.export("vaultRootToken", bootstrap.vault_token)
+pulumi.export("vaultUnsealKeys", bootstrap.vault_unseal_keys)
+pulumi.export("vaultRecoveryKeys", bootstrap.vault_recovery_keys)

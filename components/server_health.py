@@ -11,19 +11,14 @@ skips TLS verification: the cluster CA and the operator's client certificate are
 
 from __future__ import annotations
 
-import json
-import ssl
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi.dynamic
+
+from components.http_api import DeadlineExceeded, HttpsApi, Poller, TlsMaterial, Unreachable
 
 CONSUL_HTTPS_PORT = 8501
 DEFAULT_TIMEOUT_SECONDS = 20 * 60  # a first boot installs packages before Consul starts
@@ -34,90 +29,53 @@ class ServerUnhealthyError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class TlsMaterial:
-    ca_pem: str
-    client_cert_pem: str
-    client_key_pem: str
-
-
-class ConsulClient:
-    """Just enough of Consul's HTTP API, over mutual TLS with the cluster CA."""
-
-    def __init__(self, tls: TlsMaterial, token: str, port: int = CONSUL_HTTPS_PORT, timeout: float = 10.0):
-        self._context = ssl.create_default_context(cadata=tls.ca_pem)
-        # load_cert_chain reads files only; the key lives in a private temp dir for this call.
-        with tempfile.TemporaryDirectory() as directory:
-            cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
-            cert.write_text(tls.client_cert_pem)
-            key.touch(mode=0o600)
-            key.write_text(tls.client_key_pem)
-            self._context.load_cert_chain(cert, key)
-        self._token = token
-        self.port = port
-        self._timeout = timeout
-
-    def get(self, address: str, path: str) -> Any:
-        request = urllib.request.Request(
-            f"https://{address}:{self.port}{path}", headers={"X-Consul-Token": self._token}
-        )
-        with urllib.request.urlopen(request, context=self._context, timeout=self._timeout) as response:
-            return json.load(response)
-
-
-def _answer(client: ConsulClient, address: str, path: str) -> tuple[bool, Any]:
-    """(answered, body); a refused, unreachable or failing server has not answered."""
-    try:
-        return True, client.get(address, path)
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, ssl.SSLCertVerificationError):
-            raise error.reason from None  # a certificate the cluster CA did not sign will not fix itself
-        return False, None
-    except ssl.SSLCertVerificationError:
-        raise
-    except (OSError, ValueError):
-        return False, None
+def consul_api_factory(tls: TlsMaterial, token: str, port: int = CONSUL_HTTPS_PORT) -> Callable[[str], HttpsApi]:
+    """address -> Consul's API on that server, over mutual TLS with the cluster CA."""
+    return lambda address: HttpsApi(f"https://{address}:{port}", tls, headers={"X-Consul-Token": token})
 
 
 def wait_until_healthy(
-    client: ConsulClient,
-    node_name: str,
-    address: str,
-    peers: Sequence[str],
-    timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    poll: float = POLL_SECONDS,
-    log: Callable[[str], None] = print,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    consul: Callable[[str], HttpsApi], node_name: str, address: str, peers: Sequence[str], poller: Poller
 ) -> str:
     """Blocks until `node_name` at `address` is healthy; returns what was established."""
-    deadline = clock() + timeout
-    last = "no answer yet"
-    waiting_for_agent = True
-    while clock() < deadline:
-        answered, leader = _answer(client, address, "/v1/status/leader")
-        if answered:
-            if waiting_for_agent:
-                log(f"{node_name}: Consul answers at {address}")
-                waiting_for_agent = False
-            cluster_exists = bool(leader) or any(_answer(client, peer, "/v1/status/leader")[1] for peer in peers)
-            if not cluster_exists:
-                return f"{node_name}: Consul answers; the cluster is still forming (first creation)"
-            _, health = _answer(client, address, "/v1/operator/autopilot/health")
-            server = next((s for s in (health or {}).get("Servers", []) if s.get("Name") == node_name), None)
-            if server and server.get("Healthy") and server.get("Voter"):
-                return f"{node_name}: healthy voter (leader {leader or 'elsewhere'})"
-            last = f"autopilot reports {server}" if server else "not yet a member of the raft configuration"
-        else:
-            last = f"Consul does not answer at {address}:{client.port} (still booting?)"
-        log(f"{node_name}: waiting, {last}")
-        sleep(poll)
-    raise ServerUnhealthyError(
-        f"{node_name} is not healthy after {int(timeout)} s: {last}. The next servers were left as they "
-        f"are, so the quorum holds. Look at the node (`journalctl -u consul`, "
-        f"/var/log/hashistack-bootstrap.log, /var/log/cloud-init-output.log), fix the cause and run "
-        f"`pulumi up` again; it resumes with this server."
-    )
+    node = consul(address)
+    announced = []
+
+    def attempt() -> tuple[bool, str]:
+        leader = node.get("/v1/status/leader")
+        if not leader.ok:
+            return False, f"Consul at {node.base_url} answers {leader.status} (still starting?)"
+        if not announced:
+            poller.log(f"{node_name}: Consul answers at {node.base_url}")
+            announced.append(True)
+        if not (leader.body or any(_has_leader(consul, peer) for peer in peers)):
+            return True, f"{node_name}: Consul answers; the cluster is still forming (first creation)"
+        health = node.get("/v1/operator/autopilot/health")
+        servers = health.body.get("Servers", []) if health.ok and isinstance(health.body, dict) else []
+        server = next((s for s in servers if s.get("Name") == node_name), None)
+        if server and server.get("Healthy") and server.get("Voter"):
+            return True, f"{node_name}: healthy voter (leader {leader.body or 'elsewhere'})"
+        if not health.ok:
+            return False, f"autopilot health answers {health.status}: {health.body}"
+        return False, f"autopilot reports {server}" if server else "not yet a member of the raft configuration"
+
+    try:
+        return poller.until(node_name, attempt)
+    except DeadlineExceeded as error:
+        raise ServerUnhealthyError(
+            f"{node_name} is not healthy: {error}. The next servers were left as they are, so the quorum "
+            f"holds. Look at the node (`journalctl -u consul`, /var/log/hashistack-bootstrap.log, "
+            f"/var/log/cloud-init-output.log), fix the cause and run `pulumi up` again; it resumes with "
+            f"this server."
+        ) from None
+
+
+def _has_leader(consul: Callable[[str], HttpsApi], address: str) -> bool:
+    try:
+        answer = consul(address).get("/v1/status/leader")
+    except Unreachable:
+        return False
+    return answer.ok and bool(answer.body)
 
 
 _INPUTS = ("node_name", "address", "peers", "machine_id", "ca_pem", "client_cert_pem", "client_key_pem", "token")
@@ -126,10 +84,11 @@ _SECRET_INPUTS = ["client_key_pem", "token"]
 
 class _ServerHealthProvider(pulumi.dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        client = ConsulClient(
+        consul = consul_api_factory(
             TlsMaterial(props["ca_pem"], props["client_cert_pem"], props["client_key_pem"]), props["token"]
         )
-        status = wait_until_healthy(client, props["node_name"], props["address"], props["peers"])
+        poller = Poller(DEFAULT_TIMEOUT_SECONDS, POLL_SECONDS)
+        status = wait_until_healthy(consul, props["node_name"], props["address"], props["peers"], poller)
         return pulumi.dynamic.CreateResult(
             id_=f"{props['node_name']}@{props['machine_id']}", outs={**props, "status": status}
         )

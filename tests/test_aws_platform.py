@@ -40,7 +40,6 @@ WORLD = {"0.0.0.0/0", "::/0"}
 EXPECTED_INVENTORY = {
     "hashistack:aws:Network": 1,
     "hashistack:aws:Nodes": 1,
-    "hashistack:secrets:ClusterSecrets": 1,
     "aws:ec2/vpc:Vpc": 1,
     "aws:ec2/internetGateway:InternetGateway": 1,
     "aws:ec2/routeTable:RouteTable": 1,
@@ -79,7 +78,9 @@ def monitor():
 
 
 def _inventory(monitor) -> dict[str, int]:
-    return dict(Counter(r.type for r in monitor.registrations if not r.type.startswith(("tls:", "random:"))))
+    """The platform's resources: AWS ones, its components and the server gates."""
+    mine = ("aws:", "hashistack:aws:", "pulumi-python:dynamic/hashistack:ServerHealth")
+    return dict(Counter(r.type for r in monitor.registrations if r.type.startswith(mine)))
 
 
 def _aws(monitor):

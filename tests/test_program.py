@@ -42,7 +42,7 @@ PLATFORM_TYPES = {
     "dev": ("hashistack:libvirt:", "libvirt:", "pulumi:providers:libvirt"),
     "aws": ("hashistack:aws:", "aws:"),
 }
-COMMON_TYPES = ("hashistack:secrets:", "tls:", "random:", "pulumi-python:dynamic/hashistack:ServerHealth")
+COMMON_TYPES = ("hashistack:secrets:", "hashistack:bootstrap:", "tls:", "random:", "pulumi-python:dynamic/hashistack:")
 
 
 def test_inventory(program):
@@ -59,6 +59,12 @@ def test_inventory(program):
         "random:index/randomBytes:RandomBytes": 2,
         "random:index/randomUuid:RandomUuid": 5,
         "pulumi-python:dynamic/hashistack:ServerHealth": servers,
+        "hashistack:bootstrap:Bootstrap": 1,
+        "pulumi-python:dynamic/hashistack:CaFile": 1,
+        "pulumi-python:dynamic/hashistack:ConsulPresetTokens": 1,
+        "pulumi-python:dynamic/hashistack:NomadAclBootstrap": 1,
+        "pulumi-python:dynamic/hashistack:VaultInit": 1,
+        "pulumi-python:dynamic/hashistack:VaultUnsealed": servers,
     }
     assert {t: counts[t] for t in expected} == expected
     platform = PLATFORM_TYPES[program.stack]

@@ -1,0 +1,142 @@
+"""Local HTTPS servers that answer like the cluster's APIs, for the health gate and bootstrap tests.
+
+`make_pki` has `openssl` make a test CA, a server certificate for 127.0.0.1 and 127.0.0.2, an operator
+client certificate, and an impostor server certificate from a stranger CA. `FakeApi` serves scripted
+routes over TLS (requiring a client certificate by default, like Consul's verify_incoming) on the
+loopback only, and records every request.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.http_api import TlsMaterial
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _issue(directory: Path, ca: str, name: str, extensions: str) -> None:
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=directory)
+    _openssl("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr", cwd=directory)
+    (directory / f"{name}.ext").write_text(extensions)
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+        "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=directory,
+    )  # fmt: skip
+
+
+def make_pki(directory: Path) -> Path:
+    assert shutil.which("openssl"), "openssl is missing (Debian package openssl)"
+    for ca in ("ca", "stranger-ca"):
+        _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{ca}.key", cwd=directory)
+        _openssl("req", "-x509", "-new", "-key", f"{ca}.key", "-subj", f"/CN={ca}", "-days", "2", "-out", f"{ca}.pem", cwd=directory)  # fmt: skip
+    server_ext = (
+        "subjectAltName=DNS:server.dc1.consul,IP:127.0.0.1,IP:127.0.0.2\nextendedKeyUsage=serverAuth,clientAuth\n"
+    )
+    _issue(directory, "ca", "server", server_ext)
+    _issue(directory, "stranger-ca", "impostor", server_ext)
+    _issue(directory, "ca", "operator", "extendedKeyUsage=clientAuth\n")
+    return directory
+
+
+def operator_tls(pki: Path, with_client_cert: bool = True) -> TlsMaterial:
+    ca = (pki / "ca.pem").read_text()
+    if not with_client_cert:
+        return TlsMaterial(ca)
+    return TlsMaterial(ca, (pki / "operator.pem").read_text(), (pki / "operator.key").read_text())
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    client_cert: bool
+
+
+Route = Callable[[Seen], tuple[int, Any]]
+
+
+class FakeApi:
+    def __init__(
+        self, pki: Path, address: str = "127.0.0.1", port: int = 0, cert: str = "server", client_cert: bool = True
+    ):
+        self.routes: dict[tuple[str, str], Route] = {}
+        self.requests: list[Seen] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                seen = Seen(
+                    self.command,
+                    self.path,
+                    dict(self.headers.items()),
+                    json.loads(raw) if raw else None,
+                    bool(self.connection.getpeercert()),
+                )
+                fake.requests.append(seen)
+                route = fake.routes.get((self.command, self.path))
+                status, body = route(seen) if route else (404, {"errors": [f"no route {self.command} {self.path}"]})
+                payload = b"" if body is None else (body if isinstance(body, str) else json.dumps(body)).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _serve
+
+            def log_message(self, *_):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pki / f"{cert}.pem", pki / f"{cert}.key")
+        context.load_verify_locations(pki / "ca.pem")
+        context.verify_mode = ssl.CERT_REQUIRED if client_cert else ssl.CERT_OPTIONAL
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.address = address
+        self.port = self.server.server_address[1]
+        self.url = f"https://{address}:{self.port}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def on(self, method: str, path: str, route: Route | tuple[int, Any]) -> None:
+        """Answer `method path` with `route(seen)`, or always with a fixed (status, body)."""
+        self.routes[(method, path)] = route if callable(route) else (lambda _seen, answer=route: answer)
+
+    def seen(self, method: str, path: str) -> list[Seen]:
+        return [r for r in self.requests if (r.method, r.path) == (method, path)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeTime:
+    """A clock and sleep for Poller: polls advance time instead of waiting."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.on_sleep: Callable[[], None] | None = None
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.on_sleep:
+            self.on_sleep()
