@@ -3,8 +3,10 @@ before any resource is registered; every later step receives what it needs as Ou
 
 import pulumi
 
+from components.access import Access, AccessArgs
 from components.bootstrap import Bootstrap, BootstrapArgs
 from components.platform import NetworkArgs, NodesArgs, platform_kit, server_identities
+from components.providers import cluster_providers
 from components.secrets import ClusterSecrets, ClusterSecretsArgs
 from components.settings import load_settings
 
@@ -27,6 +29,10 @@ secrets = ClusterSecrets(
 )
 nodes = platform.nodes("cluster", NodesArgs(settings, network, secrets), platform.options)
 bootstrap = Bootstrap("cluster", BootstrapArgs(settings, secrets, nodes))
+
+# Providers from the bootstrap's Outputs: everything configured through them waits for it.
+providers = cluster_providers("cluster", bootstrap, settings)
+access = Access("cluster", AccessArgs(settings, bootstrap), providers.options())
 
 pulumi.export("platform", settings.platform.value)
 pulumi.export("serverAddresses", nodes.servers)
@@ -56,3 +62,8 @@ pulumi.export("operatorKeyPem", secrets.operator.private_key_pem)
 pulumi.export("vaultRootToken", bootstrap.vault_token)
 pulumi.export("vaultUnsealKeys", bootstrap.vault_unseal_keys)
 pulumi.export("vaultRecoveryKeys", bootstrap.vault_recovery_keys)
+pulumi.export("vaultOperatorToken", access.vault_operator_token)
+pulumi.export("nomadDeployToken", access.nomad_deploy_token)
+pulumi.export("nomadReadonlyToken", access.nomad_readonly_token)
+pulumi.export("appsNamespace", access.apps_namespace)
+pulumi.export("env", access.env)

@@ -11,6 +11,11 @@ shift
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 state_dir="$root/.pulumi-state"
 export PATH="$HOME/.pulumi/bin:$PATH"
+# An operator's shell may hold a stack's env block (`eval "$(pulumi stack output env ...)"`); the
+# Consul and Nomad providers would read its CA and certificate files over the program's own.
+while read -r variable; do
+  unset "$variable"
+done < <(compgen -e | grep -E '^(CONSUL|NOMAD|VAULT)_' || true)
 export PULUMI_SKIP_UPDATE_CHECK=true
 
 if [[ -z "${PULUMI_BACKEND_URL:-}" ]] && ! pulumi whoami >/dev/null 2>&1; then

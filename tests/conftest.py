@@ -74,6 +74,13 @@ def _computed_outputs(typ: str, name: str, inputs: dict[str, Any] | None = None)
     if typ == "random:index/randomUuid:RandomUuid":
         h = digest(name, "uuid").hex()
         return {"result": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"}
+    # Access (components/access.py): what Vault and Nomad compute, distinct per resource.
+    if typ == "vault:jwt/authBackend:AuthBackend":
+        return {"accessor": f"auth_jwt_{digest(name, 'accessor').hex()[:8]}"}
+    if typ == "vault:index/token:Token":
+        return {"clientToken": f"hvs.{digest(name, 'vault-token').hex()[:24]}"}
+    if typ == "nomad:index/aclToken:AclToken":
+        return {"accessorId": digest(name, "nomad-accessor").hex()[:32], "secretId": digest(name, "nomad").hex()[:32]}
     return {}
 
 

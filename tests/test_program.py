@@ -42,7 +42,20 @@ PLATFORM_TYPES = {
     "dev": ("hashistack:libvirt:", "libvirt:", "pulumi:providers:libvirt"),
     "aws": ("hashistack:aws:", "aws:"),
 }
-COMMON_TYPES = ("hashistack:secrets:", "hashistack:bootstrap:", "tls:", "random:", "pulumi-python:dynamic/hashistack:")
+COMMON_TYPES = (
+    "hashistack:secrets:",
+    "hashistack:bootstrap:",
+    "hashistack:access:",
+    "tls:",
+    "random:",
+    "pulumi-python:dynamic/hashistack:",
+    "consul:",
+    "nomad:",
+    "vault:",
+    "pulumi:providers:consul",
+    "pulumi:providers:nomad",
+    "pulumi:providers:vault",
+)
 
 
 def test_inventory(program):
@@ -65,6 +78,10 @@ def test_inventory(program):
         "pulumi-python:dynamic/hashistack:NomadAclBootstrap": 1,
         "pulumi-python:dynamic/hashistack:VaultInit": 1,
         "pulumi-python:dynamic/hashistack:VaultUnsealed": servers,
+        "hashistack:access:Access": 1,
+        "pulumi:providers:consul": 1,
+        "pulumi:providers:nomad": 1,
+        "pulumi:providers:vault": 1,
     }
     assert {t: counts[t] for t in expected} == expected
     platform = PLATFORM_TYPES[program.stack]
@@ -135,3 +152,34 @@ def test_stack_files_match_the_schema_types():
     for key, spec in PROJECT["config"].items():
         assert spec.get("description"), f"Pulumi.yaml config {key} has no description"
         assert isinstance(spec["default"], python_types[spec["type"]]), f"Pulumi.yaml config {key} default"
+
+
+def _reachable(program, start: str) -> set[str]:
+    """Every URN `start` depends on, through dependencies and provider references, transitively."""
+    # A provider reference is `<provider urn>::<provider id>`.
+    edges = {
+        r.urn: set(r.dependencies) | ({r.provider.rsplit("::", 1)[0]} if r.provider else set())
+        for r in program.registrations
+    }
+    seen, todo = set(), [start]
+    while todo:
+        for dependency in edges.get(todo.pop(), ()):
+            if dependency not in seen:
+                seen.add(dependency)
+                todo.append(dependency)
+    return seen
+
+
+def test_everything_configured_through_the_apis_depends_on_the_servers(program):
+    """`pulumi destroy` deletes dependents first: ACL objects, policies and mounts go before machines."""
+    machines = {
+        r.urn
+        for r in program.registrations
+        if r.type in ("libvirt:index/domain:Domain", "aws:ec2/instance:Instance") and "server-" in r.name
+    }
+    assert len(machines) == _server_count(program)
+    configured = [r for r in program.registrations if r.type.split(":")[0] in ("consul", "nomad", "vault")]
+    assert len(configured) >= 20
+    for registration in configured:
+        missing = machines - _reachable(program, registration.urn)
+        assert not missing, f"{registration.urn} does not depend on {sorted(missing)}"
