@@ -234,6 +234,7 @@ def test_consul_client_settings():
     assert "cert_file" not in block(consul, "tls", "defaults"), "RPC certificates come from auto-encrypt"
     assert block(consul, "tls", "internal_rpc")["verify_server_hostname"] is True
     assert consul["client_addr"] == "127.0.0.1"
+    assert block(consul, "tls", "https")["verify_incoming"] is False, "local-only API, token-gated"
     tokens = block(parse_hcl(files["/etc/consul.d/secrets.hcl"]), "acl", "tokens")
     assert tokens == {"agent": MATERIAL.consul_agent_token}, "clients never get the management token"
 
