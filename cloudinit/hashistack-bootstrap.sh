@@ -157,6 +157,8 @@ main() {
   install_hashicorp_repository
   install_hashicorp_packages
   if [[ "$ROLE" == client ]]; then
+    # The CA alone, world-readable, for jobs that mount the `cluster-ca` host volume.
+    install -D -m 0644 /etc/hashistack/tls/ca.pem /etc/hashistack/public/ca.pem
     install_cni_plugins
     modprobe br_netfilter
     sysctl --system >/dev/null

@@ -272,6 +272,8 @@ def test_nomad_client_settings():
     assert client["enabled"] is True and client["cni_path"] == "/opt/cni/bin"
     assert block(client, "server_join")["retry_join"] == list(SERVERS)
     assert client["meta"]["connect.sidecar_image"] == "docker.io/envoyproxy/envoy:v1.34.1"
+    volume = block(client, "host_volume")["cluster-ca"]
+    assert volume == {"path": "/etc/hashistack/public", "read_only": True}
     plugins = {name: body for p in nomad["plugin"] for name, body in p.items()}
     assert block(plugins["raw_exec"], "config")["enabled"] is False
     assert block(plugins["docker"], "config")["allow_privileged"] is False
