@@ -3,14 +3,17 @@ before any resource is registered; every later step receives what it needs as Ou
 
 import pulumi
 
-from components.access import Access, AccessArgs
+from components.access import NOMAD_NAMESPACES, Access, AccessArgs
 from components.bootstrap import Bootstrap, BootstrapArgs
 from components.platform import NetworkArgs, NodesArgs, platform_kit, server_identities
 from components.providers import cluster_providers
 from components.secrets import ClusterSecrets, ClusterSecretsArgs
 from components.settings import load_settings
+from components.workloads import Workloads, WorkloadsArgs, ingress_names, load_jobs
 
 settings = load_settings()
+# Every job file is checked now, so a bad job stops the program before any resource exists too.
+jobs = load_jobs(settings, NOMAD_NAMESPACES)
 platform = platform_kit(settings, "cluster")
 
 # Addresses first, so that each server's certificate names them (DESIGN decision 1).
@@ -27,12 +30,14 @@ secrets = ClusterSecrets(
         cert_early_renewal_hours=settings.tls.cert_early_renewal_hours,
     ),
 )
-nodes = platform.nodes("cluster", NodesArgs(settings, network, secrets), platform.options)
+exposed = ingress_names(jobs)
+nodes = platform.nodes("cluster", NodesArgs(settings, network, secrets, exposed), platform.options)
 bootstrap = Bootstrap("cluster", BootstrapArgs(settings, secrets, nodes))
 
 # Providers from the bootstrap's Outputs: everything configured through them waits for it.
 providers = cluster_providers("cluster", bootstrap, settings)
 access = Access("cluster", AccessArgs(settings, bootstrap), providers.options())
+workloads = Workloads("cluster", WorkloadsArgs(settings, jobs, access), providers.options())
 
 pulumi.export("platform", settings.platform.value)
 pulumi.export("serverAddresses", nodes.servers)
@@ -67,3 +72,5 @@ pulumi.export("nomadDeployToken", access.nomad_deploy_token)
 pulumi.export("nomadReadonlyToken", access.nomad_readonly_token)
 pulumi.export("appsNamespace", access.apps_namespace)
 pulumi.export("env", access.env)
+pulumi.export("jobs", sorted(workloads.jobs))
+pulumi.export("appUrls", {name: f"http://{name}.{settings.ingress_domain}" for name in exposed})

@@ -161,11 +161,16 @@ class Access(pulumi.ComponentResource):
     """The Nomad namespace jobs are deployed to."""
     env: pulumi.Output[str]
     """Shell lines writing the CA and operator certificate and exporting the CLIs' variables (secret)."""
+    consul_workload_identity: list[pulumi.Resource]
+    """What Nomad tasks need to get Consul tokens (auth method, binding rules, roles)."""
+    vault_workload_identity: list[pulumi.Resource]
+    """What Nomad tasks need to read their Vault secrets (KV mount, auth backend, role, policy)."""
 
     def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("hashistack:access:Access", name, None, opts)
         self._name = name
         settings, bootstrap = args.settings, args.bootstrap
+        self.consul_workload_identity, self.vault_workload_identity = [], []
 
         self._consul(bootstrap)
         namespace = self._nomad()
@@ -235,7 +240,7 @@ class Access(pulumi.ComponentResource):
         )
         # The two binding rules `nomad setup consul` creates: a service identity for each service's
         # identity, and the namespace's role for every task's identity.
-        consul.AclBindingRule(
+        services_rule = consul.AclBindingRule(
             f"{name}-consul-{WORKLOADS}-services",
             auth_method=method.name,
             description="Nomad services: a service identity named after the service",
@@ -244,7 +249,7 @@ class Access(pulumi.ComponentResource):
             bind_name="${value.nomad_service}",
             opts=self._child(),
         )
-        consul.AclBindingRule(
+        tasks_rule = consul.AclBindingRule(
             f"{name}-consul-{WORKLOADS}-tasks",
             auth_method=method.name,
             description="Nomad tasks: the role of the task's Nomad namespace",
@@ -260,15 +265,17 @@ class Access(pulumi.ComponentResource):
             rules=policy_text("consul", "nomad-tasks"),
             opts=self._child(),
         )
+        self.consul_workload_identity += [method, services_rule, tasks_rule]
         # A task whose namespace has no role here gets no token: login fails rather than widens.
         for namespace in NOMAD_NAMESPACES:
-            consul.AclRole(
+            role = consul.AclRole(
                 f"{name}-consul-nomad-{namespace}-tasks",
                 name=f"nomad-{namespace}-tasks",
                 description=f"Tasks of the Nomad namespace {namespace}",
                 policies=[tasks.id],
                 opts=self._child(),
             )
+            self.consul_workload_identity.append(role)
 
     # -- Nomad ----------------------------------------------------------------------------------
     def _nomad(self) -> nomad.Namespace:
@@ -332,7 +339,7 @@ class Access(pulumi.ComponentResource):
         )
         audited = self._child(depends_on=[audit])
 
-        vault.Mount(
+        kv = vault.Mount(
             f"{name}-vault-kv",
             path=KV_PATH,
             type="kv",
@@ -359,7 +366,7 @@ class Access(pulumi.ComponentResource):
         )
         # As Nomad's docs configure it. WARNING: the entity alias is the job ID, so jobs of the same
         # name in two namespaces share one alias and its metadata; keep job names unique.
-        vault.jwt.AuthBackendRole(
+        role = vault.jwt.AuthBackendRole(
             f"{name}-vault-{WORKLOADS}-role",
             backend=backend.path,
             role_name=WORKLOADS,
@@ -379,6 +386,8 @@ class Access(pulumi.ComponentResource):
             token_explicit_max_ttl=0,
             opts=audited,
         )
+
+        self.vault_workload_identity += [kv, backend, policy, role]
 
         admin = vault.Policy(
             f"{name}-vault-admin",

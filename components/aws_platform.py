@@ -521,7 +521,9 @@ class AwsNodes(pulumi.ComponentResource):
         self.kms_key_id = key.id
         server_ips = pulumi.Output.all(*self.servers.values())
         self.hosts_lines = pulumi.Output.all(server_ips, self.ingress_ips[0]).apply(
-            lambda values: hosts_lines(settings, dict(zip(self.servers, values[0], strict=True)), values[1])
+            lambda values: hosts_lines(
+                settings, dict(zip(self.servers, values[0], strict=True)), values[1], args.ingress_names
+            )
         )
         self.ssh_commands = server_ips.apply(
             lambda ips: {node: f"ssh ubuntu@{ip}" for node, ip in zip(self.servers, ips, strict=True)}

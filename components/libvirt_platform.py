@@ -161,7 +161,7 @@ class LibvirtNodes(pulumi.ComponentResource):
         self.api_endpoint = network.servers[0].private_ip
         ingress = next(iter(client_addresses.values()), None)
         self.ingress_endpoint = pulumi.Output.from_input(ingress or "")
-        self.hosts_lines = pulumi.Output.from_input(hosts_lines(settings, addresses, ingress))
+        self.hosts_lines = pulumi.Output.from_input(hosts_lines(settings, addresses, ingress, args.ingress_names))
         self.ssh_commands = pulumi.Output.from_input({node: f"ssh ubuntu@{ip}" for node, ip in addresses.items()})
         self.register_outputs({"servers": self.servers, "clients": self.clients, "api_endpoint": self.api_endpoint})
 

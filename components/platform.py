@@ -10,7 +10,7 @@ components/aws_platform.py); `platform_kit` picks them from the settings.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,6 +53,8 @@ class NodesArgs:
     network: Any
     """The same platform's network component (a ClusterNetwork)."""
     secrets: ClusterSecrets
+    ingress_names: tuple[str, ...] = ()
+    """Services the ingress exposes as `<name>.<ingressDomain>` (from the jobs), for the hosts lines."""
 
 
 class ClusterNodes(Protocol):
@@ -72,15 +74,12 @@ class ClusterNodes(Protocol):
     """Node name -> ssh command (with one of the sshAuthorizedKeys)."""
 
 
-# Services the operator's /etc/hosts names at the ingress (Traefik routes `<service>.<ingressDomain>`).
-INGRESS_SERVICES = ("traefik", "grafana", "prometheus")
-
-
-def hosts_lines(settings: Settings, nodes: dict[str, str], ingress_ip: str | None) -> str:
-    """/etc/hosts lines: each node by name, and the ingress's services at the ingress address."""
+def hosts_lines(settings: Settings, nodes: dict[str, str], ingress_ip: str | None, ingress_names: Sequence[str]) -> str:
+    """/etc/hosts lines: each node by name, and the ingress's services (Traefik routes
+    `<service>.<ingressDomain>`) at the ingress address."""
     lines = [f"{ip} {node}" for node, ip in nodes.items()]
-    if ingress_ip:
-        lines.append(f"{ingress_ip} " + " ".join(f"{s}.{settings.ingress_domain}" for s in INGRESS_SERVICES))
+    if ingress_ip and ingress_names:
+        lines.append(f"{ingress_ip} " + " ".join(f"{s}.{settings.ingress_domain}" for s in ingress_names))
     return "\n".join(lines) + "\n"
 
 

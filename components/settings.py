@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 import pulumi
 
 PROJECT = "hashistack"
+JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
+JOB_SUFFIX = ".nomad.hcl"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EXACT_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
@@ -140,6 +142,8 @@ class Settings:
     versions: Versions
     tls: TlsSettings
     ssh_authorized_keys: tuple[str, ...]
+    jobs: tuple[str, ...]
+    """Names of the jobs to deploy: jobs/<name>.nomad.hcl."""
     libvirt: LibvirtSettings | None
     aws: AwsSettings | None
 
@@ -168,6 +172,7 @@ KNOWN_KEYS = frozenset(
         "certValidityHours",
         "certEarlyRenewalHours",
         "sshAuthorizedKeys",
+        "jobs",
         "libvirtUri",
         "libvirtPoolDir",
         "libvirtBaseImage",
@@ -337,6 +342,16 @@ def parse_settings(
                 "sshAuthorizedKeys", shown, "must be an OpenSSH public key line: 'ssh-ed25519 AAAA... comment'"
             )
 
+    jobs = read.string_list("jobs")
+    available = sorted(p.name.removesuffix(JOB_SUFFIX) for p in JOBS_DIR.glob(f"*{JOB_SUFFIX}"))
+    for job in jobs:
+        if job not in available:
+            read.problem(
+                "jobs", job, f"must name a file in jobs/ (without {JOB_SUFFIX}): one of {', '.join(available)}"
+            )
+    if len(set(jobs)) != len(jobs):
+        read.problem("jobs", jobs, "must not name a job twice")
+
     libvirt = aws = None
     if platform is Platform.LIBVIRT:
         libvirt = _read_libvirt(read, stack, network_cidr, server_count, client_count)
@@ -358,6 +373,7 @@ def parse_settings(
         versions=versions,
         tls=tls,
         ssh_authorized_keys=tuple(k.strip() for k in ssh_keys),
+        jobs=tuple(jobs),
         libvirt=libvirt,
         aws=aws,
     )

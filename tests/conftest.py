@@ -71,6 +71,8 @@ def _computed_outputs(typ: str, name: str, inputs: dict[str, Any] | None = None)
         return {"accessors": {d: str(uuid.UUID(bytes=digest(name, d)[:16])) for d in ("agent", "nomad-agent", "vault")}}
     if typ in ("pulumi-python:dynamic/hashistack:ServerHealth", "pulumi-python:dynamic/hashistack:VaultUnsealed"):
         return {"status": f"{name}: healthy"}
+    if typ == "random:index/randomPassword:RandomPassword":
+        return {"result": digest(name, "password").hex()[:24], "bcryptHash": f"$2a$10${digest(name, 'bcrypt').hex()}"}
     if typ == "random:index/randomUuid:RandomUuid":
         h = digest(name, "uuid").hex()
         return {"result": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"}

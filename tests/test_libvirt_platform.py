@@ -131,5 +131,7 @@ def test_operator_outputs(dev):
     assert unwrap(outputs["urls"])["nomad"] == "https://10.42.0.10:4646"
     hosts = unwrap(outputs["hostsLines"])
     assert "10.42.0.10 server-0\n" in hosts
-    assert "10.42.0.20 traefik.hashistack.test grafana.hashistack.test prometheus.hashistack.test\n" in hosts
+    apps = ["count-dashboard", "grafana", "hello-docker", "hello-java", "hello-vault", "prometheus", "traefik"]
+    assert f"10.42.0.20 {' '.join(f'{app}.hashistack.test' for app in apps)}\n" in hosts
+    assert unwrap(outputs["appUrls"])["hello-vault"] == "http://hello-vault.hashistack.test"
     assert unwrap(outputs["sshCommands"])["client-0"] == "ssh ubuntu@10.42.0.20"

@@ -46,6 +46,7 @@ COMMON_TYPES = (
     "hashistack:secrets:",
     "hashistack:bootstrap:",
     "hashistack:access:",
+    "hashistack:workloads:",
     "tls:",
     "random:",
     "pulumi-python:dynamic/hashistack:",
@@ -82,6 +83,12 @@ def test_inventory(program):
         "pulumi:providers:consul": 1,
         "pulumi:providers:nomad": 1,
         "pulumi:providers:vault": 1,
+        "hashistack:workloads:Workloads": 1,
+        "nomad:index/job:Job": len(stack_settings(program.stack).jobs),
+        # countdash's one upstream (count-api); hello-vault's seeded secret and its random value.
+        "consul:index/configEntry:ConfigEntry": 1,
+        "vault:kv/secretV2:SecretV2": 1,
+        "random:index/randomPassword:RandomPassword": 1,
     }
     assert {t: counts[t] for t in expected} == expected
     platform = PLATFORM_TYPES[program.stack]

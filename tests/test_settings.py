@@ -74,6 +74,8 @@ BAD = [
         "'<a private key>'",
         "never a private one",
     ),
+    ("dev", {"jobs": ["traefik", "wordpress"]}, "jobs", "'wordpress'", "must name a file in jobs/"),
+    ("dev", {"jobs": ["traefik", "traefik"]}, "jobs", "['traefik', 'traefik']", "must not name a job twice"),
     ("dev", {"libvirtPoolDir": "pool"}, "libvirtPoolDir", "'pool'", "absolute directory of its own"),
     (
         "dev",

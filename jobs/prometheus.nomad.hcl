@@ -1,0 +1,217 @@
+# Prometheus: scrapes the Nomad agents, the local Consul agent and every Consul service tagged
+# `prometheus`; served at prometheus.<ingress_domain> through Traefik (admin source ranges only).
+#
+# Discovery goes through the local Consul agent's HTTPS API (127.0.0.1:8501, cluster CA from the
+# "cluster-ca" host volume) with the Consul token Nomad derives from this task's workload identity;
+# Prometheus sends it from the secrets file as `Authorization: Bearer`, which Consul accepts, and
+# re-reads the file on every request.
+#
+# What this needs that is not verified here (no cluster in the tests):
+# - Consul ACLs. The task's token has the role nomad-default-tasks (components/access.py: policy
+#   nomad-tasks, read on services, nodes and KV), which covers the catalog and health reads of
+#   consul_sd_configs. It does NOT cover /v1/agent/metrics, which needs `agent:read` on the agent:
+#   until a policy grants that to this job's tasks, the "consul-agent" target answers 403.
+#   Discovery names the datacenter explicitly for the same reason: without it Prometheus asks
+#   /v1/agent/self (also agent:read) and retries forever.
+# - Nomad's /v1/metrics needs no ACL token (Nomad API docs: "ACL Required: none"); the agents' HTTPS
+#   API does not ask for a client certificate (verify_https_client = false). Targets are checked
+#   against the names in the agents' certificates (server.<region>.nomad, client.<region>.nomad),
+#   since a shared client certificate names no node address.
+# - Consul servers' own metrics are not scraped: their API requires a client certificate, which
+#   tasks do not get. Only the Consul agent on Prometheus's node is scraped.
+# - prom/prometheus runs as nobody; the TSDB is in the allocation's shared data directory, which
+#   Nomad creates world-writable.
+
+variable "datacenters" {
+  type        = list(string)
+  description = "Datacenters where Prometheus may run (\"*\": all)."
+  default     = ["*"]
+}
+
+variable "image" {
+  type        = string
+  description = "Prometheus image, pinned to an exact version."
+  default     = "prom/prometheus:v3.5.0"
+}
+
+variable "retention" {
+  type        = string
+  description = "How long Prometheus keeps samples (--storage.tsdb.retention.time)."
+  default     = "7d"
+}
+
+variable "scrape_interval" {
+  type        = string
+  description = "How often every target is scraped."
+  default     = "15s"
+}
+
+job "prometheus" {
+  namespace   = "default"
+  type        = "service"
+  datacenters = var.datacenters
+
+  group "prometheus" {
+    count = 1
+
+    network {
+      port "http" {}
+    }
+
+    # The TSDB survives restarts and, when it can, rescheduling onto another node.
+    ephemeral_disk {
+      size    = 2048
+      sticky  = true
+      migrate = true
+    }
+
+    volume "cluster-ca" {
+      type      = "host"
+      source    = "cluster-ca"
+      read_only = true
+    }
+
+    service {
+      name     = "prometheus"
+      provider = "consul"
+      port     = "http"
+      # `prometheus`: Prometheus scrapes itself like any other tagged service.
+      tags = [
+        "prometheus",
+        "traefik.enable=true",
+        "traefik.http.routers.prometheus.middlewares=admin-only@consulcatalog",
+      ]
+
+      check {
+        name     = "prometheus-ready"
+        type     = "http"
+        path     = "/-/ready"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "prometheus" {
+      driver = "docker"
+
+      # A Consul token from this task's workload identity, in secrets/consul_token.
+      consul {}
+
+      volume_mount {
+        volume      = "cluster-ca"
+        destination = "/cluster-ca"
+        read_only   = true
+      }
+
+      config {
+        image = var.image
+        # The local Consul agent listens on the host's loopback only.
+        network_mode = "host"
+        args = [
+          "--config.file=/local/prometheus.yml",
+          "--storage.tsdb.path=/alloc/data/prometheus",
+          "--storage.tsdb.retention.time=${var.retention}",
+          "--web.listen-address=${NOMAD_ADDR_http}",
+        ]
+      }
+
+      template {
+        destination   = "local/prometheus.yml"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+        data          = <<-EOT
+          global:
+            scrape_interval: ${var.scrape_interval}
+            evaluation_interval: ${var.scrape_interval}
+
+          scrape_configs:
+            # Nomad servers and clients, as Nomad registers them in Consul (tag "http": the HTTPS API).
+            - job_name: nomad-servers
+              scheme: https
+              metrics_path: /v1/metrics
+              params:
+                format: [prometheus]
+              tls_config:
+                ca_file: /cluster-ca/ca.pem
+                server_name: server.{{ env "NOMAD_REGION" }}.nomad
+              consul_sd_configs:
+                - server: 127.0.0.1:8501
+                  scheme: https
+                  datacenter: {{ env "NOMAD_DC" }}
+                  authorization:
+                    credentials_file: /secrets/consul_token
+                  tls_config:
+                    ca_file: /cluster-ca/ca.pem
+                  services: [nomad]
+                  tags: [http]
+              relabel_configs:
+                - source_labels: [__meta_consul_node]
+                  target_label: instance
+
+            - job_name: nomad-clients
+              scheme: https
+              metrics_path: /v1/metrics
+              params:
+                format: [prometheus]
+              tls_config:
+                ca_file: /cluster-ca/ca.pem
+                server_name: client.{{ env "NOMAD_REGION" }}.nomad
+              consul_sd_configs:
+                - server: 127.0.0.1:8501
+                  scheme: https
+                  datacenter: {{ env "NOMAD_DC" }}
+                  authorization:
+                    credentials_file: /secrets/consul_token
+                  tls_config:
+                    ca_file: /cluster-ca/ca.pem
+                  services: [nomad-client]
+                  tags: [http]
+              relabel_configs:
+                - source_labels: [__meta_consul_node]
+                  target_label: instance
+
+            # The Consul agent on this node (needs agent:read, see the top of the file).
+            - job_name: consul-agent
+              scheme: https
+              metrics_path: /v1/agent/metrics
+              params:
+                format: [prometheus]
+              authorization:
+                credentials_file: /secrets/consul_token
+              tls_config:
+                ca_file: /cluster-ca/ca.pem
+              static_configs:
+                - targets: [127.0.0.1:8501]
+                  labels:
+                    instance: {{ env "node.unique.name" }}
+
+            # Every Consul service tagged "prometheus", over plain HTTP on its registered port; the
+            # service's `metrics_path` meta overrides /metrics.
+            - job_name: consul-services
+              consul_sd_configs:
+                - server: 127.0.0.1:8501
+                  scheme: https
+                  datacenter: {{ env "NOMAD_DC" }}
+                  authorization:
+                    credentials_file: /secrets/consul_token
+                  tls_config:
+                    ca_file: /cluster-ca/ca.pem
+                  tags: [prometheus]
+              relabel_configs:
+                - source_labels: [__meta_consul_service]
+                  target_label: job
+                - source_labels: [__meta_consul_node]
+                  target_label: node
+                - source_labels: [__meta_consul_service_metadata_metrics_path]
+                  regex: (.+)
+                  target_label: __metrics_path__
+        EOT
+      }
+
+      resources {
+        cpu    = 300
+        memory = 512
+      }
+    }
+  }
+}

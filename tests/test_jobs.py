@@ -1,0 +1,618 @@
+"""Nomad jobs: every file in jobs/ parses and passes the rules with its defaults; each rule catches
+what it is for and lets the rest through; variables resolve as Nomad's HCL2 parser would; what the
+jobs tell Traefik, Prometheus, Grafana and Vault is what the cluster expects."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+from components.access import KV_PATH, NOMAD_NAMESPACES
+from components.job_rules import (
+    JOBS_DIR,
+    KV_MOUNT,
+    RULES,
+    Job,
+    JobLoadError,
+    JobValidationError,
+    Rule,
+    Scope,
+    Violation,
+    check_job,
+    image_problem,
+    job_files,
+    load_job,
+    validate_jobs,
+)
+
+ALLOWED = frozenset(NOMAD_NAMESPACES)
+EXPECTED_JOBS = {"traefik", "prometheus", "grafana", "hello-docker", "hello-java", "hello-vault", "countdash"}
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def jobs() -> dict[str, Job]:
+    files = job_files()
+    assert files, f"no *.nomad.hcl in {JOBS_DIR}"
+    return {job.id: job for job in (load_job(path) for path in files)}
+
+
+def block(body: dict, name: str) -> dict:
+    """The single block `name` of a parsed body."""
+    blocks = body[name]
+    assert isinstance(blocks, list) and len(blocks) == 1, f"{name}: expected one block, found {blocks!r}"
+    return blocks[0]
+
+
+def task(job: Job, name: str):
+    found = [t for t in job.tasks if t.name == name]
+    assert len(found) == 1, f"{job.file}: task {name!r} not found in {[t.name for t in job.tasks]}"
+    return found[0]
+
+
+def render(template: str, **values: str) -> str:
+    """A stand-in for Nomad's template rendering, enough to parse the result: `{{ env "X" }}` becomes
+    values[X] and any other action the "other" value."""
+    rendered = re.sub(r'\{\{\s*env\s+"([^"]+)"\s*\}\}', lambda m: values[m.group(1)], template)
+    return re.sub(r"\{\{.*?\}\}", values.get("other", ""), rendered)
+
+
+# -- every job file ---------------------------------------------------------------------------------------
+def test_jobs_dir_holds_the_expected_jobs(jobs):
+    assert set(jobs) == EXPECTED_JOBS
+    for job in jobs.values():
+        assert job.file == f"jobs/{job.id}.nomad.hcl", "one job per file, named after the job"
+
+
+def test_every_job_passes_every_rule_with_its_defaults(jobs):
+    assert jobs
+    for job in jobs.values():
+        assert check_job(job, ALLOWED) == [], job.file
+    assert validate_jobs({path: None for path in job_files()}, ALLOWED)
+
+
+def test_every_job_declares_typed_described_variables_with_defaults(jobs):
+    assert jobs
+    for job in jobs.values():
+        assert job.declared, f"{job.file}: no variables"
+        for variable in job.declared.values():
+            assert variable.type and variable.description and not variable.required, (job.file, variable)
+
+
+def test_every_task_is_pinned_sized_and_unprivileged(jobs):
+    tasks = [(job, t) for job in jobs.values() for t in job.tasks]
+    assert tasks
+    for job, t in tasks:
+        assert t.resources and t.resources["cpu"] > 0 and t.resources["memory"] > 0, (job.file, t.name)
+        assert t.driver in ("docker", "java"), (job.file, t.name)
+        if t.driver == "docker":
+            assert image_problem(t.image) is None and ":" in t.image, (job.file, t.image)
+            assert not {"privileged", "volumes", "mount", "cap_add"} & set(t.config), (job.file, t.name)
+
+
+def test_every_service_is_in_consul_with_a_check(jobs):
+    services = [s for job in jobs.values() for s in job.services]
+    assert services
+    for service in services:
+        assert service.provider == "consul" and service.checks, service.name
+
+
+def test_jobs_are_in_their_namespaces(jobs):
+    for job_id in ("traefik", "prometheus", "grafana"):
+        assert jobs[job_id].namespace == "default"
+    for job_id in ("hello-docker", "hello-java", "hello-vault", "countdash"):
+        assert jobs[job_id].namespace == "apps" and "namespace" in jobs[job_id].declared
+
+
+def test_exposed_services_are_tagged_for_traefik(jobs):
+    exposed = {s.name for job in jobs.values() for s in job.services if "traefik.enable=true" in s.tags}
+    assert exposed == {
+        "traefik",
+        "prometheus",
+        "grafana",
+        "hello-docker",
+        "hello-java",
+        "hello-vault",
+        "count-dashboard",
+    }
+
+
+def test_tasks_needing_the_ca_mount_the_read_only_cluster_ca_volume(jobs):
+    for job_id in ("traefik", "prometheus"):
+        job = jobs[job_id]
+        volume = block(job.groups[0].raw, "volume")["cluster-ca"]
+        assert volume == {"type": "host", "source": "cluster-ca", "read_only": True}
+        mount = block(job.tasks[0].raw, "volume_mount")
+        assert mount == {"volume": "cluster-ca", "destination": "/cluster-ca", "read_only": True}
+        # A Consul token from workload identity, not one written into the job.
+        assert job.tasks[0].raw["consul"] == [{}]
+
+
+# -- Traefik --------------------------------------------------------------------------------------------
+def test_traefik_runs_on_every_client_on_80_and_443(jobs):
+    job = jobs["traefik"]
+    assert job.type == "system"
+    ports = block(job.groups[0].raw, "network")["port"]
+    static = {label: body.get("static") for p in ports for label, body in p.items()}
+    assert static == {"http": 80, "https": 443, "admin": None}
+    assert job.tasks[0].config["network_mode"] == "host"  # the Consul agent listens on the host's loopback
+
+
+def test_traefik_reads_the_local_consul_agent_with_the_workload_token(jobs):
+    t = task(jobs["traefik"], "traefik")
+    env = t.env
+    assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_ADDRESS"] == "127.0.0.1:8501"
+    assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_SCHEME"] == "https"
+    assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TLS_CA"] == "/cluster-ca/ca.pem"
+    assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_EXPOSEDBYDEFAULT"] == "false"
+    assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_DEFAULTRULE"] == "Host(`{{ normalize .Name }}.hashistack.test`)"
+    # The token comes from the file Nomad writes, into Traefik's environment; never in the job.
+    assert not [key for key in env if "TOKEN" in key]
+    command = " ".join(t.config["args"])
+    assert (
+        '"$NOMAD_SECRETS_DIR/consul_token"' in command
+        and "export TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TOKEN" in command
+    )
+    assert command.rstrip().endswith("exec traefik")
+
+
+def test_traefik_dashboard_is_routed_behind_the_admin_allowlist(jobs):
+    service = jobs["traefik"].services[0]
+    assert "traefik.http.routers.dashboard.rule=Host(`traefik.hashistack.test`)" in service.tags
+    assert "traefik.http.routers.dashboard.service=api@internal" in service.tags
+    assert "traefik.http.routers.dashboard.middlewares=admin-only@consulcatalog" in service.tags
+    allowlist = next(tag for tag in service.tags if ".ipallowlist.sourcerange=" in tag)
+    assert "0.0.0.0/0" not in allowlist
+    for job_id in ("prometheus", "grafana"):
+        assert f"traefik.http.routers.{job_id}.middlewares=admin-only@consulcatalog" in jobs[job_id].services[0].tags
+
+
+def test_variables_override_defaults():
+    job = load_job(JOBS_DIR / "traefik.nomad.hcl", {"ingress_domain": "example.internal", "datacenters": ["dc2"]})
+    assert job.variables["ingress_domain"] == "example.internal"
+    assert job.datacenters == ["dc2"]
+    assert task(job, "traefik").env["TRAEFIK_PROVIDERS_CONSULCATALOG_DEFAULTRULE"] == (
+        "Host(`{{ normalize .Name }}.example.internal`)"
+    )
+    assert "traefik.http.routers.dashboard.rule=Host(`traefik.example.internal`)" in job.services[0].tags
+    assert job.hcl2_vars["ingress_domain"] == "example.internal"
+    assert json.loads(job.hcl2_vars["datacenters"]) == ["dc2"]
+    # Nomad's runtime interpolation is left for the client.
+    assert task(job, "traefik").env["TRAEFIK_ENTRYPOINTS_TRAEFIK_ADDRESS"] == "${NOMAD_ADDR_admin}"
+
+
+def test_an_overridden_variable_is_validated_like_the_file():
+    with pytest.raises(JobValidationError) as caught:
+        validate_jobs([(JOBS_DIR / "traefik.nomad.hcl", {"image": "traefik:latest"})], ALLOWED)
+    assert [(v.rule, v.where) for v in caught.value.violations] == [
+        ("images-pinned", 'job "traefik" group "traefik" task "traefik"')
+    ]
+
+
+# -- Prometheus and Grafana -----------------------------------------------------------------------------
+def test_prometheus_config_discovers_through_the_local_agent_without_agent_read(jobs):
+    t = task(jobs["prometheus"], "prometheus")
+    template = next(tp for tp in t.templates if tp["destination"] == "local/prometheus.yml")
+    config = yaml.safe_load(
+        render(template["data"], NOMAD_REGION="global", NOMAD_DC="dc1", **{"node.unique.name": "client-0"})
+    )
+    jobs_by_name = {scrape["job_name"]: scrape for scrape in config["scrape_configs"]}
+    assert set(jobs_by_name) == {"nomad-servers", "nomad-clients", "consul-agent", "consul-services"}
+    sd_configs = [sd for scrape in config["scrape_configs"] for sd in scrape.get("consul_sd_configs", [])]
+    assert len(sd_configs) == 3
+    for sd in sd_configs:
+        assert (sd["server"], sd["scheme"], sd["datacenter"]) == ("127.0.0.1:8501", "https", "dc1")
+        assert sd["authorization"] == {"credentials_file": "/secrets/consul_token"}
+        assert sd["tls_config"] == {"ca_file": "/cluster-ca/ca.pem"}
+    assert jobs_by_name["consul-services"]["consul_sd_configs"][0]["tags"] == ["prometheus"]
+    for name, server_name in (("nomad-servers", "server.global.nomad"), ("nomad-clients", "client.global.nomad")):
+        scrape = jobs_by_name[name]
+        assert (scrape["scheme"], scrape["metrics_path"], scrape["params"]) == (
+            "https",
+            "/v1/metrics",
+            {"format": ["prometheus"]},
+        )
+        assert scrape["tls_config"]["server_name"] == server_name
+    agent = jobs_by_name["consul-agent"]
+    assert agent["static_configs"][0]["targets"] == ["127.0.0.1:8501"]
+    assert agent["metrics_path"] == "/v1/agent/metrics"
+
+
+def test_grafana_provisions_prometheus_and_three_dashboards(jobs):
+    t = task(jobs["grafana"], "grafana")
+    assert t.env["GF_PATHS_PROVISIONING"] == "/local/provisioning"
+    assert t.env["GF_AUTH_DISABLE_LOGIN_FORM"] == "true" and t.env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    by_destination = {tp["destination"]: tp for tp in t.templates}
+    source = yaml.safe_load(render(by_destination["local/provisioning/datasources/prometheus.yaml"]["data"], other="x"))
+    (datasource,) = source["datasources"]
+    assert (datasource["uid"], datasource["type"]) == ("prometheus", "prometheus")
+    assert 'service "prometheus"' in by_destination["local/provisioning/datasources/prometheus.yaml"]["data"]
+    provider = yaml.safe_load(by_destination["local/provisioning/dashboards/hashistack.yaml"]["data"])
+    assert provider["providers"][0]["options"]["path"] == "/local/dashboards"
+
+    dashboards = {d: tp for d, tp in by_destination.items() if d.startswith("local/dashboards/")}
+    assert set(dashboards) == {f"local/dashboards/{n}.json" for n in ("nomad", "consul", "traefik")}
+    for destination, tp in dashboards.items():
+        # Moved delimiters: nothing in the JSON is a template action, so the file is the JSON itself.
+        assert (tp["left_delimiter"], tp["right_delimiter"]) == ("[[", "]]")
+        assert "[[" not in tp["data"] and "]]" not in tp["data"]
+        dashboard = json.loads(tp["data"])
+        prefix = Path(destination).stem + "_"
+        panels = dashboard["panels"]
+        assert len(panels) >= 3, destination
+        exprs = [target["expr"] for panel in panels for target in panel["targets"]]
+        assert exprs and any(prefix in expr for expr in exprs), destination
+        for panel in panels:
+            assert panel["datasource"] == {"type": "prometheus", "uid": datasource["uid"]}, (
+                destination,
+                panel["title"],
+            )
+
+
+# -- Vault, Java, the mesh ------------------------------------------------------------------------------
+def test_hello_vault_reads_its_own_kv_path_by_workload_identity(jobs):
+    job = jobs["hello-vault"]
+    t = task(job, "http-echo")
+    (vault,) = t.vault
+    assert "policies" not in vault and vault["env"] is False
+    (template,) = t.templates
+    assert '{{ with secret "kv/data/apps/hello-vault/config" }}{{ .Data.data.greeting' in template["data"]
+    assert template["env"] is True and template["data"].startswith("ECHO_TEXT=")
+    assert KV_MOUNT == KV_PATH
+
+
+def test_hello_java_runs_a_checksummed_jar(jobs):
+    t = task(jobs["hello-java"], "wiremock")
+    (artifact,) = t.artifacts
+    assert artifact["source"].startswith("https://repo1.maven.org/maven2/")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", block(artifact, "options")["checksum"])
+    assert t.config["jar_path"] == artifact["destination"]
+
+
+def test_countdash_api_is_reachable_only_through_the_mesh(jobs):
+    job = jobs["countdash"]
+    groups = {g.name: g for g in job.groups}
+    assert set(groups) == {"count-api", "count-dashboard"}
+    api_network = block(groups["count-api"].raw, "network")
+    assert api_network == {"mode": "bridge"}, "count-api must publish no port"
+    (api,) = groups["count-api"].services
+    assert api.connect == {"sidecar_service": [{}]} and api.checks[0]["expose"] is True
+    assert "traefik.enable=true" not in api.tags
+    (dashboard,) = groups["count-dashboard"].services
+    upstream = block(block(block(dashboard.connect, "sidecar_service"), "proxy"), "upstreams")
+    assert upstream == {"destination_name": "count-api", "local_bind_port": 8080}
+    assert "traefik.enable=true" in dashboard.tags
+    assert task(job, "dashboard").env["COUNTING_SERVICE_URL"] == "http://${NOMAD_UPSTREAM_ADDR_count_api}"
+    assert job.upstreams == (("count-dashboard", "count-api"),)
+
+
+def test_only_hello_vault_uses_vault_and_only_countdash_has_upstreams(jobs):
+    assert jobs
+    assert {job.id for job in jobs.values() if job.uses_vault} == {"hello-vault"}
+    assert {job.id for job in jobs.values() if job.upstreams} == {"countdash"}
+
+
+# -- the rules, one failing and one passing example each ----------------------------------------------------
+def job_hcl(
+    *,
+    namespace: str | None = "apps",
+    driver: str = "docker",
+    config: str = 'image = "nginx:1.27.0"',
+    resources: str | None = "cpu = 100\n      memory = 64",
+    task_extra: str = "",
+    service: str = 'name = "web"\n      provider = "consul"\n      port = "http"\n      check {\n        type = "http"\n        path = "/"\n        interval = "10s"\n        timeout = "2s"\n      }',
+    variables: str = "",
+) -> str:
+    """A small job that passes every rule with the defaults; each argument replaces one part."""
+    lines = [variables, 'job "demo" {']
+    if namespace is not None:
+        lines.append(f'  namespace = "{namespace}"')
+    lines += ['  group "web" {', "    network {", '      port "http" {}', "    }"]
+    if service:
+        lines += ["    service {", f"      {service}", "    }"]
+    lines += ['    task "server" {', f'      driver = "{driver}"', "      config {", f"        {config}", "      }"]
+    if resources is not None:
+        lines += ["      resources {", f"      {resources}", "      }"]
+    lines += [f"      {task_extra}", "    }", "  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "demo.nomad.hcl") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+UNDOCUMENTED_VARIABLE = 'variable "size" {\n  type = number\n  default = 1\n}\n'
+DOCUMENTED_VARIABLE = 'variable "size" {\n  type = number\n  description = "How many"\n  default = 1\n}\n'
+SCOPED_SECRET = 'template {\n  destination = "local/x"\n  data = "{{ with secret \\"kv/data/apps/demo/config\\" }}{{ .Data.data.x }}{{ end }}"\n}'
+OTHER_SECRET = 'template {\n  destination = "local/x"\n  data = "{{ with secret \\"kv/data/default/grafana/admin\\" }}{{ .Data.data.x }}{{ end }}"\n}'
+
+# (rule, failing job, what its message says, passing job)
+CASES = [
+    (
+        "images-pinned",
+        job_hcl(config='image = "nginx:latest"'),
+        'image "nginx:latest" — pin an exact version tag',
+        job_hcl(),
+    ),
+    (
+        "images-pinned",
+        job_hcl(config='image = "nginx"'),
+        'image "nginx" has no tag',
+        job_hcl(config=f'image = "nginx@{DIGEST}"'),
+    ),
+    (
+        "images-pinned",
+        job_hcl(config='image = "registry.local:5000/team/app"'),
+        "has no tag",
+        job_hcl(config='image = "registry.local:5000/team/app:2.1.0"'),
+    ),
+    ("resources-set", job_hcl(resources=None), "no resources block", job_hcl()),
+    (
+        "resources-set",
+        job_hcl(resources="cpu = 100"),
+        "resources sets no memory",
+        job_hcl(resources="cores = 1\n      memory = 64"),
+    ),
+    (
+        "namespace-allowed",
+        job_hcl(namespace="prod"),
+        'namespace "prod" is not allowed — use one of: apps, default',
+        job_hcl(),
+    ),
+    (
+        "namespace-allowed",
+        job_hcl(namespace=None),
+        'no namespace — set one of: apps, default (Nomad would use "default")',
+        job_hcl(namespace="default"),
+    ),
+    (
+        "no-raw-exec",
+        job_hcl(driver="raw_exec", config='command = "/bin/true"'),
+        'driver "raw_exec"',
+        job_hcl(driver="exec", config='command = "/bin/true"'),
+    ),
+    (
+        "docker-unprivileged",
+        job_hcl(config='image = "nginx:1.27.0"\n        privileged = true'),
+        "privileged = true",
+        job_hcl(config='image = "nginx:1.27.0"\n        network_mode = "host"'),
+    ),
+    (
+        "docker-unprivileged",
+        job_hcl(config='image = "nginx:1.27.0"\n        volumes = ["/:/host"]'),
+        'volumes = ["/:/host"]',
+        job_hcl(),
+    ),
+    (
+        "docker-unprivileged",
+        job_hcl(
+            config='image = "nginx:1.27.0"\n        mount {\n          type = "bind"\n          source = "/etc"\n          target = "/etc"\n        }'
+        ),
+        'mount of type "bind" (/etc)',
+        job_hcl(
+            config='image = "nginx:1.27.0"\n        mount {\n          type = "tmpfs"\n          target = "/tmp"\n        }'
+        ),
+    ),
+    (
+        "docker-unprivileged",
+        job_hcl(config='image = "nginx:1.27.0"\n        cap_add = ["sys_admin"]'),
+        'cap_add = ["sys_admin"]',
+        job_hcl(),
+    ),
+    (
+        "vault-workload-identity",
+        job_hcl(task_extra='vault {\n  policies = ["admin"]\n}'),
+        "vault block sets policies",
+        job_hcl(task_extra="vault {}"),
+    ),
+    (
+        "vault-workload-identity",
+        job_hcl(task_extra='env {\n  VAULT_TOKEN = "hvs.x"\n}'),
+        "env sets VAULT_TOKEN",
+        job_hcl(task_extra='env {\n  GREETING = "hi"\n}'),
+    ),
+    (
+        "vault-workload-identity",
+        job_hcl(task_extra='template {\n  destination = "local/t"\n  data = "{{ env \\"VAULT_TOKEN\\" }}"\n}'),
+        'template "local/t" reads the Vault token',
+        job_hcl(task_extra=f"vault {{}}\n{SCOPED_SECRET}"),
+    ),
+    (
+        "vault-paths-scoped",
+        job_hcl(task_extra=f"vault {{}}\n{OTHER_SECRET}"),
+        "template reads kv/data/default/grafana/admin, outside kv/data/apps/demo",
+        job_hcl(task_extra=f"vault {{}}\n{SCOPED_SECRET}"),
+    ),
+    (
+        "artifacts-checksummed",
+        job_hcl(
+            driver="java",
+            config='jar_path = "local/app.jar"',
+            task_extra='artifact {\n  source = "https://example.com/app.jar"\n}',
+        ),
+        "artifact https://example.com/app.jar has no options.checksum",
+        job_hcl(
+            driver="java",
+            config='jar_path = "local/app.jar"',
+            task_extra=f'artifact {{\n  source = "https://example.com/app.jar"\n  options {{\n    checksum = "{DIGEST}"\n  }}\n}}',
+        ),
+    ),
+    (
+        "service-names-dns",
+        job_hcl(
+            service='name = "Web_Front"\n      check {\n        type = "tcp"\n        interval = "10s"\n        timeout = "2s"\n      }'
+        ),
+        "service name 'Web_Front' is not a DNS label",
+        job_hcl(),
+    ),
+    (
+        "services-consul-checked",
+        job_hcl(
+            service='name = "web"\n      provider = "nomad"\n      check {\n        type = "tcp"\n        interval = "10s"\n        timeout = "2s"\n      }'
+        ),
+        'provider "nomad"',
+        job_hcl(),
+    ),
+    ("services-consul-checked", job_hcl(service='name = "web"\n      port = "http"'), "no check", job_hcl()),
+    (
+        "variables-documented",
+        job_hcl(variables=UNDOCUMENTED_VARIABLE),
+        "variable(s) size without type or description",
+        job_hcl(variables=DOCUMENTED_VARIABLE),
+    ),
+]
+
+
+def test_every_rule_has_examples():
+    assert RULES and CASES
+    assert {case[0] for case in CASES} == {rule.id for rule in RULES}
+    assert len({rule.id for rule in RULES}) == len(RULES), "rule ids must be unique"
+    for rule in RULES:
+        assert rule.description, rule.id
+
+
+@pytest.mark.parametrize(
+    ("rule", "failing", "message", "passing"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_rule_catches_its_failing_example_and_passes_the_other(tmp_path, rule, failing, message, passing):
+    bad = load_job(write(tmp_path, failing, "bad.nomad.hcl"))
+    violations = check_job(bad, ALLOWED)
+    assert [v.rule for v in violations] == [rule], [str(v) for v in violations]
+    assert message in violations[0].message, violations[0].message
+    good = load_job(write(tmp_path, passing, "good.nomad.hcl"))
+    assert check_job(good, ALLOWED) == [], [str(v) for v in check_job(good, ALLOWED)]
+
+
+def test_image_references():
+    assert image_problem("traefik:v3.4.3") is None
+    assert image_problem(f"docker.io/library/nginx:1.27.0@{DIGEST}") is None
+    assert image_problem(f"nginx@{DIGEST}") is None
+    assert "malformed digest" in image_problem("nginx@sha256:abc")
+    assert "pin an exact version tag" in image_problem("nginx:stable")
+    assert "expression" in image_problem("${var.image}")
+
+
+# -- messages and errors -----------------------------------------------------------------------------------
+def test_violation_names_file_job_group_task_and_rule(tmp_path):
+    violation = Violation(
+        "jobs/x.nomad.hcl",
+        'job "x" group "g" task "t"',
+        "images-pinned",
+        'image "nginx:latest" — pin an exact version tag',
+    )
+    assert (
+        str(violation)
+        == 'jobs/x.nomad.hcl: job "x" group "g" task "t": images-pinned: image "nginx:latest" — pin an exact version tag'
+    )
+
+    path = write(tmp_path, job_hcl(config='image = "nginx:latest"'))
+    (found,) = check_job(load_job(path), ALLOWED)
+    assert (
+        str(found)
+        == f'{path}: job "demo" group "web" task "server": images-pinned: image "nginx:latest" — pin an exact version tag'
+    )
+    (service,) = check_job(load_job(write(tmp_path, job_hcl(service='name = "web"\n      port = "http"'))), ALLOWED)
+    assert service.where == 'job "demo" group "web" service "web"'
+
+
+def test_validation_reports_all_problems_of_all_files_at_once(tmp_path):
+    files = {
+        write(tmp_path, job_hcl(config='image = "nginx:latest"', resources=None), "one.nomad.hcl"): None,
+        write(tmp_path, job_hcl(namespace="prod").replace('job "demo"', 'job "two"'), "two.nomad.hcl"): None,
+        write(tmp_path, "job {", "broken.nomad.hcl"): None,
+    }
+    with pytest.raises(JobValidationError) as caught:
+        validate_jobs(files, ALLOWED)
+    error = caught.value
+    assert isinstance(error, pulumi.RunError), "the CLI prints a RunError without a traceback"
+    assert sorted(v.rule for v in error.violations) == ["images-pinned", "namespace-allowed", "resources-set"]
+    assert len(error.errors) == 1 and "broken.nomad.hcl: not valid HCL" in error.errors[0]
+    message = str(error)
+    assert "4 problem(s)" in message
+    for fragment in (
+        "one.nomad.hcl",
+        "two.nomad.hcl",
+        "broken.nomad.hcl",
+        "images-pinned",
+        "resources-set",
+        "namespace-allowed",
+    ):
+        assert fragment in message
+
+
+def test_duplicate_job_ids_are_an_error(tmp_path):
+    first = write(tmp_path, job_hcl(), "a.nomad.hcl")
+    second = write(tmp_path, job_hcl(), "b.nomad.hcl")
+    with pytest.raises(JobValidationError, match='job id "demo" is also the id of'):
+        validate_jobs([(first, None), (second, None)], ALLOWED)
+
+
+def test_a_required_variable_without_value_names_file_and_variable(tmp_path):
+    path = write(
+        tmp_path,
+        job_hcl(variables='variable "image" {\n  type = string\n  description = "x"\n}\n', config="image = var.image"),
+    )
+    with pytest.raises(JobLoadError) as caught:
+        load_job(path)
+    assert str(caught.value) == f'{path}: variable "image" has no default and no value was given'
+    assert load_job(path, {"image": "nginx:1.27.0"}).tasks[0].image == "nginx:1.27.0"
+
+
+@pytest.mark.parametrize(
+    ("variables", "given", "error"),
+    [
+        (DOCUMENTED_VARIABLE, {"size": "two"}, "variable \"size\": 'two' is not a number"),
+        ("", None, 'reference to undeclared variable "var.image"'),
+    ],
+)
+def test_bad_variables_are_load_errors_naming_the_file(tmp_path, variables, given, error):
+    path = write(tmp_path, job_hcl(variables=variables, config="image = var.image"))
+    with pytest.raises(JobLoadError) as caught:
+        load_job(path, given)
+    assert str(caught.value).startswith(f"{path}: ") and error in str(caught.value)
+
+
+def test_values_for_undeclared_variables_are_ignored_unless_no_job_declares_them(tmp_path):
+    path = write(tmp_path, job_hcl(variables=DOCUMENTED_VARIABLE))
+    job = load_job(path, {"size": 3, "ingress_domain": "example.internal"})
+    assert job.variables == {"size": 3}
+    (found,) = validate_jobs([(path, {"size": 3})], ALLOWED)
+    assert found.variables == {"size": 3}
+    with pytest.raises(JobValidationError) as caught:
+        validate_jobs([(path, {"size": 3, "sise": 4})], ALLOWED)
+    assert caught.value.errors == (f'value given for variable "sise", which no job declares ({path})',)
+
+
+def test_interpolation_and_escapes_resolve_as_nomad_does(tmp_path):
+    variables = 'variable "tag" {\n  type = string\n  description = "t"\n  default = "1.27.0"\n}\nvariable "n" {\n  type = number\n  description = "n"\n  default = 2\n}\n'
+    config = 'image = "nginx:${var.tag}"\n        args = ["--copies=${var.n}", "--literal=$${var.tag}", "--port=${NOMAD_PORT_http}"]'
+    job = load_job(write(tmp_path, job_hcl(variables=variables, config=config)))
+    assert job.tasks[0].image == "nginx:1.27.0"
+    assert job.tasks[0].config["args"] == ["--copies=2", "--literal=${var.tag}", "--port=${NOMAD_PORT_http}"]
+    assert job.hcl2_vars == {"n": "2", "tag": "1.27.0"}
+
+
+def test_rules_are_extensible(jobs):
+    no_host_network = Rule(
+        "no-host-network",
+        "tasks stay off the host's network namespace",
+        Scope.TASK,
+        lambda ctx: "network_mode = host" if ctx.task.config.get("network_mode") == "host" else None,
+    )
+    rules = [*RULES, no_host_network]
+    found = {(v.file, v.rule) for job in jobs.values() for v in check_job(job, ALLOWED, rules)}
+    assert found == {("jobs/traefik.nomad.hcl", "no-host-network"), ("jobs/prometheus.nomad.hcl", "no-host-network")}
+    with pytest.raises(JobValidationError, match="no-host-network"):
+        validate_jobs({path: None for path in job_files()}, ALLOWED, rules)
+    # A rule replaced in a copy: the module's list is untouched.
+    relaxed = [replace(rule, check=lambda ctx: None) if rule.id == "namespace-allowed" else rule for rule in RULES]
+    assert check_job(jobs["traefik"], {"apps"}, relaxed) == []
+    assert [v.rule for v in check_job(jobs["traefik"], {"apps"})] == ["namespace-allowed"]
