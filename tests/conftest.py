@@ -9,6 +9,7 @@ does; without that, a secretness test would pass whatever the program did.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import runpy
 import shutil
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hcl2
 import pulumi
 import pytest
 from google.protobuf import json_format, struct_pb2
@@ -274,6 +276,21 @@ def one_server_secrets(name: str = "cluster", ip: str = "10.42.0.10"):
             cert_early_renewal_hours=1,
         ),
     )
+
+
+def parse_hcl(text: str):
+    """python-hcl2's result without its quoting and markers: plain dicts, lists and values."""
+
+    def clean(value):
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith("__"))}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+            return json.loads(value)
+        return value
+
+    return clean(hcl2.loads(text))
 
 
 def shellcheck_path() -> str:

@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-import hcl2
 import pulumi
 import pulumi_random as random
 import pytest
@@ -35,7 +34,16 @@ from components.access import (
 from components.providers import NOMAD_IGNORED_ENV_VARS, cluster_providers
 from scripts.stack_files import stack_settings
 
-from conftest import ROOT, is_secret, one_server_secrets, plaintext_strings, run_pulumi, shellcheck_path, unwrap
+from conftest import (
+    ROOT,
+    is_secret,
+    one_server_secrets,
+    parse_hcl,
+    plaintext_strings,
+    run_pulumi,
+    shellcheck_path,
+    unwrap,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use the AclToken ephemeral resource:UserWarning")
 
@@ -116,21 +124,6 @@ def _one(program, typ: str):
 
 def _token_value(program, source: str) -> str:
     return program.one(UUID, source).outputs["result"]
-
-
-def parse_hcl(text: str):
-    """python-hcl2's result without its quoting and markers: plain dicts, lists and values."""
-
-    def clean(value):
-        if isinstance(value, dict):
-            return {clean(k): clean(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith("__"))}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-            return json.loads(value)
-        return value
-
-    return clean(hcl2.loads(text))
 
 
 def labelled(document: dict, block: str) -> dict:

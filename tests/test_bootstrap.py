@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from fake_https import operator_tls
 from test_bootstrap_steps import FakeVault
-from test_node_config import parse_hcl
 
 from components.bootstrap import POLICIES, _CaFileProvider, _VaultUnsealedProvider
 
-from conftest import is_secret, run_program, unwrap
+from conftest import is_secret, parse_hcl, run_program, unwrap
 
 DYNAMIC = "pulumi-python:dynamic/hashistack:"
 

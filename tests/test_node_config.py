@@ -6,13 +6,11 @@ from __future__ import annotations
 import base64
 import gzip
 import itertools
-import json
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import hcl2
 import pytest
 import yaml
 
@@ -34,7 +32,7 @@ from components.node_config import (
 )
 from components.settings import Versions
 
-from conftest import ROOT, shellcheck_path
+from conftest import ROOT, parse_hcl, shellcheck_path
 
 VERSIONS = Versions(
     consul="1.21.2", nomad="1.10.3", vault="1.20.0", envoy="1.34.1", cni_plugins="1.7.1", consul_cni="1.7.2"
@@ -123,21 +121,6 @@ def rendered(cluster: ClusterSpec, node: NodeSpec) -> dict:
 
 def files_of(cluster: ClusterSpec, node: NodeSpec) -> dict[str, str]:
     return {f.path: f.content for f in node_files(cluster, node, material_for(node))}
-
-
-def parse_hcl(text: str):
-    """python-hcl2's result without its quoting and markers: plain dicts, lists and values."""
-
-    def clean(value):
-        if isinstance(value, dict):
-            return {clean(k): clean(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith("__"))}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-            return json.loads(value)
-        return value
-
-    return clean(hcl2.loads(text))
 
 
 def block(document: dict, *path: str):
