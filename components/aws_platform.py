@@ -336,6 +336,8 @@ class AwsNodes(pulumi.ComponentResource):
     """The ingress load balancer's fixed public addresses, one per availability zone."""
     server_health: list[ServerHealth]
     """One health gate per server, in chain order."""
+    vault_init: object
+    """Vault's initialisation, made within the server chain (components/platform.py)."""
     hosts_lines: pulumi.Output[str]
     """Lines for the operator's /etc/hosts naming the servers and the ingress's services."""
     ssh_commands: pulumi.Output[dict[str, str]]
@@ -419,7 +421,8 @@ class AwsNodes(pulumi.ComponentResource):
                 ),
             )
 
-        self.server_health = chain_servers(name, settings, network, secrets, self, create_server)
+        chain = chain_servers(name, settings, network, secrets, self, create_server)
+        self.server_health, self.vault_init = chain.gates, chain.vault_init
 
         client = nodes["client"]
         client_material = material_for(secrets, Role.CLIENT, secrets.client)

@@ -4,6 +4,7 @@ ConsulPresetTokens -> the agent, Nomad-agent and Vault tokens exist in Consul wi
                       nodes booted with, on least-privilege policies (policies/consul/);
 NomadAclBootstrap  -> Nomad's ACLs bootstrapped with the preset management secret;
 VaultInit          -> Vault initialised once: root token and unseal (Shamir) or recovery (awskms) keys;
+                      made within the server chain (components/platform.py), whose gates need them;
 VaultUnsealed      -> each server unsealed (Shamir), checked on every `up` and unsealed again after a
                       reboot, or waited for (auto-unseal).
 The steps' HTTP logic is in components/bootstrap_steps.py. Every server's health gate is an input
@@ -31,7 +32,7 @@ from components.bootstrap_steps import (
 )
 from components.http_api import HttpsApi, Poller, TlsMaterial
 from components.secrets import ClusterSecrets
-from components.settings import Platform, Settings
+from components.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -304,20 +305,8 @@ class Bootstrap(pulumi.ComponentResource):
             child,
         )
 
-        reachable = list(nodes.servers.values())
-        init = VaultInit(
-            f"{name}-vault-init",
-            {
-                # One server initialises; the others join its raft cluster.
-                "address": reachable[0].apply(lambda ip: f"https://{ip}:8200"),
-                "ca_pem": secrets.ca_cert_pem,
-                "auto_unseal": settings.platform is Platform.AWS,
-                "shares": VAULT_KEY_SHARES,
-                "threshold": VAULT_KEY_THRESHOLD,
-                "after": gates,
-            },
-            child,
-        )
+        # Initialised within the server chain, so that each server's gate can unseal it.
+        init = nodes.vault_init
         unsealed = [
             VaultUnsealed(
                 f"{name}-vault-{server}",

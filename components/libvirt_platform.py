@@ -128,6 +128,8 @@ class LibvirtNodes(pulumi.ComponentResource):
     """The first client's address, where the ingress (Traefik) listens; empty without clients."""
     server_health: list
     """One health gate per server, in chain order."""
+    vault_init: object
+    """Vault's initialisation, made within the server chain (components/platform.py)."""
     hosts_lines: pulumi.Output[str]
     """Lines for the operator's /etc/hosts, naming the nodes and the ingress's services."""
     ssh_commands: pulumi.Output[dict[str, str]]
@@ -145,7 +147,8 @@ class LibvirtNodes(pulumi.ComponentResource):
             text = user_data(cluster, node, material_for(secrets, Role.SERVER, secrets.servers[planned.name]))
             return self._vm(node, text, settings.libvirt.server_size, SERVER_DISK_BYTES, server_opts)
 
-        self.server_health = chain_servers(name, settings, network, secrets, self, create_server)
+        chain = chain_servers(name, settings, network, secrets, self, create_server)
+        self.server_health, self.vault_init = chain.gates, chain.vault_init
         client_material = material_for(secrets, Role.CLIENT, secrets.client)
         for node in nodes.values():
             if node.role is Role.CLIENT:

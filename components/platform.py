@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import pulumi
 
 from components.addressing import PlannedServer, planned_servers
+from components.bootstrap import VAULT_KEY_SHARES, VAULT_KEY_THRESHOLD, VaultInit
 from components.secrets import ClusterSecrets, ServerIdentity
 from components.server_health import ServerHealth, ServerHealthArgs
 from components.settings import Platform, Settings
@@ -68,6 +69,8 @@ class ClusterNodes(Protocol):
     """Host name or address where the clients' ingress (Traefik, 80/443) is reached."""
     server_health: list[ServerHealth]
     """One health gate per server, in chain order."""
+    vault_init: VaultInit
+    """Vault's initialisation (root token, unseal or recovery keys), made within the server chain."""
     hosts_lines: pulumi.Output[str]
     """Lines for the operator's /etc/hosts naming the nodes and the ingress's services."""
     ssh_commands: pulumi.Output[dict[str, str]]
@@ -92,6 +95,14 @@ def server_identities(network: ClusterNetwork) -> list[ServerIdentity]:
     return identities
 
 
+@dataclass(frozen=True)
+class ServerChain:
+    gates: list[ServerHealth]
+    """One health gate per server, in chain order."""
+    vault_init: VaultInit
+    """Vault's one-time initialisation, on server-0 before its gate (the gates need its keys)."""
+
+
 def chain_servers(
     name: str,
     settings: Settings,
@@ -99,21 +110,38 @@ def chain_servers(
     secrets: ClusterSecrets,
     parent: pulumi.Resource,
     create_server: Callable[[PlannedServer, pulumi.ResourceOptions], pulumi.CustomResource],
-) -> list[ServerHealth]:
+) -> ServerChain:
     """Creates the servers one after another, each behind the previous one's health gate.
 
     `create_server` makes one server machine with the options given (parent, the dependency on the
     previous gate, delete-before-replace: a server keeps its name and address, so the old machine
-    must be gone first). A change that replaces every server thus replaces one, waits until it has
-    rejoined and is a healthy voter, then the next: never two at once (DESIGN decision 8).
+    must be gone first). A change that replaces every server thus replaces one, waits until its
+    Consul, Vault and Nomad have rejoined as healthy voters, then the next: never two at once
+    (DESIGN decision 8). Vault is initialised right after the first server exists, so that every
+    gate, the first included, can unseal its server and wait for it to join Vault's raft.
     """
     reachable = {s.name: s.reachable_ip for s in network.servers}
     gates: list[ServerHealth] = []
+    vault_init = None
     for planned in planned_servers(settings):
         machine = create_server(
             planned,
             pulumi.ResourceOptions(parent=parent, depends_on=gates[-1:], delete_before_replace=True),
         )
+        if vault_init is None:
+            vault_init = VaultInit(
+                f"{name}-vault-init",
+                {
+                    # One server initialises; the others join its raft cluster when unsealed.
+                    "address": reachable[planned.name].apply(lambda ip: f"https://{ip}:8200"),
+                    "ca_pem": secrets.ca_cert_pem,
+                    "auto_unseal": settings.platform is Platform.AWS,
+                    "shares": VAULT_KEY_SHARES,
+                    "threshold": VAULT_KEY_THRESHOLD,
+                    "machine": machine.id,
+                },
+                pulumi.ResourceOptions(parent=parent),
+            )
         gates.append(
             ServerHealth(
                 f"{name}-{planned.name}-healthy",
@@ -125,12 +153,15 @@ def chain_servers(
                     ca_pem=secrets.ca_cert_pem,
                     client_cert_pem=secrets.operator.cert_pem,
                     client_key_pem=secrets.operator.private_key_pem,
-                    token=secrets.consul_management_token,
+                    consul_token=secrets.consul_management_token,
+                    nomad_token=secrets.nomad_bootstrap_token,
+                    vault_token=vault_init.root_token,
+                    vault_unseal_keys=vault_init.unseal_keys,
                 ),
                 pulumi.ResourceOptions(parent=parent),
             )
         )
-    return gates
+    return ServerChain(gates, vault_init)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """ServerHealth: a resource whose creation waits until a (re)created server is healthy again.
 
-It is the gate of the server chain (components/platform.py). A server counts as healthy when its
-Consul agent answers over mutual TLS and, if the cluster already exists (another server reports a
-leader), when Consul's autopilot lists it as a healthy voter. On the very first `up` no cluster exists
-yet, since it forms only once `bootstrap_expect` servers are up, so the gate waits for the agent only.
+It is the gate of the server chain (components/platform.py). A server counts as healthy when all
+three of its raft members are back: Consul answers over mutual TLS and, once its cluster exists, is a
+healthy voter; Vault is unsealed (the gate unseals it with the Shamir keys, or waits for auto-unseal)
+and a healthy voter of Vault's raft; Nomad, once its cluster exists with ACLs bootstrapped, is a
+healthy voter. On the very first `up` Consul's and Nomad's clusters form only once
+`bootstrap_expect` servers run, so their gates then wait for the agents to answer; Vault is
+initialised on server-0 before its gate (components/platform.py), so every gate waits for Vault.
 
 The check is re-run whenever the machine behind it is replaced (its id is an input), and never
 skips TLS verification: the cluster CA and the operator's client certificate are used throughout.
@@ -18,9 +21,10 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
+from components.bootstrap_steps import vault_unseal
 from components.http_api import DeadlineExceeded, HttpsApi, Poller, TlsMaterial, Unreachable
 
-CONSUL_HTTPS_PORT = 8501
+CONSUL_HTTPS_PORT, NOMAD_HTTPS_PORT, VAULT_HTTPS_PORT = 8501, 4646, 8200
 DEFAULT_TIMEOUT_SECONDS = 20 * 60  # a first boot installs packages before Consul starts
 POLL_SECONDS = 5.0
 
@@ -29,66 +33,158 @@ class ServerUnhealthyError(Exception):
     pass
 
 
-def consul_api_factory(tls: TlsMaterial, token: str, port: int = CONSUL_HTTPS_PORT) -> Callable[[str], HttpsApi]:
-    """address -> Consul's API on that server, over mutual TLS with the cluster CA."""
-    return lambda address: HttpsApi(f"https://{address}:{port}", tls, headers={"X-Consul-Token": token})
+@dataclass(frozen=True)
+class ServerApis:
+    """address -> each agent's API on that server, TLS verified against the cluster CA."""
+
+    consul: Callable[[str], HttpsApi]
+    nomad: Callable[[str], HttpsApi]
+    vault: Callable[[str], HttpsApi]
 
 
-def wait_until_healthy(
-    consul: Callable[[str], HttpsApi], node_name: str, address: str, peers: Sequence[str], poller: Poller
-) -> str:
-    """Blocks until `node_name` at `address` is healthy; returns what was established."""
-    node = consul(address)
-    announced = []
+def server_apis(
+    tls: TlsMaterial,
+    consul_token: str,
+    nomad_token: str,
+    vault_token: str,
+    ports: tuple[int, int, int] = (CONSUL_HTTPS_PORT, NOMAD_HTTPS_PORT, VAULT_HTTPS_PORT),
+) -> ServerApis:
+    consul_port, nomad_port, vault_port = ports
+    ca_only = TlsMaterial(tls.ca_pem)  # Nomad and Vault do not ask for client certificates
+    return ServerApis(
+        consul=lambda a: HttpsApi(f"https://{a}:{consul_port}", tls, headers={"X-Consul-Token": consul_token}),
+        nomad=lambda a: HttpsApi(f"https://{a}:{nomad_port}", ca_only, headers={"X-Nomad-Token": nomad_token}),
+        vault=lambda a: HttpsApi(f"https://{a}:{vault_port}", ca_only, headers={"X-Vault-Token": vault_token}),
+    )
 
-    def attempt() -> tuple[bool, str]:
-        leader = node.get("/v1/status/leader")
-        if not leader.ok:
-            return False, f"Consul at {node.base_url} answers {leader.status} (still starting?)"
-        if not announced:
-            poller.log(f"{node_name}: Consul answers at {node.base_url}")
-            announced.append(True)
-        if not (leader.body or any(_has_leader(consul, peer) for peer in peers)):
-            return True, f"{node_name}: Consul answers; the cluster is still forming (first creation)"
-        health = node.get("/v1/operator/autopilot/health")
-        servers = health.body.get("Servers", []) if health.ok and isinstance(health.body, dict) else []
-        server = next((s for s in servers if s.get("Name") == node_name), None)
-        if server and server.get("Healthy") and server.get("Voter"):
-            return True, f"{node_name}: healthy voter (leader {leader.body or 'elsewhere'})"
-        if not health.ok:
-            return False, f"autopilot health answers {health.status}: {health.body}"
-        return False, f"autopilot reports {server}" if server else "not yet a member of the raft configuration"
 
+def _has_leader(api: HttpsApi) -> bool:
     try:
-        return poller.until(node_name, attempt)
-    except DeadlineExceeded as error:
-        raise ServerUnhealthyError(
-            f"{node_name} is not healthy: {error}. The next servers were left as they are, so the quorum "
-            f"holds. Look at the node (`journalctl -u consul`, /var/log/hashistack-bootstrap.log, "
-            f"/var/log/cloud-init-output.log), fix the cause and run `pulumi up` again; it resumes with "
-            f"this server."
-        ) from None
-
-
-def _has_leader(consul: Callable[[str], HttpsApi], address: str) -> bool:
-    try:
-        answer = consul(address).get("/v1/status/leader")
+        answer = api.get("/v1/status/leader")
     except Unreachable:
         return False
     return answer.ok and bool(answer.body)
 
 
-_INPUTS = ("node_name", "address", "peers", "machine_id", "ca_pem", "client_cert_pem", "client_key_pem", "token")
-_SECRET_INPUTS = ["client_key_pem", "token"]
+def consul_healthy(apis: ServerApis, node_name: str, address: str, peers: Sequence[str]) -> Callable:
+    """Consul answers and, once a cluster exists (a leader anywhere), this server is a healthy voter."""
+    node = apis.consul(address)
+
+    def attempt() -> tuple[bool, str]:
+        leader = node.get("/v1/status/leader")
+        if not leader.ok:
+            return False, f"Consul at {node.base_url} answers {leader.status} (still starting?)"
+        if not (leader.body or any(_has_leader(apis.consul(peer)) for peer in peers)):
+            return True, "Consul answers; its cluster is still forming (first creation)"
+        health = node.get("/v1/operator/autopilot/health")
+        servers = health.body.get("Servers", []) if health.ok and isinstance(health.body, dict) else []
+        server = next((s for s in servers if s.get("Name") == node_name), None)
+        if server and server.get("Healthy") and server.get("Voter"):
+            return True, "Consul: a healthy voter"
+        if not health.ok:
+            return False, f"Consul autopilot health answers {health.status}: {health.body}"
+        return False, f"Consul autopilot reports {server}" if server else "not yet in Consul's raft configuration"
+
+    return attempt
+
+
+def nomad_healthy(apis: ServerApis, node_name: str, address: str, peers: Sequence[str]) -> Callable:
+    """Once Nomad's cluster exists with its ACLs bootstrapped, this server is a healthy voter.
+
+    On the first creation there is no leader until every server runs, and no ACL bootstrap until
+    after the chain: then Nomad answering is enough.
+    """
+    node = apis.nomad(address)
+
+    def attempt() -> tuple[bool, str]:
+        leader = node.get("/v1/status/leader")
+        if not leader.ok:
+            return False, f"Nomad at {node.base_url} answers {leader.status} (still starting?)"
+        if not (leader.body or any(_has_leader(apis.nomad(peer)) for peer in peers)):
+            return True, "Nomad answers; its cluster is still forming (first creation)"
+        if not node.get("/v1/acl/token/self").ok:
+            return True, "Nomad answers; its ACLs are not bootstrapped yet (first creation)"
+        health = node.get("/v1/operator/autopilot/health")
+        servers = health.body.get("Servers", []) if health.ok and isinstance(health.body, dict) else []
+        # Nomad names its servers `<node>.<region>`.
+        server = next((s for s in servers if str(s.get("Name", "")).split(".")[0] == node_name), None)
+        if server and server.get("Healthy") and server.get("Voter"):
+            return True, "Nomad: a healthy voter"
+        return False, f"Nomad autopilot reports {server}" if server else "not yet in Nomad's raft configuration"
+
+    return attempt
+
+
+def vault_healthy(apis: ServerApis, node_name: str, address: str) -> Callable:
+    """Vault on this server is unsealed (the caller unseals it) and a healthy raft voter."""
+    node = apis.vault(address)
+
+    def attempt() -> tuple[bool, str]:
+        state = node.get("/v1/sys/storage/raft/autopilot/state")
+        if not state.ok or not isinstance(state.body, dict):
+            return False, f"Vault autopilot state answers {state.status}: {state.body}"
+        servers = (state.body.get("data") or state.body).get("servers") or {}
+        server = servers.get(node_name)
+        if server and server.get("healthy") and server.get("status") == "voter":
+            return True, "Vault: unsealed, a healthy voter"
+        return False, f"Vault autopilot reports {server}" if server else "not yet in Vault's raft configuration"
+
+    return attempt
+
+
+def wait_until_healthy(
+    apis: ServerApis,
+    node_name: str,
+    address: str,
+    peers: Sequence[str],
+    unseal_keys: Sequence[str],
+    poller: Poller,
+) -> str:
+    """Blocks until every agent of `node_name` is back: Consul, then Vault (unsealed here with the
+    Shamir keys, or by itself with auto-unseal), then Nomad. Returns what was established."""
+    try:
+        done = [poller.until(f"{node_name} Consul", consul_healthy(apis, node_name, address, peers))]
+        done.append(vault_unseal(apis.vault(address), tuple(unseal_keys), poller))
+        done.append(poller.until(f"{node_name} Vault", vault_healthy(apis, node_name, address)))
+        done.append(poller.until(f"{node_name} Nomad", nomad_healthy(apis, node_name, address, peers)))
+    except DeadlineExceeded as error:
+        raise ServerUnhealthyError(
+            f"{node_name} is not healthy: {error}. The next servers were left as they are, so the quorums "
+            f"hold. Look at the node (`journalctl -u consul -u vault -u nomad`, "
+            f"/var/log/hashistack-bootstrap.log, /var/log/cloud-init-output.log), fix the cause and run "
+            f"`pulumi up` again; it resumes with this server."
+        ) from None
+    return f"{node_name}: " + "; ".join(done)
+
+
+_INPUTS = (
+    "node_name",
+    "address",
+    "peers",
+    "machine_id",
+    "ca_pem",
+    "client_cert_pem",
+    "client_key_pem",
+    "consul_token",
+    "nomad_token",
+    "vault_token",
+    "vault_unseal_keys",
+)
+_SECRET_INPUTS = ["client_key_pem", "consul_token", "nomad_token", "vault_token", "vault_unseal_keys"]
 
 
 class _ServerHealthProvider(pulumi.dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        consul = consul_api_factory(
-            TlsMaterial(props["ca_pem"], props["client_cert_pem"], props["client_key_pem"]), props["token"]
+        apis = server_apis(
+            TlsMaterial(props["ca_pem"], props["client_cert_pem"], props["client_key_pem"]),
+            props["consul_token"],
+            props["nomad_token"],
+            props["vault_token"],
         )
         poller = Poller(DEFAULT_TIMEOUT_SECONDS, POLL_SECONDS)
-        status = wait_until_healthy(consul, props["node_name"], props["address"], props["peers"], poller)
+        status = wait_until_healthy(
+            apis, props["node_name"], props["address"], props["peers"], props["vault_unseal_keys"] or (), poller
+        )
         return pulumi.dynamic.CreateResult(
             id_=f"{props['node_name']}@{props['machine_id']}", outs={**props, "status": status}
         )
@@ -112,8 +208,14 @@ class ServerHealthArgs:
     ca_pem: pulumi.Input[str]
     client_cert_pem: pulumi.Input[str]
     client_key_pem: pulumi.Input[str]
-    token: pulumi.Input[str]
-    """A Consul token with operator:read (autopilot health)."""
+    consul_token: pulumi.Input[str]
+    """A Consul token with operator:read (autopilot health): the management token."""
+    nomad_token: pulumi.Input[str]
+    """Nomad's (preset) management token; accepted once Nomad's ACLs are bootstrapped."""
+    vault_token: pulumi.Input[str]
+    """Vault's root token (raft autopilot state)."""
+    vault_unseal_keys: pulumi.Input[Sequence[str]]
+    """Shamir unseal keys; empty with auto-unseal."""
 
 
 class ServerHealth(pulumi.dynamic.Resource, module="hashistack", name="ServerHealth"):

@@ -171,7 +171,9 @@ SECRET_OUTPUTS: dict[str, frozenset[str]] = {
     "pulumi:providers:consul": frozenset({"token", "keyPem"}),
     "pulumi:providers:nomad": frozenset({"secretId"}),
     "pulumi:providers:vault": frozenset({"token"}),
-    "pulumi-python:dynamic/hashistack:ServerHealth": frozenset({"client_key_pem", "token"}),
+    "pulumi-python:dynamic/hashistack:ServerHealth": frozenset(
+        {"client_key_pem", "consul_token", "nomad_token", "vault_token", "vault_unseal_keys"}
+    ),
     "pulumi-python:dynamic/hashistack:ConsulPresetTokens": frozenset({"management_token", "tokens", "client_key_pem"}),
     "pulumi-python:dynamic/hashistack:NomadAclBootstrap": frozenset({"bootstrap_secret"}),
     "pulumi-python:dynamic/hashistack:VaultInit": frozenset({"root_token", "unseal_keys", "recovery_keys"}),

@@ -109,7 +109,13 @@ def test_servers_are_chained_behind_health_gates(dev):
         assert gate.inputs["machine_id"] == domain.id, gate.urn
         assert domain.urn in gate.dependencies, gate.urn
         assert domain.delete_before_replace, f"{domain.urn}: a server keeps its name and address"
-        assert is_secret(gate.inputs["token"]) and is_secret(gate.inputs["client_key_pem"]), gate.urn
+        for key in ("consul_token", "nomad_token", "vault_token", "vault_unseal_keys", "client_key_pem"):
+            assert is_secret(gate.inputs[key]), f"{gate.urn}: {key} in plain text"
+    # Vault is initialised on server-0 before its gate, which needs the keys to unseal it.
+    init = dev.one("pulumi-python:dynamic/hashistack:VaultInit", "cluster-vault-init")
+    assert domains["cluster-server-0"].urn in init.dependencies
+    assert all(init.urn in gate.dependencies for gate in gates.values())
+    assert not any(gate.urn in init.dependencies for gate in gates.values()), "no cycle: init before every gate"
 
 
 def test_a_changed_user_data_replaces_the_disk(dev):
