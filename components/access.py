@@ -23,13 +23,15 @@ import pulumi_consul as consul
 import pulumi_nomad as nomad
 import pulumi_vault as vault
 
+from components.job_rules import JOB_NAMESPACES
 from components.settings import Settings
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
+# Nomad namespaces whose tasks get a Consul role; "default" is built into Nomad. Jobs may use these
+# only (components/job_rules.py, which the policy pack also loads without this module's SDKs).
+NOMAD_NAMESPACES = JOB_NAMESPACES
 APPS_NAMESPACE = "apps"
-# Nomad namespaces whose tasks get a Consul role; "default" is built into Nomad.
-NOMAD_NAMESPACES = ("default", APPS_NAMESPACE)
 # Nomad ACL policies (policies/nomad/<name>.hcl), one role each. None for anonymous: with ACLs on,
 # a request without a token is denied everything, and that is the point.
 NOMAD_POLICIES = ("operator", "deployer", "readonly")

@@ -34,6 +34,8 @@ DEFAULT_NAMESPACE = "default"
 # kv/data/<namespace>/<job>[/...] and nothing else, so a template reading elsewhere never renders.
 KV_MOUNT = "kv"
 
+# The Nomad namespaces jobs may use: "default" (built in) and "apps" (components/access.py makes it).
+JOB_NAMESPACES = ("default", "apps")
 _PARSE_OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=False)
 _VAR_NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 # `${var.x}` inside a string, not the `$${` escape.
@@ -346,6 +348,12 @@ def load_job(path: Path, variables: Mapping[str, object] | None = None) -> Job:
         text = path.read_text()
     except OSError as error:
         raise JobLoadError(f"{file}: cannot read: {error.strerror}") from error
+    return load_job_text(text, path, variables)
+
+
+def load_job_text(text: str, path: Path, variables: Mapping[str, object] | None = None) -> Job:
+    """load_job for a jobspec already in hand (e.g. a nomad.Job's input); `path` names it in messages."""
+    file = _display(Path(path))
     try:
         parsed = hcl2.loads(text, serialization_options=_PARSE_OPTIONS)
     except Exception as error:  # lark's exceptions have no common base worth naming

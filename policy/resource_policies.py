@@ -2,16 +2,9 @@
 
 `pulumi preview --policy-pack policy` (and `up`) runs every policy in `POLICIES` on every resource the
 program registers; a violation of a mandatory policy stops the operation. A policy is a function
-`(args, report_violation)` plus one `mandatory(...)` entry in `POLICIES`:
-
-    def nomad_jobs_pass_the_job_rules(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if args.resource_type != "nomad:index/job:Job":
-            return
-        ...
-        report_violation("why, and what to change")
-
-and `mandatory("nomad-jobs-pass-the-job-rules", "Nomad jobs pass the job rules", nomad_jobs_pass_the_job_rules)`
-at the end of the list (tests/test_policy.py then wants a passing and a violating case for it).
+`(args, report_violation)` plus one `mandatory(...)` entry in `POLICIES` (see
+nomad_jobs_pass_the_job_rules below for a short one); tests/test_policy.py then wants a passing and a
+violating case for it.
 
 `args.props` are the resource's inputs as the engine sends them: camelCase names for provider resources
 (`metadataOptions.httpTokens`), the program's own names for dynamic resources, plain values (the Python
@@ -27,8 +20,10 @@ import base64
 import binascii
 import gzip
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
@@ -298,6 +293,34 @@ def project_and_stack_tags(args: ResourceValidationArgs, report_violation: Repor
             report_violation(f"tag {key} is {tags[key]!r}, not {expected!r} (from the resource's URN)")
 
 
+# -- Nomad jobs pass the job rules ----------------------------------------------------------------------
+def _variable_value(value: Any) -> Any:
+    """An HCL2 variable as the Nomad provider receives it: a string, or an HCL (JSON) literal for lists."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def nomad_jobs_pass_the_job_rules(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """The program checks its job files at start; this catches a job submitted any other way."""
+    if args.resource_type != "nomad:index/job:Job":
+        return
+    # Imported here: only a pack that sees a Nomad job pays for the HCL parser.
+    from components.job_rules import JOB_NAMESPACES, JobLoadError, check_job, load_job_text
+
+    variables = {name: _variable_value(v) for name, v in _map(_map(args.props.get("hcl2")).get("vars")).items()}
+    try:
+        job = load_job_text(str(args.props.get("jobspec") or ""), Path(f"<{args.name}>"), variables)
+    except JobLoadError as error:
+        report_violation(str(error))
+        return
+    for violation in check_job(job, JOB_NAMESPACES):
+        report_violation(str(violation))
+
+
 POLICIES: list[ResourceValidationPolicy] = [
     mandatory(
         "no-internet-ingress-but-web",
@@ -324,5 +347,11 @@ POLICIES: list[ResourceValidationPolicy] = [
         "project-and-stack-tags",
         "Every taggable AWS resource is tagged Project and Stack with its project's and stack's names.",
         project_and_stack_tags,
+    ),
+    mandatory(
+        "nomad-jobs-pass-the-job-rules",
+        "Every Nomad job passes the job rules of components/job_rules.py (pinned images, resources, "
+        "no raw_exec or privileged containers, Vault only by workload identity, ...).",
+        nomad_jobs_pass_the_job_rules,
     ),
 ]

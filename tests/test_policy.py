@@ -68,6 +68,34 @@ def violations(policy: ResourceValidationPolicy, args: ResourceValidationArgs) -
     return found
 
 
+BAD_JOB = """
+job "bad" {
+  namespace = "apps"
+  group "web" {
+    task "server" {
+      driver = "docker"
+      config {
+        image = "nginx:latest"
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+    task "script" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+"""
+
 # (case id, resource type, props, additional secret outputs, None when it passes / a phrase of the violation)
 CASES: dict[str, list[tuple[str, str, dict, tuple[str, ...], str | None]]] = {
     "no-internet-ingress-but-web": [
@@ -109,6 +137,13 @@ CASES: dict[str, list[tuple[str, str, dict, tuple[str, ...], str | None]]] = {
         ("user-data-key", INSTANCE, {"userDataBase64": gzipped_base64(CA_ONLY + "-----BEGIN EC PRIVATE KEY-----\nMHc\n")}, (), "a private key"),
         ("template-user-data-gossip-key", TEMPLATE, {"userData": base64.b64encode(b'encrypt = "' + b"A" * 43 + b'="\n').decode()}, (), "a gossip key"),
         ("plain-user-data-token", INSTANCE, {"userData": f'acl {{ tokens {{ initial_management = "{UUID}" }} }}'}, (), "an ACL token"),
+    ],
+    "nomad-jobs-pass-the-job-rules": [
+        ("hello-docker", "nomad:index/job:Job", {"jobspec": (ROOT / "jobs" / "hello-docker.nomad.hcl").read_text(), "hcl2": {"vars": {"datacenters": '["dc1"]'}}}, (), None),
+        ("not-a-job", "nomad:index/aclPolicy:AclPolicy", {"rulesHcl": "namespace \"*\" {}"}, (), None),
+        ("latest-image", "nomad:index/job:Job", {"jobspec": BAD_JOB}, (), 'images-pinned: image "nginx:latest"'),
+        ("raw-exec", "nomad:index/job:Job", {"jobspec": BAD_JOB}, (), "no-raw-exec"),
+        ("not-hcl", "nomad:index/job:Job", {"jobspec": "job {"}, (), "not valid HCL"),
     ],
     "project-and-stack-tags": [
         ("vpc", "aws:ec2/vpc:Vpc", {"tags": TAGS}, (), None),
