@@ -36,5 +36,7 @@ if [[ "$backend_url" == file://* && -z "${PULUMI_CONFIG_PASSPHRASE:-}" && -z "${
 fi
 
 cd "$root"
+# The dynamic providers (bootstrap, health gates) run in a process of their own and import components/.
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 pulumi stack select --create "$stack" >/dev/null
 exec pulumi "$@" --stack "$stack"
