@@ -32,6 +32,8 @@ POLICIES = Path(__file__).resolve().parent.parent / "policies"
 # only (components/job_rules.py, which the policy pack also loads without this module's SDKs).
 NOMAD_NAMESPACES = JOB_NAMESPACES
 APPS_NAMESPACE = "apps"
+# Where the platform's own jobs run (Traefik, Prometheus, Grafana); its tasks may read the agents.
+PLATFORM_NAMESPACE = "default"
 # Nomad ACL policies (policies/nomad/<name>.hcl), one role each. None for anonymous: with ACLs on,
 # a request without a token is denied everything, and that is the point.
 NOMAD_POLICIES = ("operator", "deployer", "readonly")
@@ -267,6 +269,13 @@ class Access(pulumi.ComponentResource):
             rules=policy_text("consul", "nomad-tasks"),
             opts=self._child(),
         )
+        platform = consul.AclPolicy(
+            f"{name}-consul-nomad-platform-tasks",
+            name="nomad-platform-tasks",
+            description="Nomad tasks of the default namespace (the platform's jobs): read the agents",
+            rules=policy_text("consul", "nomad-platform-tasks"),
+            opts=self._child(),
+        )
         self.consul_workload_identity += [method, services_rule, tasks_rule]
         # A task whose namespace has no role here gets no token: login fails rather than widens.
         for namespace in NOMAD_NAMESPACES:
@@ -274,7 +283,7 @@ class Access(pulumi.ComponentResource):
                 f"{name}-consul-nomad-{namespace}-tasks",
                 name=f"nomad-{namespace}-tasks",
                 description=f"Tasks of the Nomad namespace {namespace}",
-                policies=[tasks.id],
+                policies=[tasks.id, platform.id] if namespace == PLATFORM_NAMESPACE else [tasks.id],
                 opts=self._child(),
             )
             self.consul_workload_identity.append(role)

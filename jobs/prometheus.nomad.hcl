@@ -7,12 +7,10 @@
 # re-reads the file on every request.
 #
 # What this needs that is not verified here (no cluster in the tests):
-# - Consul ACLs. The task's token has the role nomad-default-tasks (components/access.py: policy
-#   nomad-tasks, read on services, nodes and KV), which covers the catalog and health reads of
-#   consul_sd_configs. It does NOT cover /v1/agent/metrics, which needs `agent:read` on the agent:
-#   until a policy grants that to this job's tasks, the "consul-agent" target answers 403.
-#   Discovery names the datacenter explicitly for the same reason: without it Prometheus asks
-#   /v1/agent/self (also agent:read) and retries forever.
+# - Consul ACLs. The task's token has the role nomad-default-tasks (components/access.py: policies
+#   nomad-tasks, read on services, nodes and KV, for the catalog and health reads of
+#   consul_sd_configs; and nomad-platform-tasks, agent:read, for /v1/agent/metrics). The datacenter
+#   is named explicitly anyway, so discovery does not depend on /v1/agent/self.
 # - Nomad's /v1/metrics needs no ACL token (Nomad API docs: "ACL Required: none"); the agents' HTTPS
 #   API does not ask for a client certificate (verify_https_client = false). Targets are checked
 #   against the names in the agents' certificates (server.<region>.nomad, client.<region>.nomad),
@@ -170,7 +168,7 @@ job "prometheus" {
                 - source_labels: [__meta_consul_node]
                   target_label: instance
 
-            # The Consul agent on this node (needs agent:read, see the top of the file).
+            # The Consul agent on this node (agent:read: the role nomad-default-tasks, see the top).
             - job_name: consul-agent
               scheme: https
               metrics_path: /v1/agent/metrics

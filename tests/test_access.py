@@ -55,7 +55,7 @@ PROVIDERS = {"consul": "pulumi:providers:consul", "nomad": "pulumi:providers:nom
 TOKEN_SOURCES = {"consul": "bootstrap-consul", "nomad": "bootstrap-nomad", "vault": "bootstrap-vault"}
 EXPECTED_INVENTORY = {
     "hashistack:access:Access": 1,
-    "consul:index/aclPolicy:AclPolicy": 2,
+    "consul:index/aclPolicy:AclPolicy": 3,
     "consul:index/aclTokenPolicyAttachment:AclTokenPolicyAttachment": 1,
     "consul:index/aclAuthMethod:AclAuthMethod": 1,
     "consul:index/aclBindingRule:AclBindingRule": 2,
@@ -271,8 +271,11 @@ def test_consul_trusts_nomad_workload_identities(program):
     # Every namespace the task rule can name has its role: default (built in) and the apps namespace.
     assert sorted(roles) == sorted(f"nomad-{ns}-tasks" for ns in NOMAD_NAMESPACES)
     assert sorted(roles) == ["nomad-apps-tasks", "nomad-default-tasks"]
-    for role in roles.values():
-        assert role["policies"] == [tasks_policy.id], role
+    platform_policy = program.one("consul:index/aclPolicy:AclPolicy", "cluster-consul-nomad-platform-tasks")
+    # The platform's jobs (default namespace) may read the agents (Prometheus); the apps may not.
+    assert roles["nomad-default-tasks"]["policies"] == [tasks_policy.id, platform_policy.id]
+    assert roles["nomad-apps-tasks"]["policies"] == [tasks_policy.id]
+    assert parse_hcl(platform_policy.inputs["rules"]) == {"agent_prefix": [{"": {"policy": "read"}}]}
     rules_hcl = parse_hcl(tasks_policy.inputs["rules"])
     assert sorted(rules_hcl) == ["key_prefix", "node_prefix", "service_prefix"]
     for block in rules_hcl:
