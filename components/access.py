@@ -23,7 +23,7 @@ import pulumi_consul as consul
 import pulumi_nomad as nomad
 import pulumi_vault as vault
 
-from components.job_rules import JOB_NAMESPACES
+from components.job_rules import APPS_NAMESPACE, JOB_NAMESPACES, KV_MOUNT, PLATFORM_NAMESPACE
 from components.settings import Settings
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
@@ -31,9 +31,6 @@ POLICIES = Path(__file__).resolve().parent.parent / "policies"
 # Nomad namespaces whose tasks get a Consul role; "default" is built into Nomad. Jobs may use these
 # only (components/job_rules.py, which the policy pack also loads without this module's SDKs).
 NOMAD_NAMESPACES = JOB_NAMESPACES
-APPS_NAMESPACE = "apps"
-# Where the platform's own jobs run (Traefik, Prometheus, Grafana); its tasks may read the agents.
-PLATFORM_NAMESPACE = "default"
 # Nomad ACL policies (policies/nomad/<name>.hcl), one role each. None for anonymous: with ACLs on,
 # a request without a token is denied everything, and that is the point.
 NOMAD_POLICIES = ("operator", "deployer", "readonly")
@@ -57,7 +54,7 @@ NOMAD_JWKS_URL = "https://127.0.0.1:4646/.well-known/jwks.json"
 CONSUL_JWT_ALGORITHMS = ["RS256"]
 VAULT_JWT_ALGORITHMS = ["RS256", "EdDSA"]
 
-KV_PATH = "kv"
+KV_PATH = KV_MOUNT
 # The file every Vault server writes, and that cloudinit/vault-audit.logrotate rotates.
 VAULT_AUDIT_FILE = "/var/log/vault/audit.log"
 # Vault tokens of workloads: renewed by Nomad for as long as the task runs (docs/secure/vault/acl).

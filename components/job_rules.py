@@ -35,7 +35,11 @@ DEFAULT_NAMESPACE = "default"
 KV_MOUNT = "kv"
 
 # The Nomad namespaces jobs may use: "default" (built in) and "apps" (components/access.py makes it).
-JOB_NAMESPACES = ("default", "apps")
+PLATFORM_NAMESPACE = "default"
+"""Where the platform's own jobs run (Traefik, Prometheus, Grafana); built into Nomad."""
+APPS_NAMESPACE = "apps"
+"""Where the demo apps run; components/access.py creates it."""
+JOB_NAMESPACES = (PLATFORM_NAMESPACE, APPS_NAMESPACE)
 _PARSE_OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=False)
 _VAR_NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 # `${var.x}` inside a string, not the `$${` escape.

@@ -20,10 +20,8 @@ import pulumi_nomad as nomad
 import pulumi_random as random
 import pulumi_vault as vault
 
-from components.job_rules import Job, validate_jobs
+from components.job_rules import KV_MOUNT, Job, validate_jobs
 from components.settings import JOB_SUFFIX, JOBS_DIR, Settings
-
-KV_MOUNT = "kv"
 
 
 def job_variables(settings: Settings) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.http_api import HttpsApi, Response, TlsMaterial, Unreachable
-from scripts.unseal import stack_outputs
+from scripts.stack_files import stack_outputs
 
 REQUIRED_OUTPUTS = (
     "apiEndpoint",

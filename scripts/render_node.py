@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from components import node_config
 from components.node_config import NodeMaterial, NodeSpec, Role, SsmSecrets
 from components.node_plan import cluster_spec, node_specs
 from components.secrets import CA_SUFFIX, CLIENT_SUFFIX, GOSSIP_KEYS, PRESET_TOKENS
-from scripts.stack_files import ROOT, stack_settings
+from scripts.stack_files import ROOT, pulumi_json, stack_settings
 
 # The name main.py gives its ClusterSecrets; children are named `<this>-<suffix>`.
 SECRETS_COMPONENT = "cluster"
@@ -83,17 +82,6 @@ def state_material(export: dict, node_name: str, node: NodeSpec) -> NodeMaterial
     return NodeMaterial(**values)
 
 
-def export_state(stack: str) -> dict:
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "pulumi.sh"), stack, "stack", "export", "--show-secrets"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"`pulumi stack export` failed:\n{result.stderr}")
-    return json.loads(result.stdout)
-
-
 def render(stack: str, node_name: str, out: Path, state: dict | None) -> list[Path]:
     settings = stack_settings(stack)
     nodes = node_specs(settings)
@@ -132,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     state = None
     if args.show_secrets:
-        state = json.loads(args.state.read_text()) if args.state else export_state(args.stack)
+        state = (
+            json.loads(args.state.read_text())
+            if args.state
+            else pulumi_json(args.stack, "stack", "export", "--show-secrets")
+        )
     out = args.out or ROOT / "rendered" / args.stack / args.node
     written = render(args.stack, args.node, out, state)
     print(f"wrote {len(written)} files for {args.node} of stack {args.stack} to {os.path.relpath(out)}")

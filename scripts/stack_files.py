@@ -4,6 +4,7 @@ run without the Pulumi CLI: Pulumi.yaml's schema defaults, then Pulumi.<stack>.y
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,17 @@ def stack_settings(stack: str, overrides: dict[str, Any] | None = None, preview:
         config_keys=frozenset(k[len(prefix) :] for k in config if k.startswith(prefix)),
         preview=preview,
     )
+
+
+def pulumi_json(stack: str, *command: str) -> dict:
+    """The JSON a `pulumi` command prints for a deployed stack, run through scripts/pulumi.sh (its
+    backend, passphrase and stack defaults); a failure stops the calling tool with pulumi's message."""
+    result = subprocess.run([str(ROOT / "scripts" / "pulumi.sh"), stack, *command], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"`pulumi {' '.join(command)}` failed:\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
+def stack_outputs(stack: str) -> dict:
+    """The stack's outputs, secrets included."""
+    return pulumi_json(stack, "stack", "output", "--json", "--show-secrets")

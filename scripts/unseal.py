@@ -7,24 +7,11 @@ rebooted the VMs. Reads the unseal keys, the servers' addresses and the CA from 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 
 from components.bootstrap_steps import vault_sealed, vault_unseal
 from components.http_api import DeadlineExceeded, HttpsApi, Poller, TlsMaterial
-from scripts.stack_files import ROOT
-
-
-def stack_outputs(stack: str) -> dict:
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "pulumi.sh"), stack, "stack", "output", "--json", "--show-secrets"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"`pulumi stack output` failed:\n{result.stderr}")
-    return json.loads(result.stdout)
+from scripts.stack_files import stack_outputs
 
 
 def unseal_all(outputs: dict, timeout: float = 300, port: int = 8200) -> list[str]:
