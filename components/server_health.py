@@ -66,26 +66,46 @@ def _has_leader(api: HttpsApi) -> bool:
     return answer.ok and bool(answer.body)
 
 
-def consul_healthy(apis: ServerApis, node_name: str, address: str, peers: Sequence[str]) -> Callable:
-    """Consul answers and, once a cluster exists (a leader anywhere), this server is a healthy voter."""
-    node = apis.consul(address)
+def _autopilot_voter(
+    product: str,
+    api_for: Callable[[str], HttpsApi],
+    node_name: str,
+    address: str,
+    peers: Sequence[str],
+    server_name: Callable[[str], str] = lambda name: name,
+    not_formed: Callable[[HttpsApi], str | None] = lambda _node: None,
+) -> Callable[[], tuple[bool, str]]:
+    """Consul and Nomad alike: the agent answers and, once its cluster exists (a leader anywhere,
+    and whatever `not_formed` requires), autopilot lists this server as a healthy voter."""
+    node = api_for(address)
 
     def attempt() -> tuple[bool, str]:
         leader = node.get("/v1/status/leader")
         if not leader.ok:
-            return False, f"Consul at {node.base_url} answers {leader.status} (still starting?)"
-        if not (leader.body or any(_has_leader(apis.consul(peer)) for peer in peers)):
-            return True, "Consul answers; its cluster is still forming (first creation)"
+            return False, f"{product} at {node.base_url} answers {leader.status} (still starting?)"
+        if not (leader.body or any(_has_leader(api_for(peer)) for peer in peers)):
+            return True, f"{product} answers; its cluster is still forming (first creation)"
+        reason = not_formed(node)
+        if reason:
+            return True, reason
         health = node.get("/v1/operator/autopilot/health")
         servers = health.body.get("Servers", []) if health.ok and isinstance(health.body, dict) else []
-        server = next((s for s in servers if s.get("Name") == node_name), None)
+        server = next((s for s in servers if server_name(str(s.get("Name", ""))) == node_name), None)
         if server and server.get("Healthy") and server.get("Voter"):
-            return True, "Consul: a healthy voter"
+            return True, f"{product}: a healthy voter"
         if not health.ok:
-            return False, f"Consul autopilot health answers {health.status}: {health.body}"
-        return False, f"Consul autopilot reports {server}" if server else "not yet in Consul's raft configuration"
+            return False, f"{product} autopilot health answers {health.status}: {health.body}"
+        return (
+            False,
+            f"{product} autopilot reports {server}" if server else f"not yet in {product}'s raft configuration",
+        )
 
     return attempt
+
+
+def consul_healthy(apis: ServerApis, node_name: str, address: str, peers: Sequence[str]) -> Callable:
+    """Consul answers and, once a cluster exists (a leader anywhere), this server is a healthy voter."""
+    return _autopilot_voter("Consul", apis.consul, node_name, address, peers)
 
 
 def nomad_healthy(apis: ServerApis, node_name: str, address: str, peers: Sequence[str]) -> Callable:
@@ -94,25 +114,16 @@ def nomad_healthy(apis: ServerApis, node_name: str, address: str, peers: Sequenc
     On the first creation there is no leader until every server runs, and no ACL bootstrap until
     after the chain: then Nomad answering is enough.
     """
-    node = apis.nomad(address)
 
-    def attempt() -> tuple[bool, str]:
-        leader = node.get("/v1/status/leader")
-        if not leader.ok:
-            return False, f"Nomad at {node.base_url} answers {leader.status} (still starting?)"
-        if not (leader.body or any(_has_leader(apis.nomad(peer)) for peer in peers)):
-            return True, "Nomad answers; its cluster is still forming (first creation)"
-        if not node.get("/v1/acl/token/self").ok:
-            return True, "Nomad answers; its ACLs are not bootstrapped yet (first creation)"
-        health = node.get("/v1/operator/autopilot/health")
-        servers = health.body.get("Servers", []) if health.ok and isinstance(health.body, dict) else []
-        # Nomad names its servers `<node>.<region>`.
-        server = next((s for s in servers if str(s.get("Name", "")).split(".")[0] == node_name), None)
-        if server and server.get("Healthy") and server.get("Voter"):
-            return True, "Nomad: a healthy voter"
-        return False, f"Nomad autopilot reports {server}" if server else "not yet in Nomad's raft configuration"
+    def acl_not_bootstrapped(node: HttpsApi) -> str | None:
+        if node.get("/v1/acl/token/self").ok:
+            return None
+        return "Nomad answers; its ACLs are not bootstrapped yet (first creation)"
 
-    return attempt
+    # Nomad names its servers `<node>.<region>`.
+    return _autopilot_voter(
+        "Nomad", apis.nomad, node_name, address, peers, lambda name: name.split(".")[0], acl_not_bootstrapped
+    )
 
 
 def vault_healthy(apis: ServerApis, node_name: str, address: str) -> Callable:
