@@ -66,5 +66,15 @@ test: lint node_modules/.package-lock.json ## Run the whole test suite (what CI 
 	scripts/install-test-tools.sh
 	$(VENV)/bin/pytest
 
+# Not part of `make test`: minutes, not seconds. pyproject.toml [tool.mutmut] says what it mutates.
+.PHONY: mutation mutation-report
+mutation: $(VENV)/.installed ## Mutation-test the bootstrap and the health gate (mutmut), then list survivors
+	rm -rf mutants
+	$(VENV)/bin/mutmut run
+	$(MAKE) --no-print-directory mutation-report
+
+mutation-report: $(VENV)/.installed ## Summarise the last `make mutation`: killed, survived, per module
+	$(VENV)/bin/python -m scripts.mutation_report
+
 docs: $(VENV)/.installed ## Regenerate README.md's configuration reference from Pulumi.yaml
 	$(VENV)/bin/python -m scripts.config_reference

@@ -30,21 +30,25 @@ from components.bootstrap_steps import (
     vault_sealed,
     vault_unseal,
 )
+from components.dynamic_inputs import changed_keys, is_known
 from components.http_api import HttpsApi, Poller, TlsMaterial
 from components.secrets import ClusterSecrets
 from components.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
+LOCAL_FILES = ROOT / ".hashistack"
+"""Per-stack files on the operator's machine (the CA for the Vault provider); git-ignored."""
 WAIT_SECONDS = 15 * 60  # a cluster's first leader election waits for every server's first boot
 VAULT_KEY_SHARES, VAULT_KEY_THRESHOLD = 5, 3
 
 
 def _replace_on(keys: tuple[str, ...]):
-    """A diff that re-runs the (idempotent) step when one of `keys` changed, and ignores the rest."""
+    """A diff that re-runs the (idempotent) step when one of `keys` changed or is not known yet
+    (a preview), and ignores the rest."""
 
     def diff(_self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
-        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        changed = changed_keys(olds, news, keys)
         return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
 
     return diff
@@ -153,10 +157,13 @@ class _VaultUnsealedProvider(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.CreateResult(id_=props["machine"], outs=self._unseal(props))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
-        if olds.get("machine") != news.get("machine") or olds.get("address") != news.get("address"):
-            return pulumi.dynamic.DiffResult(changes=True, replaces=["machine"], delete_before_replace=False)
-        # Every `up` (and preview) asks the server: a rebooted Shamir server is sealed again, and
-        # the plan then shows an update that unseals it. An unreachable server shows no change.
+        replaces = changed_keys(olds, news, ("machine", "address"))
+        if replaces:
+            return pulumi.dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
+        if not is_known(news.get("ca_pem")):
+            return pulumi.dynamic.DiffResult(changes=True)
+        # Every `up` (and preview) asks the server, a read only: a rebooted Shamir server is sealed
+        # again, and the plan then shows an update that unseals it. An unreachable one shows none.
         sealed = vault_sealed(HttpsApi(news["address"], TlsMaterial(news["ca_pem"]), timeout=5))
         return pulumi.dynamic.DiffResult(changes=bool(sealed))
 
@@ -180,30 +187,46 @@ class VaultUnsealed(pulumi.dynamic.Resource, module="hashistack", name="VaultUns
 
 
 class _CaFileProvider(pulumi.dynamic.ResourceProvider):
-    """A local file holding the CA, for the Vault provider, which reads its CA from a file only."""
+    """A local file holding the CA, for the Vault provider, which reads its CA from a file only.
 
-    @staticmethod
-    def _write(props: dict[str, Any]) -> None:
-        path = Path(props["path"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or path.read_text() != props["content"]:
-            path.write_text(props["content"])
+    `check` and `diff` only look (they run on every preview); the file is written by create and
+    update, and by `ca_file_for_provider` in the program, which a preview needs too.
+    """
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.CheckResult:
-        # Also on preview and on a fresh checkout, where the state says the file exists: the Vault
-        # provider reads it before any create or update could run.
-        if news.get("content") and news.get("path"):
-            self._write(news)
-        return pulumi.dynamic.CheckResult(news, [])
+        failures = [
+            pulumi.dynamic.CheckFailure(key, f"{key} must be a string, not {type(news.get(key)).__name__}")
+            for key in ("path", "content")
+            if is_known(news.get(key)) and not isinstance(news.get(key), str)
+        ]
+        return pulumi.dynamic.CheckResult(news, failures)
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        self._write(props)
+        write_ca_file(props["path"], props["content"])
         return pulumi.dynamic.CreateResult(id_=props["path"], outs=props)
 
-    diff = _replace_on(("path", "content"))
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
+        replaces = changed_keys(olds, news, ("path",))
+        # A fresh checkout has the state but not the file: an update writes it back.
+        missing = is_known(news.get("path")) and not Path(news["path"]).is_file()
+        changed = bool(replaces or missing or changed_keys(olds, news, ("content",)))
+        return pulumi.dynamic.DiffResult(changes=changed, replaces=replaces, delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        write_ca_file(news["path"], news["content"])
+        return pulumi.dynamic.UpdateResult(outs=news)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         Path(props["path"]).unlink(missing_ok=True)
+
+
+def write_ca_file(path: str, content: str) -> str:
+    """Writes the (public) CA certificate where the Vault provider reads it; idempotent."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file() or target.read_text() != content:
+        target.write_text(content)
+    return path
 
 
 class CaFile(pulumi.dynamic.Resource, module="hashistack", name="CaFile"):
@@ -255,7 +278,8 @@ class Bootstrap(pulumi.ComponentResource):
         super().__init__("hashistack:bootstrap:Bootstrap", name, None, opts)
         settings, secrets, nodes = args.settings, args.secrets, args.nodes
         child = pulumi.ResourceOptions(parent=self)
-        gates = [gate.id for gate in nodes.server_health]
+        # Each gate passes again for a new machine: the steps re-run (idempotently) after it.
+        gates = [gate.machine_id for gate in nodes.server_health]
         host = nodes.api_endpoint
 
         self.ca_pem = secrets.ca_cert_pem
@@ -267,10 +291,14 @@ class Bootstrap(pulumi.ComponentResource):
 
         ca_file = CaFile(
             f"{name}-ca-file",
-            {"path": str(ROOT / ".hashistack" / settings.stack / "ca.pem"), "content": secrets.ca_cert_pem},
+            {"path": str(LOCAL_FILES / settings.stack / "ca.pem"), "content": secrets.ca_cert_pem},
             child,
         )
-        self.ca_file_path = ca_file.path
+        # The Vault provider reads the file when it is configured, previews included, and a fresh
+        # checkout has the state but not the file: the program writes it (a public certificate, in
+        # the checkout's own ignored directory) before handing the path over; CaFile removes it on
+        # destroy.
+        self.ca_file_path = pulumi.Output.all(ca_file.path, secrets.ca_cert_pem).apply(lambda v: write_ca_file(*v))
 
         consul = ConsulPresetTokens(
             f"{name}-consul-tokens",

@@ -3,15 +3,17 @@
 Each step waits for its API with a deadline, is idempotent ("already done" is success when the preset
 secret authenticates), and fails with the recovery procedure otherwise. The dynamic resources in
 components/bootstrap.py call these; tests/test_bootstrap_steps.py runs them against local HTTPS
-servers that answer like Nomad, Consul and Vault.
+servers that answer as the pinned Nomad, Consul and Vault do (every answer and its upstream source:
+tests/upstream.py).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from components.http_api import HttpsApi, Poller, Unreachable
+from components.http_api import HttpsApi, Poller, Response, Unreachable
 
 
 class BootstrapError(Exception):
@@ -23,32 +25,64 @@ def _text(body: object) -> str:
 
 
 # -- Nomad ------------------------------------------------------------------------------------------
+def _nomad_management_accessor(nomad: HttpsApi, secret: str) -> str | None:
+    """The accessor of `secret` when Nomad knows it as a management token, else None.
+
+    Without a token Nomad answers with the anonymous token (200, Type "client"); an unknown one is
+    403 "Permission denied" from v1.10.1 and 404 "ACL token not found" in v1.10.0 (tests/upstream.py).
+    """
+    mine = nomad.get("/v1/acl/token/self", headers={"X-Nomad-Token": secret})
+    if mine.ok and isinstance(mine.body, dict) and mine.body.get("Type") == "management":
+        return mine.body["AccessorID"]
+    return None
+
+
 def nomad_acl_bootstrap(nomad: HttpsApi, bootstrap_secret: str, poller: Poller) -> str:
-    """Bootstraps Nomad's ACLs with the preset secret; returns the management token's accessor id."""
+    """Bootstraps Nomad's ACLs with the preset secret; returns the management token's accessor id.
 
-    def leader() -> tuple[bool, str]:
-        answer = nomad.get("/v1/status/leader")
-        return answer.ok and bool(answer.body), f"no Nomad leader yet ({answer.status} {answer.body!r})"
+    The bootstrap is a write that Nomad forwards to its leader: without one it answers 500 "No
+    cluster leader" after holding the request ~5 s, which is worth waiting for.
+    """
+    outcome: dict[str, str] = {}
 
-    poller.until("Nomad", leader)
-    answer = nomad.request("POST", "/v1/acl/bootstrap", {"BootstrapSecret": bootstrap_secret})
-    if answer.ok:
-        poller.log("Nomad: ACLs bootstrapped with the preset management token")
-        return answer.body["AccessorID"]
-    if answer.status == 400 and "already done" in _text(answer.body):
-        mine = nomad.get("/v1/acl/token/self", headers={"X-Nomad-Token": bootstrap_secret})
-        if mine.ok and mine.body.get("Type") == "management":
-            poller.log("Nomad: ACLs already bootstrapped with the preset token")
-            return mine.body["AccessorID"]
-        index = re.search(r"reset index: (\d+)", _text(answer.body))
-        raise BootstrapError(
-            "Nomad's ACLs were bootstrapped with another token, and the stack's preset token is not a "
-            "management token there. To hand them back to this stack: on the Nomad leader, write the "
-            f"reset index ({index.group(1) if index else 'see `nomad acl bootstrap` output'}) to "
-            "/opt/nomad/data/server/acl-bootstrap-reset (`echo <index> | sudo tee "
-            "/opt/nomad/data/server/acl-bootstrap-reset`), then run `pulumi up` again."
-        )
-    raise BootstrapError(f"Nomad ACL bootstrap failed: {answer.status} {answer.body}")
+    def bootstrapped() -> tuple[bool, str]:
+        answer = nomad.request("POST", "/v1/acl/bootstrap", {"BootstrapSecret": bootstrap_secret})
+        if answer.ok:
+            outcome["accessor"], outcome["how"] = answer.body["AccessorID"], "bootstrapped with the preset token"
+            return True, "bootstrapped"
+        text = _text(answer.body)
+        if answer.status == 400 and "already done" in text:
+            accessor = _nomad_management_accessor(nomad, bootstrap_secret)
+            if accessor is None:
+                raise BootstrapError(_nomad_taken(text))
+            outcome["accessor"], outcome["how"] = accessor, "already bootstrapped with the preset token"
+            return True, "already bootstrapped"
+        if answer.status == 400 and "Invalid bootstrap reset index" in text:
+            raise BootstrapError(
+                f"Nomad refused the ACL bootstrap: {text}. The file "
+                f"{NOMAD_RESET_FILE} on the leader holds another index: write the one Nomad names there "
+                "(or delete the file) and run `pulumi up` again."
+            )
+        if answer.status >= 500:
+            return False, f"no Nomad leader yet ({answer.status} {text!r})"
+        raise BootstrapError(f"Nomad ACL bootstrap failed: {answer.status} {text}")
+
+    poller.until("Nomad", bootstrapped)
+    poller.log(f"Nomad: ACLs {outcome['how']}")
+    return outcome["accessor"]
+
+
+NOMAD_RESET_FILE = "/opt/nomad/data/server/acl-bootstrap-reset"
+
+
+def _nomad_taken(already_done: str) -> str:
+    index = re.search(r"reset index: (\d+)", already_done)
+    return (
+        "Nomad's ACLs were bootstrapped with another token, and the stack's preset token is not a "
+        "management token there. To hand them back to this stack: on the Nomad leader, write the "
+        f"reset index ({index.group(1) if index else 'see `nomad acl bootstrap` output'}) to "
+        f"{NOMAD_RESET_FILE} (`echo <index> | sudo tee {NOMAD_RESET_FILE}`), then run `pulumi up` again."
+    )
 
 
 # -- Consul -----------------------------------------------------------------------------------------
@@ -57,6 +91,13 @@ class PresetToken:
     secret_id: str
     description: str
     policies: tuple[str, ...]
+
+
+def consul_absent(answer: Response) -> bool:
+    """A Consul read that found nothing: 404 (policy reads, and token/self as the 1.15.0 changelog
+    documents) or 403 with "ACL not found" (token/self as the code reads: TokenRead wraps
+    acl.ErrNotFound, which agent/http.go maps to 403). "Permission denied" is not absence."""
+    return answer.status == 404 or (answer.status == 403 and "ACL not found" in _text(answer.body))
 
 
 def consul_preset_tokens(
@@ -78,7 +119,7 @@ def consul_preset_tokens(
         if existing.ok:
             if existing.body.get("Rules") != rules:
                 _expect(consul.request("PUT", f"/v1/acl/policy/{existing.body['ID']}", wanted), f"update policy {name}")
-        elif existing.status in (403, 404):
+        elif consul_absent(existing):
             _expect(consul.request("PUT", "/v1/acl/policy", wanted), f"create policy {name}")
         else:
             raise BootstrapError(f"Consul: reading policy {name} failed: {existing.status} {existing.body}")
@@ -96,10 +137,9 @@ def consul_preset_tokens(
             if sorted(p["Name"] for p in existing.body.get("Policies") or []) != sorted(token.policies):
                 body = {**wanted, "AccessorID": accessor}
                 _expect(consul.request("PUT", f"/v1/acl/token/{accessor}", body), f"update token {token.description}")
-        elif existing.status == 403:  # "ACL not found": the nodes booted with a secret Consul has not seen
-            accessor = _expect(consul.request("PUT", "/v1/acl/token", wanted), f"create token {token.description}")[
-                "AccessorID"
-            ]
+        elif consul_absent(existing):  # the nodes booted with a secret Consul has not seen yet
+            created = consul.request("PUT", "/v1/acl/token", wanted)
+            accessor = _expect(created, f"create token {token.description}")["AccessorID"]
         else:
             raise BootstrapError(
                 f"Consul: checking token {token.description} failed: {existing.status} {existing.body}"
@@ -109,7 +149,7 @@ def consul_preset_tokens(
     return accessors
 
 
-def _expect(answer, what: str):
+def _expect(answer: Response, what: str) -> Any:
     if not answer.ok:
         raise BootstrapError(f"Consul: {what} failed: {answer.status} {answer.body}")
     return answer.body
@@ -128,12 +168,18 @@ class VaultKeys:
 def vault_init(vault: HttpsApi, auto_unseal: bool, shares: int, threshold: int, poller: Poller) -> VaultKeys:
     """Initialises Vault once, on the server `vault` points at."""
 
+    status: dict[str, bool] = {}
+
     def answers() -> tuple[bool, str]:
+        # Nothing listens while Vault starts (Unreachable); then GET sys/init answers 200.
         answer = vault.get("/v1/sys/init")
-        return answer.ok, f"Vault does not answer yet ({answer.status} {answer.body!r})"
+        if answer.ok and isinstance(answer.body, dict):
+            status["initialized"] = bool(answer.body.get("initialized"))
+            return True, "answers"
+        return False, f"Vault does not answer yet ({answer.status} {answer.body!r})"
 
     poller.until("Vault", answers)
-    if vault.get("/v1/sys/init").body.get("initialized"):
+    if status["initialized"]:
         raise BootstrapError(
             f"Vault at {vault.base_url} is already initialised, but this stack holds no keys for it "
             "(its VaultInit resource is new). If you have the root token and keys, import them: "
@@ -162,24 +208,49 @@ def vault_sealed(vault: HttpsApi) -> bool | None:
     return bool(answer.body.get("sealed")) if answer.ok and isinstance(answer.body, dict) else None
 
 
-def vault_unseal(vault: HttpsApi, unseal_keys: tuple[str, ...], poller: Poller) -> str:
-    """Unseals one server with the Shamir keys (none with auto-unseal: then it only waits for it)."""
+# PUT /v1/sys/unseal blocks while a Shamir follower completes its raft join with the shares given
+# (vault/core.go unsealFragment waits on raftJoinDoneCh): longer than an ordinary call.
+UNSEAL_CALL_SECONDS = 120.0
+# After the last share of a threshold, Vault may still report sealed while it finishes in the
+# background; re-read the status this many times before giving the shares again.
+UNSEAL_SETTLE_POLLS = 6
+
+
+def vault_unseal(vault: HttpsApi, unseal_keys: tuple[str, ...], poller: Poller, what: str = "") -> str:
+    """Unseals one server with the Shamir keys (none with auto-unseal: then it only waits for it).
+
+    Each attempt re-reads seal-status first and gives shares only while the server is sealed and
+    holds a seal configuration: a raft follower that has not received the leader's join challenge
+    reports t = 0 and refuses shares ("Vault is not initialized"). Shares continue from the progress
+    Vault reports; one given twice counts once.
+    """
+    settling = {"polls": 0}
 
     def unsealed() -> tuple[bool, str]:
         status = vault.get("/v1/sys/seal-status")
-        if not status.ok:
+        if not status.ok or not isinstance(status.body, dict):
             return False, f"seal status answers {status.status} {status.body!r}"
-        if not status.body.get("sealed"):
-            return True, f"unsealed ({status.body.get('cluster_name') or 'joined'})"
+        seal = status.body
+        if not seal.get("sealed"):
+            return True, f"unsealed ({seal.get('cluster_name') or 'joined'})"
         if not unseal_keys:
             return False, "sealed, waiting for auto-unseal"
-        # A follower that has not joined raft yet is sealed and uninitialised; unsealing makes it join.
-        for key in unseal_keys[: status.body.get("t") or len(unseal_keys)]:
-            progress = vault.request("PUT", "/v1/sys/unseal", {"key": key})
-            if not progress.ok:
-                return False, f"unseal answers {progress.status} {progress.body!r}"
-            if not progress.body.get("sealed"):
+        threshold, progress = seal.get("t") or 0, seal.get("progress") or 0
+        if not seal.get("initialized") or not threshold:
+            return False, "sealed, waiting for the raft join challenge from the leader (not initialised here yet)"
+        if settling["polls"] and not progress:
+            settling["polls"] -= 1
+            return False, "sealed, finishing the unseal (joining the raft cluster)"
+        for given, key in enumerate(unseal_keys[progress:], start=progress + 1):
+            if given >= threshold:  # this share may complete the threshold: the call may block, or time out
+                settling["polls"] = UNSEAL_SETTLE_POLLS
+            answer = vault.request("PUT", "/v1/sys/unseal", {"key": key}, timeout=UNSEAL_CALL_SECONDS)
+            if not answer.ok or not isinstance(answer.body, dict):
+                return False, f"unseal answers {answer.status} {answer.body!r}"
+            if not answer.body.get("sealed"):
                 return True, "unsealed"
-        return False, f"still sealed after {status.body.get('t')} key shares (joining the cluster?)"
+            if not answer.body.get("progress"):  # the threshold was reached; Vault finishes in the background
+                return False, f"sealed after {threshold} key shares, finishing the unseal"
+        return False, f"still sealed after every key share (progress {progress} of {threshold})"
 
-    return poller.until(f"Vault at {vault.base_url}", unsealed)
+    return poller.until(what or f"Vault at {vault.base_url}", unsealed)

@@ -57,7 +57,15 @@ class HttpsApi:
                 key.write_text(self.tls.client_key_pem or "")
                 self._context.load_cert_chain(cert, key)
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """One call; `timeout` overrides the API's for calls that may legitimately block longer."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             f"{self.base_url}{path}",
@@ -66,7 +74,7 @@ class HttpsApi:
             headers={"Content-Type": "application/json", **self.headers, **(headers or {})},
         )
         try:
-            with urllib.request.urlopen(request, context=self._context, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, context=self._context, timeout=timeout or self.timeout) as response:
                 return Response(response.status, _parse(response.read()))
         except urllib.error.HTTPError as error:
             return Response(error.code, _parse(error.read()))

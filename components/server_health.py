@@ -1,15 +1,25 @@
 """ServerHealth: a resource whose creation waits until a (re)created server is healthy again.
 
 It is the gate of the server chain (components/platform.py). A server counts as healthy when all
-three of its raft members are back: Consul answers over mutual TLS and, once its cluster exists, is a
-healthy voter; Vault is unsealed (the gate unseals it with the Shamir keys, or waits for auto-unseal)
-and a healthy voter of Vault's raft; Nomad, once its cluster exists with ACLs bootstrapped, is a
-healthy voter. On the very first `up` Consul's and Nomad's clusters form only once
-`bootstrap_expect` servers run, so their gates then wait for the agents to answer; Vault is
-initialised on server-0 before its gate (components/platform.py), so every gate waits for Vault.
+three of its raft members are back: Consul answers over mutual TLS and is a healthy voter; Vault is
+unsealed (the gate unseals it with the Shamir keys, or waits for auto-unseal) and a healthy voter (or
+the leader) of Vault's raft; Nomad is a healthy voter once its ACLs are bootstrapped.
 
-The check is re-run whenever the machine behind it is replaced (its id is an input), and never
-skips TLS verification: the cluster CA and the operator's client certificate are used throughout.
+Whether a cluster exists is never read from the server under test: a freshly replaced server knows
+no leader and no token until its raft snapshot arrives, so its own answers look like a first
+creation. The evidence comes from the program's state and from the peers:
+  * the program's state: a gate that is *updated* (its machine was replaced) guards a cluster that
+    existed before this run, and then fails closed until the server is a healthy voter everywhere;
+  * the peers: a leader known to the server or to any peer means the cluster exists; Nomad's ACLs
+    count as bootstrapped when any server accepts the preset management token.
+Only when neither shows a cluster (a first `up`, or one retried after it failed half-way) does the
+gate pass on "the agent answers": Consul and Nomad elect no leader before `bootstrap_expect`
+servers run. Vault is initialised on server-0 before its gate (components/platform.py), so every
+gate waits for Vault.
+
+The upstream answers this relies on are listed, with their sources, in tests/upstream.py.
+The check never skips TLS verification: the cluster CA and the operator's client certificate are
+used throughout.
 """
 
 from __future__ import annotations
@@ -22,11 +32,21 @@ import pulumi
 import pulumi.dynamic
 
 from components.bootstrap_steps import vault_unseal
-from components.http_api import DeadlineExceeded, HttpsApi, Poller, TlsMaterial, Unreachable
+from components.dynamic_inputs import changed_keys
+from components.http_api import DeadlineExceeded, HttpsApi, Poller, Response, TlsMaterial, Unreachable
 
 CONSUL_HTTPS_PORT, NOMAD_HTTPS_PORT, VAULT_HTTPS_PORT = 8501, 4646, 8200
 DEFAULT_TIMEOUT_SECONDS = 20 * 60  # a first boot installs packages before Consul starts
 POLL_SECONDS = 5.0
+# Nomad's /v1/status/leader forwards to the leader unless the read may be stale, and answers 500
+# "No cluster leader" without one; a stale read answers from the server's own raft state, "" without
+# a leader (hashicorp/nomad v1.10.3 nomad/rpc.go forward, nomad/status_endpoint.go Leader).
+NOMAD_LEADER_PATH = "/v1/status/leader?stale=true"
+# Autopilot health answers 429 with the full body when any server is unhealthy (Consul and Nomad
+# command/agent/operator_endpoint.go): the body still says how *this* server is.
+AUTOPILOT_HEALTH_STATUSES = (200, 429)
+# Vault reports the raft leader's state as "leader", not "voter" (hashicorp/raft-autopilot state.go).
+VAULT_VOTING_STATES = ("leader", "voter")
 
 
 class ServerUnhealthyError(Exception):
@@ -58,87 +78,148 @@ def server_apis(
     )
 
 
-def _has_leader(api: HttpsApi) -> bool:
+def _ask(api: HttpsApi, path: str) -> Response | None:
+    """The answer, or None when the API does not answer at all."""
     try:
-        answer = api.get("/v1/status/leader")
+        return api.get(path)
     except Unreachable:
-        return False
-    return answer.ok and bool(answer.body)
+        return None
 
 
-def _autopilot_voter(
-    product: str,
-    api_for: Callable[[str], HttpsApi],
-    node_name: str,
-    address: str,
-    peers: Sequence[str],
-    server_name: Callable[[str], str] = lambda name: name,
-    not_formed: Callable[[HttpsApi], str | None] = lambda _node: None,
+def _leader_of(answer: Response | None) -> str:
+    return answer.body if answer is not None and answer.ok and isinstance(answer.body, str) else ""
+
+
+@dataclass(frozen=True)
+class Product:
+    """How to ask one of Consul and Nomad about its cluster."""
+
+    name: str
+    api_for: Callable[[str], HttpsApi]
+    leader_path: str
+    server_name: Callable[[str], str] = lambda name: name
+    """Autopilot's server name -> the node name (Nomad appends the region)."""
+
+
+def _voter_status(product: Product, node: HttpsApi, node_name: str) -> tuple[bool, str]:
+    """Whether autopilot, asked through `node`, lists `node_name` as a healthy voter."""
+    health = node.get("/v1/operator/autopilot/health")
+    if health.status not in AUTOPILOT_HEALTH_STATUSES or not isinstance(health.body, dict):
+        return False, f"{product.name} autopilot health answers {health.status}: {health.body}"
+    servers = health.body.get("Servers") or []
+    server = next((s for s in servers if product.server_name(str(s.get("Name", ""))) == node_name), None)
+    if server is None:
+        return False, f"not yet in {product.name}'s raft configuration"
+    if server.get("Healthy") is True and server.get("Voter") is True:
+        return True, f"{product.name}: a healthy voter"
+    return False, f"{product.name} autopilot reports {server}"
+
+
+def _cluster_leader(product: Product, node: HttpsApi, peers: Sequence[str]) -> tuple[Response, str]:
+    """The node's own leader answer, and a leader known to the node or, failing that, to a peer."""
+    own = node.get(product.leader_path)
+    leader = _leader_of(own) or next(
+        (found for found in (_leader_of(_ask(product.api_for(p), product.leader_path)) for p in peers) if found), ""
+    )
+    return own, leader
+
+
+def _without_leader(
+    product: Product, node: HttpsApi, peers: Sequence[str], cluster_existed: bool
+) -> tuple[bool, str] | None:
+    """The verdict while the agent does not answer or no server knows a leader; None once one does."""
+    own, leader = _cluster_leader(product, node, peers)
+    if not own.ok:
+        return False, f"{product.name} at {node.base_url} answers {own.status}: {own.body}"
+    if leader:
+        return None
+    if cluster_existed:
+        return False, f"no {product.name} server knows a leader (the cluster existed before this run: waiting for it)"
+    return True, f"{product.name} answers; no server has a leader yet (first creation)"
+
+
+def consul_healthy(
+    apis: ServerApis, node_name: str, address: str, peers: Sequence[str], cluster_existed: bool
 ) -> Callable[[], tuple[bool, str]]:
-    """Consul and Nomad alike: the agent answers and, once its cluster exists (a leader anywhere,
-    and whatever `not_formed` requires), autopilot lists this server as a healthy voter."""
-    node = api_for(address)
+    """Consul answers and, once a cluster exists (a leader anywhere, or an earlier run), this
+    server is a healthy voter. Consul answers /v1/status/leader locally: 200 "" without a leader."""
+    product = Product("Consul", apis.consul, "/v1/status/leader")
+    node = apis.consul(address)
 
     def attempt() -> tuple[bool, str]:
-        leader = node.get("/v1/status/leader")
-        if not leader.ok:
-            return False, f"{product} at {node.base_url} answers {leader.status} (still starting?)"
-        if not (leader.body or any(_has_leader(api_for(peer)) for peer in peers)):
-            return True, f"{product} answers; its cluster is still forming (first creation)"
-        reason = not_formed(node)
-        if reason:
-            return True, reason
-        health = node.get("/v1/operator/autopilot/health")
-        servers = health.body.get("Servers", []) if health.ok and isinstance(health.body, dict) else []
-        server = next((s for s in servers if server_name(str(s.get("Name", ""))) == node_name), None)
-        if server and server.get("Healthy") and server.get("Voter"):
-            return True, f"{product}: a healthy voter"
-        if not health.ok:
-            return False, f"{product} autopilot health answers {health.status}: {health.body}"
-        return (
-            False,
-            f"{product} autopilot reports {server}" if server else f"not yet in {product}'s raft configuration",
-        )
+        return _without_leader(product, node, peers, cluster_existed) or _voter_status(product, node, node_name)
 
     return attempt
 
 
-def consul_healthy(apis: ServerApis, node_name: str, address: str, peers: Sequence[str]) -> Callable:
-    """Consul answers and, once a cluster exists (a leader anywhere), this server is a healthy voter."""
-    return _autopilot_voter("Consul", apis.consul, node_name, address, peers)
+def _nomad_acl_bootstrapped(apis: ServerApis, address: str, peers: Sequence[str]) -> bool | None:
+    """True when any server accepts the preset management token; False when a peer that knows a
+    leader refuses it (the leader's ACL state lacks it); None when nothing can tell yet.
+
+    The node under test is asked only for a yes: until it has joined it cannot forward the read to
+    the leader (500 "No cluster leader", hashicorp/nomad v1.10.3 nomad/acl_endpoint.go WhoAmI), and
+    its own state knows no token.
+    """
+    refused_by_a_peer = False
+    for candidate in (*peers, address):
+        api = apis.nomad(candidate)
+        answer = _ask(api, "/v1/acl/token/self")
+        if answer is None:
+            continue
+        if answer.ok and isinstance(answer.body, dict) and answer.body.get("Type") == "management":
+            return True
+        if candidate != address and answer.status in (403, 404) and _leader_of(_ask(api, NOMAD_LEADER_PATH)):
+            refused_by_a_peer = True
+    return False if refused_by_a_peer else None
 
 
-def nomad_healthy(apis: ServerApis, node_name: str, address: str, peers: Sequence[str]) -> Callable:
+def nomad_healthy(
+    apis: ServerApis, node_name: str, address: str, peers: Sequence[str], cluster_existed: bool
+) -> Callable[[], tuple[bool, str]]:
     """Once Nomad's cluster exists with its ACLs bootstrapped, this server is a healthy voter.
 
-    On the first creation there is no leader until every server runs, and no ACL bootstrap until
-    after the chain: then Nomad answering is enough.
+    The preset management token is the only one the gate holds, and autopilot health needs
+    operator:read: before the bootstrap step has run (first creation, or an earlier first `up`
+    that stopped before it) Nomad answering is all that can be checked.
     """
+    product = Product("Nomad", apis.nomad, NOMAD_LEADER_PATH, lambda name: name.split(".")[0])
+    node = apis.nomad(address)
 
-    def acl_not_bootstrapped(node: HttpsApi) -> str | None:
-        if node.get("/v1/acl/token/self").ok:
-            return None
-        return "Nomad answers; its ACLs are not bootstrapped yet (first creation)"
+    def attempt() -> tuple[bool, str]:
+        verdict = _without_leader(product, node, peers, cluster_existed)
+        if verdict:
+            return verdict
+        bootstrapped = _nomad_acl_bootstrapped(apis, address, peers)
+        if bootstrapped is None:
+            return False, "no Nomad server accepts or refuses the preset management token yet"
+        if not bootstrapped:
+            return (
+                True,
+                "Nomad answers; the servers with a leader do not know the preset token: ACLs not bootstrapped yet",
+            )
+        return _voter_status(product, node, node_name)
 
-    # Nomad names its servers `<node>.<region>`.
-    return _autopilot_voter(
-        "Nomad", apis.nomad, node_name, address, peers, lambda name: name.split(".")[0], acl_not_bootstrapped
-    )
+    return attempt
 
 
-def vault_healthy(apis: ServerApis, node_name: str, address: str) -> Callable:
-    """Vault on this server is unsealed (the caller unseals it) and a healthy raft voter."""
+def vault_healthy(apis: ServerApis, node_name: str, address: str) -> Callable[[], tuple[bool, str]]:
+    """Vault on this server is unsealed (the caller unseals it) and a healthy raft voter or leader.
+
+    The autopilot state keys servers by node id, which is the server's name (cloudinit vault.hcl).
+    """
     node = apis.vault(address)
 
     def attempt() -> tuple[bool, str]:
         state = node.get("/v1/sys/storage/raft/autopilot/state")
-        if not state.ok or not isinstance(state.body, dict):
+        data = state.body.get("data") if state.ok and isinstance(state.body, dict) else None
+        if not isinstance(data, dict):
             return False, f"Vault autopilot state answers {state.status}: {state.body}"
-        servers = (state.body.get("data") or state.body).get("servers") or {}
-        server = servers.get(node_name)
-        if server and server.get("healthy") and server.get("status") == "voter":
-            return True, "Vault: unsealed, a healthy voter"
-        return False, f"Vault autopilot reports {server}" if server else "not yet in Vault's raft configuration"
+        server = (data.get("servers") or {}).get(node_name)
+        if server is None:
+            return False, "not yet in Vault's raft configuration"
+        if server.get("healthy") is True and server.get("status") in VAULT_VOTING_STATES:
+            return True, f"Vault: unsealed, a healthy {server['status']}"
+        return False, f"Vault autopilot reports {server}"
 
     return attempt
 
@@ -150,14 +231,18 @@ def wait_until_healthy(
     peers: Sequence[str],
     unseal_keys: Sequence[str],
     poller: Poller,
+    cluster_existed: bool = False,
 ) -> str:
     """Blocks until every agent of `node_name` is back: Consul, then Vault (unsealed here with the
-    Shamir keys, or by itself with auto-unseal), then Nomad. Returns what was established."""
+    Shamir keys, or by itself with auto-unseal), then Nomad. Returns what was established.
+
+    `cluster_existed`: the gate guards a server replaced in a cluster that an earlier run built.
+    """
     try:
-        done = [poller.until(f"{node_name} Consul", consul_healthy(apis, node_name, address, peers))]
-        done.append(vault_unseal(apis.vault(address), tuple(unseal_keys), poller))
+        done = [poller.until(f"{node_name} Consul", consul_healthy(apis, node_name, address, peers, cluster_existed))]
+        done.append(vault_unseal(apis.vault(address), tuple(unseal_keys), poller, f"{node_name} Vault"))
         done.append(poller.until(f"{node_name} Vault", vault_healthy(apis, node_name, address)))
-        done.append(poller.until(f"{node_name} Nomad", nomad_healthy(apis, node_name, address, peers)))
+        done.append(poller.until(f"{node_name} Nomad", nomad_healthy(apis, node_name, address, peers, cluster_existed)))
     except DeadlineExceeded as error:
         raise ServerUnhealthyError(
             f"{node_name} is not healthy: {error}. The next servers were left as they are, so the quorums "
@@ -182,28 +267,47 @@ _INPUTS = (
     "vault_unseal_keys",
 )
 _SECRET_INPUTS = ["client_key_pem", "consul_token", "nomad_token", "vault_token", "vault_unseal_keys"]
+# A different server: a new gate. A new machine for the same server: the same gate, updated.
+_IDENTITY = ("node_name", "address")
 
 
 class _ServerHealthProvider(pulumi.dynamic.ResourceProvider):
-    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT_SECONDS, interval: float = POLL_SECONDS):
+        self._timeout, self._interval = timeout, interval
+
+    def _wait(self, props: dict[str, Any], cluster_existed: bool) -> dict[str, Any]:
         apis = server_apis(
             TlsMaterial(props["ca_pem"], props["client_cert_pem"], props["client_key_pem"]),
             props["consul_token"],
             props["nomad_token"],
             props["vault_token"],
         )
-        poller = Poller(DEFAULT_TIMEOUT_SECONDS, POLL_SECONDS)
         status = wait_until_healthy(
-            apis, props["node_name"], props["address"], props["peers"], props["vault_unseal_keys"] or (), poller
+            apis,
+            props["node_name"],
+            props["address"],
+            props["peers"],
+            props["vault_unseal_keys"] or (),
+            Poller(self._timeout, self._interval),
+            cluster_existed,
         )
-        return pulumi.dynamic.CreateResult(
-            id_=f"{props['node_name']}@{props['machine_id']}", outs={**props, "status": status}
-        )
+        return {**props, "status": status}
+
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        # A new gate: this stack never saw the server healthy before, so its cluster may be forming.
+        return pulumi.dynamic.CreateResult(id_=props["node_name"], outs=self._wait(props, cluster_existed=False))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
         # Only a new machine (or a moved one) needs the gate again; rotated credentials do not.
-        replaces = [k for k in ("machine_id", "address", "node_name") if olds.get(k) != news.get(k)]
-        return pulumi.dynamic.DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=False)
+        replaces = changed_keys(olds, news, _IDENTITY)
+        machine = changed_keys(olds, news, ("machine_id",))
+        return pulumi.dynamic.DiffResult(
+            changes=bool(replaces or machine), replaces=replaces, delete_before_replace=False
+        )
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        # The machine of a server that passed this gate before was replaced: the cluster exists.
+        return pulumi.dynamic.UpdateResult(outs=self._wait(news, cluster_existed=True))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         pass
@@ -215,7 +319,7 @@ class ServerHealthArgs:
     address: pulumi.Input[str]
     peers: pulumi.Input[Sequence[pulumi.Input[str]]]
     machine_id: pulumi.Input[str]
-    """The machine's id; a new id (a replaced machine) re-runs the check."""
+    """The machine's id; a new id (a replaced machine) re-runs the check, as for an existing cluster."""
     ca_pem: pulumi.Input[str]
     client_cert_pem: pulumi.Input[str]
     client_key_pem: pulumi.Input[str]
@@ -232,6 +336,8 @@ class ServerHealthArgs:
 class ServerHealth(pulumi.dynamic.Resource, module="hashistack", name="ServerHealth"):
     status: pulumi.Output[str]
     """What the check established."""
+    machine_id: pulumi.Output[str]
+    """The machine that passed, known once it has: what the bootstrap steps re-run after."""
 
     def __init__(self, name: str, args: ServerHealthArgs, opts: pulumi.ResourceOptions | None = None):
         props = {key: getattr(args, key) for key in _INPUTS}

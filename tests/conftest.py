@@ -309,6 +309,14 @@ def program(request) -> RecordingMonitor:
     return run_program(request.param, preview=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _local_files(tmp_path_factory):
+    """The program writes the stack's CA file for the Vault provider; keep the tests' out of the checkout."""
+    import components.bootstrap
+
+    components.bootstrap.LOCAL_FILES = tmp_path_factory.mktemp("checkout") / ".hashistack"
+
+
 # -- local HTTPS servers answering like the cluster's APIs (tests/fake_https.py) ------------------------
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):

@@ -1,9 +1,10 @@
 """Local HTTPS servers that answer like the cluster's APIs, for the health gate and bootstrap tests.
 
-`make_pki` has `openssl` make a test CA, a server certificate for 127.0.0.1 and 127.0.0.2, an operator
-client certificate, and an impostor server certificate from a stranger CA. `FakeApi` serves scripted
-routes over TLS (requiring a client certificate by default, like Consul's verify_incoming) on the
-loopback only, and records every request.
+`make_pki` has `openssl` make a test CA, a server certificate for 127.0.0.1-127.0.0.5, an operator
+client certificate, and an impostor server certificate from a stranger CA. `FakeApi` serves routes
+over TLS (requiring a client certificate by default, like Consul's verify_incoming) on the loopback
+only, and records every request. A route answers with a tests/upstream.py Answer (status, body and
+the upstream Content-Type) or, for tests of the transport itself, a plain (status, body).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import shutil
 import ssl
 import subprocess
 import threading
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from upstream import JSON, Answer
 
 from components.http_api import TlsMaterial
 
@@ -42,7 +46,9 @@ def make_pki(directory: Path) -> Path:
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{ca}.key", cwd=directory)
         _openssl("req", "-x509", "-new", "-key", f"{ca}.key", "-subj", f"/CN={ca}", "-days", "2", "-out", f"{ca}.pem", cwd=directory)  # fmt: skip
     server_ext = (
-        "subjectAltName=DNS:server.dc1.consul,IP:127.0.0.1,IP:127.0.0.2\nextendedKeyUsage=serverAuth,clientAuth\n"
+        "subjectAltName=DNS:server.dc1.consul,"
+        + ",".join(f"IP:127.0.0.{i}" for i in range(1, 6))
+        + "\nextendedKeyUsage=serverAuth,clientAuth\n"
     )
     _issue(directory, "ca", "server", server_ext)
     _issue(directory, "stranger-ca", "impostor", server_ext)
@@ -61,12 +67,14 @@ def operator_tls(pki: Path, with_client_cert: bool = True) -> TlsMaterial:
 class Seen:
     method: str
     path: str
+    """Without the query string, which is in `query`."""
     headers: dict[str, str]
     body: Any
     client_cert: bool
+    query: dict[str, str]
 
 
-Route = Callable[[Seen], tuple[int, Any]]
+Route = Callable[[Seen], "Answer | tuple[int, Any]"]
 
 
 class FakeApi:
@@ -75,25 +83,42 @@ class FakeApi:
     ):
         self.routes: dict[tuple[str, str], Route] = {}
         self.requests: list[Seen] = []
+        self.down = False
+        self.contract_only = False
+        """Answer 599 to a route that returns anything but a tests/upstream.py Answer."""
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                url = urllib.parse.urlsplit(self.path)
                 seen = Seen(
                     self.command,
-                    self.path,
+                    url.path,
                     dict(self.headers.items()),
                     json.loads(raw) if raw else None,
                     bool(self.connection.getpeercert()),
+                    dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True)),
                 )
                 fake.requests.append(seen)
-                route = fake.routes.get((self.command, self.path))
-                status, body = route(seen) if route else (404, {"errors": [f"no route {self.command} {self.path}"]})
-                payload = b"" if body is None else (body if isinstance(body, str) else json.dumps(body)).encode()
+                if fake.down:  # stands in for an agent that is not listening: no answer at all
+                    self.close_connection = True
+                    return
+                route = fake.routes.get((self.command, url.path))
+                answer = route(seen) if route else (404, f"no route {self.command} {url.path}")
+                if isinstance(answer, Answer):
+                    status, body, content_type = answer.status, answer.body, answer.content_type
+                elif fake.contract_only:  # a fake cluster answers only as tests/upstream.py says
+                    status, body, content_type = 599, f"not in the contract: {answer!r}", "text/plain"
+                else:
+                    (status, body), content_type = answer, JSON
+                # A text body is sent as it is; anything else as JSON (Nomad's and Consul's 429 health
+                # bodies are JSON under a sniffed text/plain type).
+                raw = body if content_type.startswith("text/") and isinstance(body, str) else json.dumps(body)
+                payload = b"" if body is None else raw.encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -112,10 +137,10 @@ class FakeApi:
         self.address = address
         self.port = self.server.server_address[1]
         self.url = f"https://{address}:{self.port}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
 
-    def on(self, method: str, path: str, route: Route | tuple[int, Any]) -> None:
-        """Answer `method path` with `route(seen)`, or always with a fixed (status, body)."""
+    def on(self, method: str, path: str, route: Route | Answer | tuple[int, Any]) -> None:
+        """Answer `method path` (any query) with `route(seen)`, or always with a fixed answer."""
         self.routes[(method, path)] = route if callable(route) else (lambda _seen, answer=route: answer)
 
     def seen(self, method: str, path: str) -> list[Seen]:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
-from fake_https import operator_tls
-from test_bootstrap_steps import FakeVault
+from pathlib import Path
 
-from components.bootstrap import POLICIES, _CaFileProvider, _VaultUnsealedProvider
+import pytest
+from fake_cluster import FakeCluster
+from fake_https import FakeTime, operator_tls
+from pulumi.output import Unknown
+
+from components import bootstrap
+from components.bootstrap import POLICIES
+from components.bootstrap_steps import vault_init
+from components.http_api import HttpsApi, Poller
+from components.server_health import _ServerHealthProvider
 
 from conftest import is_secret, parse_hcl, run_program, unwrap
 
+CA_CERT = "tls:index/selfSignedCert:SelfSignedCert"
 DYNAMIC = "pulumi-python:dynamic/hashistack:"
 
 
@@ -72,7 +80,7 @@ def test_vault_is_initialised_once_then_every_server_unsealed(program):
     assert {"root_token", "unseal_keys", "recovery_keys"} <= init.secret_outputs
     unsealed = program.of_type(DYNAMIC + "VaultUnsealed")
     assert len(unsealed) == 3
-    gates = {g.id: g.urn for g in program.of_type(DYNAMIC + "ServerHealth")}
+    gates = {unwrap(g.inputs["machine_id"]): g.urn for g in program.of_type(DYNAMIC + "ServerHealth")}
     for server in unsealed:
         assert init.urn in server.dependencies, f"{server.urn}: unseals before init"
         assert gates[unwrap(server.inputs["machine"])] in server.dependencies, server.urn
@@ -97,40 +105,97 @@ def test_consul_policies_are_least_privilege():
     assert agent["node_prefix"] == [{"": {"policy": "write"}}] and agent["service_prefix"] == [{"": {"policy": "read"}}]
     nomad = parse_hcl((POLICIES / "consul" / "nomad-agent.hcl").read_text())
     assert "acl" not in nomad, "workload identity: Nomad creates no Consul tokens"
+    assert "mesh" not in nomad, "gateways only, and servers only: a client-held token must not have it"
     assert nomad["service_prefix"] == [{"": {"policy": "write"}}]
+    assert nomad["node_prefix"] == [{"": {"policy": "write"}}], "Nomad's documented minimum"
+    assert nomad["agent_prefix"] == [{"": {"policy": "read"}}]
+    assert set(nomad) == {"agent_prefix", "node_prefix", "service_prefix"}
     vault = parse_hcl((POLICIES / "consul" / "vault-service.hcl").read_text())
     assert vault["service"] == [{"vault": {"policy": "write"}}] and "service_prefix" not in vault
     for document in (agent, nomad, vault):
         assert "key_prefix" not in document and "operator" not in document
 
 
-def test_ca_file_is_written_even_on_preview(tmp_path):
+PROVIDERS = {
+    "ConsulPresetTokens": bootstrap._ConsulPresetTokensProvider,
+    "NomadAclBootstrap": bootstrap._NomadAclBootstrapProvider,
+    "VaultInit": bootstrap._VaultInitProvider,
+    "VaultUnsealed": bootstrap._VaultUnsealedProvider,
+    "CaFile": bootstrap._CaFileProvider,
+    "ServerHealth": _ServerHealthProvider,
+}
+
+
+def _preview_inputs(program, kind: str) -> tuple[dict, dict]:
+    """A resource's inputs as the engine hands them to check/diff in a preview of a new machine:
+    every value that comes from another resource's output unknown."""
+    registration = program.of_type(DYNAMIC + kind)[0]  # the first server's, where there is one per server
+    olds = {k: v for k, v in unwrap(registration.inputs).items() if k != "__provider"}
+    news = {k: (Unknown() if isinstance(v, str | list | dict) and k not in ("path",) else v) for k, v in olds.items()}
+    return olds, news
+
+
+@pytest.mark.parametrize("kind", sorted(PROVIDERS))
+def test_every_provider_s_check_and_diff_accept_unknown_inputs_and_act_on_nothing(program, kind, tmp_path, monkeypatch):
+    """During a preview an input not known yet is pulumi.output.Unknown (truthy, equal only to itself)."""
+    monkeypatch.chdir(tmp_path)
+    calls: list[str] = []
+    monkeypatch.setattr(bootstrap, "HttpsApi", lambda *a, **k: calls.append("HttpsApi") or pytest.fail("I/O in diff"))
+    provider = PROVIDERS[kind]()
+    olds, news = _preview_inputs(program, kind)
+    checked = provider.check(olds, news)
+    assert not checked.failures, checked.failures
+    # VaultInit never runs twice (a replaced server rejoins with the same keys); the rest show the change.
+    assert provider.diff("id", olds, news).changes is (kind != "VaultInit"), kind
+    assert calls == [] and list(tmp_path.iterdir()) == [], f"{kind}: check or diff acted on the outside world"
+
+
+def test_ca_file_check_is_pure_and_create_update_delete_manage_the_file(tmp_path):
     path = tmp_path / ".hashistack" / "dev" / "ca.pem"
     props = {"path": str(path), "content": "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n"}
-    _CaFileProvider().check({}, props)
+    provider = bootstrap._CaFileProvider()
+    assert provider.check({}, props).inputs == props and not path.exists(), "check writes nothing"
+    assert provider.check({}, {**props, "content": 42}).failures[0].property == "content"
+    assert provider.diff("id", props, props).changes is True, "a fresh checkout lacks the file: update writes it"
+    provider.create(props)
     assert path.read_text() == props["content"]
-    _CaFileProvider().delete("id", props)
+    assert provider.diff("id", props, props).changes is False
+    rotated = {**props, "content": "new"}
+    assert provider.diff("id", props, rotated).changes and provider.diff("id", props, rotated).replaces == []
+    provider.update("id", props, rotated)
+    assert path.read_text() == "new"
+    moved = provider.diff("id", props, {**props, "path": str(tmp_path / "other.pem")})
+    assert moved.replaces == ["path"]
+    provider.delete("id", props)
     assert not path.exists()
 
 
+def test_the_program_writes_the_ca_file_before_the_vault_provider_reads_it(program):
+    """Also on a preview of an existing stack from a fresh checkout, where nothing would create it."""
+    (ca_file,) = program.of_type(DYNAMIC + "CaFile")
+    path = Path(unwrap(ca_file.inputs["path"]))
+    assert path.read_text() == program.one(CA_CERT, "cluster-ca").outputs["certPem"]
+    (vault,) = program.of_type("pulumi:providers:vault")
+    assert vault.inputs["caCertFile"] == str(path)
+
+
 def test_a_sealed_server_shows_up_as_an_update(pki, fake_api):
-    api = fake_api(client_cert=False)
-    vault = FakeVault(api, initialized=True)
-    props = {
-        "address": api.url,
-        "ca_pem": operator_tls(pki).ca_pem,
-        "unseal_keys": ["k0", "k1", "k2"],
-        "machine": "m-1",
-    }
-    provider = _VaultUnsealedProvider()
+    cluster = FakeCluster(fake_api)
+    cluster.boot("server-0")
+    address = f"https://127.0.0.1:{cluster.ports[2]}"
+    tls = operator_tls(pki, with_client_cert=False)
+    poller = Poller(60, 5, log=lambda _l: None, clock=FakeTime().clock, sleep=lambda _s: None)
+    keys = vault_init(HttpsApi(address, tls), False, 5, 3, poller).unseal_keys
+    props = {"address": address, "ca_pem": tls.ca_pem, "unseal_keys": list(keys), "machine": "m-1"}
+    provider = bootstrap._VaultUnsealedProvider()
     assert provider.diff("m-1", props, props).changes is True, "sealed (e.g. after a reboot): unseal on this up"
-    provider.update("m-1", props, props)
-    assert vault.sealed is False
+    assert provider.update("m-1", props, props).outs["status"].startswith("unsealed")
     assert provider.diff("m-1", props, props).changes is False, "unsealed: nothing to do"
     replaced = provider.diff("m-1", props, {**props, "machine": "m-2"})
     assert replaced.changes and replaced.replaces == ["machine"]
+    assert provider.create({**props, "machine": "m-2"}).id == "m-2"
 
 
 def test_an_unreachable_server_changes_nothing_in_the_plan(pki):
     props = {"address": "https://127.0.0.1:1", "ca_pem": operator_tls(pki).ca_pem, "unseal_keys": [], "machine": "m"}
-    assert _VaultUnsealedProvider().diff("m", props, props).changes is False
+    assert bootstrap._VaultUnsealedProvider().diff("m", props, props).changes is False

@@ -1,13 +1,18 @@
-"""Bootstrap steps against local HTTPS servers that answer like Nomad, Consul and Vault: the happy path,
-not yet ready, already done, a wrong secret and a timeout for each; TLS always verified."""
+"""Bootstrap steps against a fake cluster that answers as the pinned Nomad, Consul and Vault do
+(tests/fake_cluster.py; every answer's source in tests/upstream.py): first creation, already done,
+done by someone else, the answers that differ between releases, and TLS always verified."""
 
 from __future__ import annotations
 
 import ssl
+import time
 
 import pytest
+import upstream
+from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, FakeCluster
 from fake_https import FakeTime, operator_tls
 
+from components import bootstrap_steps
 from components.bootstrap_steps import (
     BootstrapError,
     PresetToken,
@@ -19,8 +24,8 @@ from components.bootstrap_steps import (
 )
 from components.http_api import DeadlineExceeded, HttpsApi, Poller
 
-SECRET = "11111111-aaaa-4aaa-8aaa-111111111111"
 OTHER = "99999999-ffff-4fff-8fff-999999999999"
+AGENT, NOMAD_AGENT = "11111111-aaaa-4aaa-8aaa-111111111111", "22222222-bbbb-4bbb-8bbb-222222222222"
 
 
 def poller(timeout: float = 60, time: FakeTime | None = None, logs: list | None = None) -> Poller:
@@ -28,260 +33,306 @@ def poller(timeout: float = 60, time: FakeTime | None = None, logs: list | None 
     return Poller(timeout, 5, log=(logs if logs is not None else []).append, clock=time.clock, sleep=time.sleep)
 
 
+@pytest.fixture
+def cluster(fake_api) -> FakeCluster:
+    return FakeCluster(fake_api)
+
+
+def api(pki, cluster: FakeCluster, product: str, node: str = "server-0", **kwargs) -> HttpsApi:
+    port = dict(zip(("consul", "nomad", "vault"), cluster.ports, strict=True))[product]
+    tls = operator_tls(pki, with_client_cert=product == "consul")
+    return HttpsApi(f"https://{cluster.address(node)}:{port}", tls, **kwargs)
+
+
 # -- Nomad ------------------------------------------------------------------------------------------
-class FakeNomad:
-    """Nomad's ACL bootstrap: once, with the given secret; the leader appears after `leaderless` polls."""
-
-    def __init__(self, api, leaderless: int = 0, bootstrapped_with: str | None = None):
-        self.leaderless, self.management = leaderless, bootstrapped_with
-        api.on("GET", "/v1/status/leader", self.leader)
-        api.on("POST", "/v1/acl/bootstrap", self.bootstrap)
-        api.on("GET", "/v1/acl/token/self", self.self_token)
-
-    def leader(self, _seen):
-        if self.leaderless:
-            self.leaderless -= 1
-            return 500, "No cluster leader"
-        return 200, "10.42.0.10:4647"
-
-    def bootstrap(self, seen):
-        if self.management:
-            return 400, "ACL bootstrap already done (reset index: 42)"
-        self.management = seen.body["BootstrapSecret"]
-        return 200, {"AccessorID": "acc-nomad", "SecretID": self.management, "Type": "management"}
-
-    def self_token(self, seen):
-        if seen.headers.get("X-Nomad-Token") == self.management:
-            return 200, {"AccessorID": "acc-nomad", "Type": "management"}
-        return 403, "ACL token not found"
+def test_nomad_bootstrap_waits_out_no_leader_then_uses_the_preset_secret(pki, cluster):
+    cluster.boot(*cluster.names)
+    time, logs = FakeTime(), []
+    time.on_sleep = lambda: cluster.form(*cluster.names) if len(logs) == 2 else None
+    assert nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller(time=time, logs=logs)) == (
+        "acc-nomad-management"
+    )
+    assert cluster.nomad_management == NOMAD_TOKEN
+    assert sum("No cluster leader" in line for line in logs) == 2, logs
+    assert cluster.apis["server-0"]["nomad"].seen("POST", "/v1/acl/bootstrap")[-1].body == {
+        "BootstrapSecret": NOMAD_TOKEN
+    }
 
 
-def nomad_api(pki, api) -> HttpsApi:
-    return HttpsApi(api.url, operator_tls(pki, with_client_cert=False))
+def test_nomad_losing_its_leader_during_the_bootstrap_is_waited_out(pki, cluster):
+    """The bootstrap is forwarded to the leader: a 500 "No cluster leader" is not a failure."""
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    nomad = cluster.apis["server-0"]["nomad"]
+    real = nomad.routes[("POST", "/v1/acl/bootstrap")]
+    answers = iter([upstream.nomad_no_leader()])
+    nomad.on("POST", "/v1/acl/bootstrap", lambda seen: next(answers, None) or real(seen))
+    assert nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller()) == "acc-nomad-management"
 
 
-def test_nomad_bootstrap_with_the_preset_secret(pki, fake_api):
-    api = fake_api(client_cert=False)
-    nomad = FakeNomad(api, leaderless=2)
+def test_nomad_already_bootstrapped_with_our_secret_is_success(pki, cluster):
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    cluster.nomad_management = NOMAD_TOKEN
     logs: list[str] = []
-    assert nomad_acl_bootstrap(nomad_api(pki, api), SECRET, poller(logs=logs)) == "acc-nomad"
-    assert nomad.management == SECRET
-    assert sum("no Nomad leader" in line for line in logs) == 2, "waits for a leader first"
-    assert api.seen("POST", "/v1/acl/bootstrap")[0].body == {"BootstrapSecret": SECRET}
+    assert nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller(logs=logs)) == "acc-nomad-management"
+    assert logs == ["Nomad: ACLs already bootstrapped with the preset token"]
 
 
-def test_nomad_already_bootstrapped_with_our_secret_is_success(pki, fake_api):
-    api = fake_api(client_cert=False)
-    FakeNomad(api, bootstrapped_with=SECRET)
-    assert nomad_acl_bootstrap(nomad_api(pki, api), SECRET, poller()) == "acc-nomad"
-
-
-def test_nomad_bootstrapped_by_someone_else_fails_with_the_reset_procedure(pki, fake_api):
-    api = fake_api(client_cert=False)
-    FakeNomad(api, bootstrapped_with=OTHER)
+@pytest.mark.parametrize("version", ["1.10.3", "1.10.0"])
+def test_nomad_bootstrapped_by_someone_else_fails_with_the_reset_procedure(pki, cluster, version):
+    """An unknown token is 403 "Permission denied" from v1.10.1, 404 in v1.10.0: both mean "not ours"."""
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    cluster.nomad_management, cluster.nomad_version = OTHER, version
     with pytest.raises(BootstrapError) as raised:
-        nomad_acl_bootstrap(nomad_api(pki, api), SECRET, poller())
+        nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller())
     message = str(raised.value)
-    assert "reset index (42)" in message and "acl-bootstrap-reset" in message and "pulumi up" in message
+    assert "reset index (7)" in message and "/opt/nomad/data/server/acl-bootstrap-reset" in message
+    assert "pulumi up" in message
 
 
-def test_nomad_without_leader_times_out(pki, fake_api):
-    api = fake_api(client_cert=False)
-    FakeNomad(api, leaderless=1000)
-    with pytest.raises(DeadlineExceeded, match="Nomad: gave up after 30 s: no Nomad leader yet"):
-        nomad_acl_bootstrap(nomad_api(pki, api), SECRET, poller(timeout=30))
-    assert not api.seen("POST", "/v1/acl/bootstrap"), "never bootstraps without a leader"
+def test_nomad_wrong_reset_index_names_the_file_and_the_index(pki, cluster):
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    cluster.apis["server-0"]["nomad"].on("POST", "/v1/acl/bootstrap", upstream.nomad_acl_wrong_reset_index(6, 7))
+    with pytest.raises(BootstrapError) as raised:
+        nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller())
+    message = str(raised.value)
+    assert "specified 6, reset index: 7" in message and "acl-bootstrap-reset" in message
+    assert "delete the file" in message
+
+
+def test_nomad_anonymous_token_is_not_ours(pki, cluster):
+    """Without a token Nomad answers 200 with the anonymous token: only Type management counts."""
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    cluster.nomad_management = OTHER
+    assert bootstrap_steps._nomad_management_accessor(api(pki, cluster, "nomad"), "") is None
+    assert bootstrap_steps._nomad_management_accessor(api(pki, cluster, "nomad"), OTHER) == "acc-nomad-management"
+
+
+def test_nomad_without_leader_times_out_and_never_bootstraps(pki, cluster):
+    cluster.boot(*cluster.names)
+    with pytest.raises(DeadlineExceeded, match=r"Nomad: gave up after 30 s: no Nomad leader yet \(500 'No cluster"):
+        nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller(timeout=30))
+    assert cluster.nomad_management is None
+
+
+def test_nomad_unexpected_answer_fails_with_it(pki, cluster):
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    cluster.apis["server-0"]["nomad"].on("POST", "/v1/acl/bootstrap", upstream.nomad_permission_denied())
+    with pytest.raises(BootstrapError, match="Nomad ACL bootstrap failed: 403 Permission denied"):
+        nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller())
 
 
 # -- Consul -----------------------------------------------------------------------------------------
-MANAGEMENT = "33333333-cccc-4ccc-8ccc-333333333333"
-
-
-class FakeConsul:
-    """Consul's ACL API for policies and tokens, behind a management token."""
-
-    def __init__(self, api, ready_after: int = 0):
-        self.ready_after = ready_after
-        self.policies: dict[str, dict] = {}
-        self.tokens: dict[str, dict] = {MANAGEMENT: {"AccessorID": "acc-mgmt", "Policies": []}}
-        api.on("GET", "/v1/acl/token/self", self.self_token)
-        api.on("PUT", "/v1/acl/policy", self.create_policy)
-        api.on("PUT", "/v1/acl/token", self.create_token)
-        self.api = api
-
-    def _authorised(self, seen) -> bool:
-        return seen.headers.get("X-Consul-Token") == MANAGEMENT and seen.client_cert
-
-    def self_token(self, seen):
-        if self.ready_after:
-            self.ready_after -= 1
-            return 500, "rpc error: No cluster leader"
-        token = self.tokens.get(seen.headers.get("X-Consul-Token"))
-        return (200, {**token, "SecretID": seen.headers["X-Consul-Token"]}) if token else (403, "ACL not found")
-
-    def create_policy(self, seen):
-        if not self._authorised(seen):
-            return 403, "Permission denied"
-        policy = {**seen.body, "ID": f"pol-{seen.body['Name']}"}
-        self.policies[seen.body["Name"]] = policy
-        self.api.on("GET", f"/v1/acl/policy/name/{policy['Name']}", lambda _s: (200, policy))
-        self.api.on("PUT", f"/v1/acl/policy/{policy['ID']}", lambda s: self.create_policy(s))
-        return 200, policy
-
-    def create_token(self, seen):
-        if not self._authorised(seen):
-            return 403, "Permission denied"
-        accessor = seen.body.get("AccessorID") or f"acc-{seen.body['Description']}"
-        self.tokens[seen.body["SecretID"]] = {"AccessorID": accessor, "Policies": seen.body["Policies"]}
-        self.api.on("PUT", f"/v1/acl/token/{accessor}", self.create_token)
-        return 200, {**seen.body, "AccessorID": accessor}
-
-
 POLICIES = {"agent": 'node_prefix "" { policy = "write" }', "nomad-agent": 'service_prefix "" { policy = "write" }'}
-TOKENS = [PresetToken(SECRET, "agent", ("agent",)), PresetToken(OTHER, "nomad-agent", ("nomad-agent",))]
+TOKENS = [PresetToken(AGENT, "agent", ("agent",)), PresetToken(NOMAD_AGENT, "nomad-agent", ("nomad-agent",))]
 
 
-def consul_api(pki, api, token: str = MANAGEMENT) -> HttpsApi:
-    return HttpsApi(api.url, operator_tls(pki), headers={"X-Consul-Token": token})
+def consul_api(pki, cluster: FakeCluster, token: str = CONSUL_TOKEN) -> HttpsApi:
+    return api(pki, cluster, "consul", headers={"X-Consul-Token": token})
 
 
-def test_consul_tokens_get_the_preset_secret_ids(pki, fake_api):
-    api = fake_api()
-    consul = FakeConsul(api, ready_after=2)
-    accessors = consul_preset_tokens(consul_api(pki, api), POLICIES, TOKENS, poller())
-    assert accessors == {"agent": "acc-agent", "nomad-agent": "acc-nomad-agent"}
-    assert consul.tokens[SECRET]["Policies"] == [{"Name": "agent"}]
-    assert consul.tokens[OTHER]["Policies"] == [{"Name": "nomad-agent"}]
-    assert consul.policies["agent"]["Rules"] == POLICIES["agent"]
+@pytest.mark.parametrize(
+    "unknown_token",
+    [upstream.consul_unknown_token, upstream.consul_unknown_token_as_documented],
+    ids=["as-the-code-reads-403", "as-the-changelog-says-404"],
+)
+def test_consul_tokens_get_the_preset_secret_ids(pki, cluster, unknown_token):
+    cluster.boot(*cluster.names)
+    cluster.consul_unknown_token = unknown_token
+    time, logs = FakeTime(), []
+    time.on_sleep = lambda: cluster.form(*cluster.names) if len(logs) == 2 else None
+    accessors = consul_preset_tokens(consul_api(pki, cluster), POLICIES, TOKENS, poller(time=time, logs=logs))
+    assert set(accessors) == {"agent", "nomad-agent"}
+    assert cluster.consul_tokens[AGENT]["Policies"] == ["agent"]
+    assert cluster.consul_tokens[NOMAD_AGENT]["Policies"] == ["nomad-agent"]
+    assert cluster.consul_tokens[AGENT]["AccessorID"] == accessors["agent"]
+    assert cluster.consul_policies["agent"]["Rules"] == POLICIES["agent"]
+    assert sum("No cluster leader" in line for line in logs) == 2, "waits for a leader first"
 
 
-def test_consul_second_run_changes_nothing_and_repairs_drift(pki, fake_api):
-    api = fake_api()
-    consul = FakeConsul(api)
-    consul_preset_tokens(consul_api(pki, api), POLICIES, TOKENS, poller())
-    writes = len([r for r in api.requests if r.method == "PUT"])
-    assert consul_preset_tokens(consul_api(pki, api), POLICIES, TOKENS, poller()) == {
-        "agent": "acc-agent",
-        "nomad-agent": "acc-nomad-agent",
-    }
-    assert len([r for r in api.requests if r.method == "PUT"]) == writes, "an idempotent second run writes nothing"
-    consul.policies["agent"]["Rules"] = 'node_prefix "" { policy = "read" }'  # changed by hand
-    consul_preset_tokens(consul_api(pki, api), POLICIES, TOKENS, poller())
-    assert consul.policies["agent"]["Rules"] == POLICIES["agent"]
+def test_consul_second_run_changes_nothing_and_repairs_drift(pki, cluster):
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    consul = cluster.apis["server-0"]["consul"]
+    first = consul_preset_tokens(consul_api(pki, cluster), POLICIES, TOKENS, poller())
+    writes = len([r for r in consul.requests if r.method == "PUT"])
+    assert consul_preset_tokens(consul_api(pki, cluster), POLICIES, TOKENS, poller()) == first
+    assert len([r for r in consul.requests if r.method == "PUT"]) == writes, "an idempotent second run writes nothing"
+    cluster.consul_policies["agent"]["Rules"] = 'node_prefix "" { policy = "read" }'  # changed by hand
+    cluster.consul_tokens[AGENT]["Policies"] = ["nomad-agent"]
+    consul_preset_tokens(consul_api(pki, cluster), POLICIES, TOKENS, poller())
+    assert cluster.consul_policies["agent"]["Rules"] == POLICIES["agent"]
+    assert cluster.consul_tokens[AGENT] == {"AccessorID": first["agent"], "Policies": ["agent"]}
 
 
-def test_consul_with_a_wrong_management_token_never_writes(pki, fake_api):
-    api = fake_api()
-    FakeConsul(api)
-    with pytest.raises(DeadlineExceeded, match="Consul's ACLs not ready \\(403"):
-        consul_preset_tokens(consul_api(pki, api, token=OTHER), POLICIES, TOKENS, poller(timeout=20))
-    assert not [r for r in api.requests if r.method == "PUT"]
+def test_consul_permission_denied_is_not_an_absent_token(pki, cluster):
+    """Only "not found" creates a token; a 403 "Permission denied" stops with the answer."""
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    consul = cluster.apis["server-0"]["consul"]
+    real = consul.routes[("GET", "/v1/acl/token/self")]
+    consul.on(
+        "GET",
+        "/v1/acl/token/self",
+        lambda seen: (
+            upstream.consul_permission_denied("acl:read") if seen.headers.get("X-Consul-Token") == AGENT else real(seen)
+        ),
+    )
+    with pytest.raises(BootstrapError, match="checking token agent failed: 403 Permission denied"):
+        consul_preset_tokens(consul_api(pki, cluster), POLICIES, TOKENS, poller())
+    assert AGENT not in cluster.consul_tokens
 
 
-def test_consul_needs_the_client_certificate(pki, fake_api):
-    api = fake_api()  # requires a client certificate, like verify_incoming
-    FakeConsul(api)
-    without_cert = HttpsApi(api.url, operator_tls(pki, with_client_cert=False), headers={"X-Consul-Token": MANAGEMENT})
+def test_consul_absent_reads_exactly_not_found():
+    absent = bootstrap_steps.consul_absent
+    assert absent(upstream.consul_unknown_token()) and absent(upstream.consul_unknown_token_as_documented())
+    assert absent(upstream.consul_policy_missing())
+    assert not absent(upstream.consul_permission_denied("acl:read")), "denied is not absent"
+    assert not absent(upstream.consul_no_leader())
+
+
+def test_consul_with_a_wrong_management_token_never_writes(pki, cluster):
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    with pytest.raises(DeadlineExceeded, match="Consul's ACLs not ready \\(403 'token does not exist"):
+        consul_preset_tokens(consul_api(pki, cluster, token=OTHER), POLICIES, TOKENS, poller(timeout=20))
+    assert not [r for r in cluster.apis["server-0"]["consul"].requests if r.method == "PUT"]
+
+
+def test_consul_needs_the_client_certificate(pki, cluster):
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    port = cluster.ports[0]
+    without_cert = HttpsApi(
+        f"https://127.0.0.1:{port}", operator_tls(pki, with_client_cert=False), headers={"X-Consul-Token": CONSUL_TOKEN}
+    )
     with pytest.raises(DeadlineExceeded):
         consul_preset_tokens(without_cert, POLICIES, TOKENS, poller(timeout=10))
 
 
 # -- Vault ------------------------------------------------------------------------------------------
-class FakeVault:
-    """One Vault server: init once, then Shamir unseal with 3 of 5 shares (or auto-unseal)."""
-
-    def __init__(self, api, initialized: bool = False, starting: int = 0, auto_unseal: bool = False):
-        self.initialized, self.starting, self.auto_unseal = initialized, starting, auto_unseal
-        self.sealed, self.given = True, []
-        api.on("GET", "/v1/sys/init", self.init_status)
-        api.on("PUT", "/v1/sys/init", self.init)
-        api.on("GET", "/v1/sys/seal-status", self.seal_status)
-        api.on("PUT", "/v1/sys/unseal", self.unseal)
-
-    def init_status(self, _seen):
-        if self.starting:
-            self.starting -= 1
-            return 503, None
-        return 200, {"initialized": self.initialized}
-
-    def init(self, seen):
-        self.initialized = True
-        if "recovery_shares" in seen.body:
-            return 200, {
-                "root_token": "hvs.root",
-                "recovery_keys_base64": [f"r{i}" for i in range(5)],
-                "keys_base64": [],
-            }
-        return 200, {"root_token": "hvs.root", "keys_base64": [f"k{i}" for i in range(seen.body["secret_shares"])]}
-
-    def seal_status(self, _seen):
-        if self.auto_unseal and self.starting == 0:
-            self.sealed = False
-        self.starting = max(0, self.starting - 1)
-        return 200, {"sealed": self.sealed, "t": 3, "n": 5, "progress": len(self.given)}
-
-    def unseal(self, seen):
-        if not seen.body["key"].startswith("k"):
-            return 400, {"errors": ["Unseal failed, invalid key"]}
-        self.given.append(seen.body["key"])
-        self.sealed = len(self.given) < 3
-        return 200, {"sealed": self.sealed, "t": 3, "progress": len(self.given) % 3}
-
-
-def vault_api(pki, api) -> HttpsApi:
-    return HttpsApi(api.url, operator_tls(pki, with_client_cert=False))
-
-
-def test_vault_init_shamir_then_unseal(pki, fake_api):
-    api = fake_api(client_cert=False)
-    vault = FakeVault(api, starting=2)
-    keys = vault_init(vault_api(pki, api), auto_unseal=False, shares=5, threshold=3, poller=poller())
-    assert keys.root_token == "hvs.root" and len(keys.unseal_keys) == 5 and keys.recovery_keys == ()
-    assert api.seen("PUT", "/v1/sys/init")[0].body == {"secret_shares": 5, "secret_threshold": 3}
-    assert vault_sealed(vault_api(pki, api)) is True
-    assert vault_unseal(vault_api(pki, api), keys.unseal_keys, poller()) == "unsealed"
-    assert vault.given == ["k0", "k1", "k2"], "exactly the threshold of shares"
-    assert vault_sealed(vault_api(pki, api)) is False
+def test_vault_init_waits_for_it_to_listen_then_shamir_unseal(pki, cluster):
+    time = FakeTime()
+    time.on_sleep = lambda: cluster.boot("server-0") if time.now >= 10 else None  # nothing listens for 10 s
+    keys = vault_init(api(pki, cluster, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller(time=time))
+    assert keys.root_token == "hvs.root-of-the-fake" and len(keys.unseal_keys) == 5 and keys.recovery_keys == ()
+    assert cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/init")[0].body == {
+        "secret_shares": 5,
+        "secret_threshold": 3,
+    }
+    assert vault_sealed(api(pki, cluster, "vault")) is True
+    assert vault_unseal(api(pki, cluster, "vault"), keys.unseal_keys, poller()) == "unsealed"
+    assert len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal")) == 3, "exactly the threshold"
+    assert vault_sealed(api(pki, cluster, "vault")) is False
 
 
 def test_vault_init_auto_unseal_returns_recovery_keys(pki, fake_api):
-    api = fake_api(client_cert=False)
-    FakeVault(api)
-    keys = vault_init(vault_api(pki, api), auto_unseal=True, shares=5, threshold=3, poller=poller())
+    cluster = FakeCluster(fake_api, seal_type="awskms")
+    cluster.boot("server-0")
+    keys = vault_init(api(pki, cluster, "vault"), auto_unseal=True, shares=5, threshold=3, poller=poller())
     assert keys.unseal_keys == () and len(keys.recovery_keys) == 5
-    assert api.seen("PUT", "/v1/sys/init")[0].body == {"recovery_shares": 5, "recovery_threshold": 3}
+    assert cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/init")[0].body == {
+        "recovery_shares": 5,
+        "recovery_threshold": 3,
+    }
 
 
-def test_vault_already_initialised_fails_with_the_way_out(pki, fake_api):
-    api = fake_api(client_cert=False)
-    FakeVault(api, initialized=True)
+def test_vault_already_initialised_fails_with_the_way_out(pki, cluster):
+    cluster.boot("server-0")
+    vault_init(api(pki, cluster, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller())
     with pytest.raises(BootstrapError, match="already initialised, but this stack holds no keys"):
-        vault_init(vault_api(pki, api), auto_unseal=False, shares=5, threshold=3, poller=poller())
-    assert not api.seen("PUT", "/v1/sys/init")
+        vault_init(api(pki, cluster, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller())
+    assert len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/init")) == 1
 
 
-def test_vault_unseal_of_an_unsealed_server_sends_no_key(pki, fake_api):
-    api = fake_api(client_cert=False)
-    vault = FakeVault(api, initialized=True)
-    vault.sealed = False
-    vault_unseal(vault_api(pki, api), ("k0", "k1", "k2"), poller())
-    assert not api.seen("PUT", "/v1/sys/unseal")
+@pytest.fixture
+def initialised(pki, cluster) -> tuple[str, ...]:
+    """server-0 initialised and unsealed; the other servers booted, outside Vault's raft."""
+    cluster.boot(*cluster.names)
+    keys = vault_init(api(pki, cluster, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller())
+    vault_unseal(api(pki, cluster, "vault"), keys.unseal_keys, poller())
+    return keys.unseal_keys
+
+
+def test_a_follower_gets_no_share_before_it_holds_the_join_challenge(pki, cluster, initialised):
+    """Uninitialised (t = 0) it would refuse them (400 "Vault is not initialized"); once retry_join has
+    the leader's challenge, the leader's shares complete the join and Vault unseals in the background."""
+    time, logs = FakeTime(), []
+    time.on_sleep = lambda: cluster.retry_join() if time.now >= 15 else None
+    vault = api(pki, cluster, "vault", node="server-1")
+    assert vault_unseal(vault, initialised, poller(time=time, logs=logs)).startswith("unsealed")
+    unseals = cluster.apis["server-1"]["vault"].seen("PUT", "/v1/sys/unseal")
+    assert [r.body["key"] for r in unseals] == list(initialised[:3]), "no share before the challenge, then 3"
+    assert any("waiting for the raft join challenge" in line for line in logs), logs
+    assert "server-1" in cluster.vault.members
+
+
+def test_a_threshold_that_is_still_finishing_is_not_given_again(pki, cluster, initialised):
+    cluster.retry_join()
+    cluster.vault.finishing_reads = 4  # the join completes, then the unseal, over several reads
+    logs: list[str] = []
+    assert vault_unseal(api(pki, cluster, "vault", node="server-1"), initialised, poller(logs=logs)).startswith(
+        "unsealed"
+    )
+    assert len(cluster.apis["server-1"]["vault"].seen("PUT", "/v1/sys/unseal")) == 3
+    assert any("finishing the unseal" in line for line in logs), logs
+
+
+def test_unseal_continues_from_the_progress_vault_reports(pki, cluster, initialised):
+    cluster.seal_all()
+    cluster.vault.given["server-0"] = list(initialised[:2])  # someone gave two shares already
+    vault_unseal(api(pki, cluster, "vault"), initialised, poller())
+    assert [r.body["key"] for r in cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal")][-1:] == [
+        initialised[2]
+    ]
+    assert len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal")) == 4, "3 at init, then 1"
+
+
+def test_a_blocking_unseal_is_waited_for_not_resent(pki, cluster, initialised):
+    """PUT /v1/sys/unseal blocks while a follower completes its raft join: the call gets longer than
+    an ordinary request, so the share is not sent again."""
+    cluster.retry_join()
+    vault_api = cluster.apis["server-1"]["vault"]
+    real = vault_api.routes[("PUT", "/v1/sys/unseal")]
+
+    def slow(seen):
+        time.sleep(0.15)
+        return real(seen)
+
+    vault_api.on("PUT", "/v1/sys/unseal", slow)
+    vault_unseal(api(pki, cluster, "vault", node="server-1", timeout=0.05), initialised, poller())
+    assert len(vault_api.seen("PUT", "/v1/sys/unseal")) == 3
+
+
+def test_vault_unseal_of_an_unsealed_server_sends_no_key(pki, cluster, initialised):
+    before = len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal"))
+    vault_unseal(api(pki, cluster, "vault"), initialised, poller())
+    assert len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal")) == before
 
 
 def test_vault_auto_unseal_is_waited_for(pki, fake_api):
-    api = fake_api(client_cert=False)
-    FakeVault(api, initialized=True, auto_unseal=True, starting=3)
-    logs: list[str] = []
-    assert vault_unseal(vault_api(pki, api), (), poller(logs=logs)).startswith("unsealed")
+    cluster = FakeCluster(fake_api, seal_type="awskms")
+    cluster.boot(*cluster.names)
+    vault_init(api(pki, cluster, "vault"), auto_unseal=True, shares=5, threshold=3, poller=poller())
+    time, logs = FakeTime(), []
+    time.on_sleep = cluster.retry_join
+    assert vault_unseal(api(pki, cluster, "vault", node="server-2"), (), poller(time=time, logs=logs)).startswith(
+        "unsealed"
+    )
     assert any("waiting for auto-unseal" in line for line in logs)
-    assert not api.seen("PUT", "/v1/sys/unseal")
+    assert not cluster.apis["server-2"]["vault"].seen("PUT", "/v1/sys/unseal")
 
 
-def test_vault_wrong_keys_time_out(pki, fake_api):
-    api = fake_api(client_cert=False)
-    FakeVault(api, initialized=True)
+def test_vault_wrong_keys_time_out(pki, cluster, initialised):
+    cluster.seal_all()
+    wrong = tuple(f"d3Jvbmcta2V5LXNoYXJl{i}" for i in range(5))
     with pytest.raises(DeadlineExceeded, match="unseal answers 400"):
-        vault_unseal(vault_api(pki, api), ("x0", "x1", "x2"), poller(timeout=15))
+        vault_unseal(api(pki, cluster, "vault"), wrong, poller(timeout=15))
 
 
 def test_unreachable_vault_reports_no_seal_status(pki):
@@ -290,24 +341,35 @@ def test_unreachable_vault_reports_no_seal_status(pki):
 
 def test_every_call_verifies_the_cluster_ca(pki, fake_api):
     impostor = fake_api(cert="impostor", client_cert=False)
-    FakeVault(impostor)
+    impostor.on("GET", "/v1/sys/init", upstream.vault_init_status(False))
     with pytest.raises(ssl.SSLCertVerificationError):
-        vault_init(vault_api(pki, impostor), auto_unseal=False, shares=5, threshold=3, poller=poller())
+        vault_init(
+            HttpsApi(impostor.url, operator_tls(pki, with_client_cert=False)),
+            auto_unseal=False,
+            shares=5,
+            threshold=3,
+            poller=poller(),
+        )
+    assert impostor.requests == []
 
 
-def test_make_unseal_unseals_every_sealed_server(pki, fake_api):
+def test_make_unseal_unseals_every_sealed_server_after_a_restart(pki, cluster, initialised):
     from scripts.unseal import unseal_all
 
-    first = fake_api(address="127.0.0.1", client_cert=False)
-    second = fake_api(address="127.0.0.2", port=first.port, client_cert=False)
-    sealed, unsealed = FakeVault(first, initialized=True), FakeVault(second, initialized=True)
-    unsealed.sealed = False
+    cluster.retry_join()
+    for follower in ("server-1", "server-2"):
+        vault_unseal(api(pki, cluster, "vault", node=follower), initialised, poller())
+    cluster.restart_all()
+    cluster.vault.unsealed.add("server-2")  # one already unsealed by hand
     outputs = {
-        "vaultUnsealKeys": ["k0", "k1", "k2", "k3", "k4"],
+        "vaultUnsealKeys": list(initialised),
         "caCertPem": (pki / "ca.pem").read_text(),
-        "serverAddresses": {"server-0": "127.0.0.1", "server-1": "127.0.0.2"},
+        "serverAddresses": cluster.addresses,
     }
-    assert unseal_all(outputs, timeout=30, port=first.port) == ["server-0: unsealed", "server-1: already unsealed"]
-    assert sealed.given == ["k0", "k1", "k2"] and unsealed.given == []
+    assert unseal_all(outputs, timeout=30, port=cluster.ports[2]) == [
+        "server-0: unsealed",
+        "server-1: unsealed",
+        "server-2: already unsealed",
+    ]
     with pytest.raises(SystemExit, match="no unseal keys"):
         unseal_all({**outputs, "vaultUnsealKeys": []})

@@ -1,164 +1,328 @@
-"""The server health gate against local HTTPS servers answering like Consul, Vault and Nomad."""
+"""The server health gate against a fake cluster that answers as the pinned Consul, Nomad and Vault do
+(tests/fake_cluster.py, sources in tests/upstream.py), in the products' real order: the first
+creation, a rolling replacement and a restart; and the gate's dynamic provider itself."""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 import pytest
+import upstream
+from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, VAULT_ROOT, FakeCluster
 from fake_https import FakeTime, operator_tls
-from test_bootstrap_steps import FakeVault
+from pulumi.output import Unknown
 
-from components.http_api import Poller
-from components.server_health import ServerUnhealthyError, server_apis, wait_until_healthy
+from components.bootstrap_steps import vault_init, vault_unseal
+from components.http_api import HttpsApi, Poller
+from components.server_health import (
+    ServerUnhealthyError,
+    _ServerHealthProvider,
+    server_apis,
+    wait_until_healthy,
+)
 
-CONSUL_TOKEN = "33333333-cccc-4ccc-8ccc-333333333333"
-NOMAD_TOKEN = "44444444-dddd-4ddd-8ddd-444444444444"
-VAULT_TOKEN = "hvs.root"
-KEYS = ("k0", "k1", "k2", "k3", "k4")
-VOTER = {"Name": "server-0", "Healthy": True, "Voter": True}
+from conftest import is_secret, run_program
 
-
-class FakeServer:
-    """One server's three APIs, each on its own port of one loopback address; state in dicts."""
-
-    def __init__(self, fake_api, address: str = "127.0.0.1", ports: tuple[int, int, int] | None = None):
-        consul_port, nomad_port, vault_port = ports or (0, 0, 0)
-        self.consul_api = fake_api(address=address, port=consul_port)
-        self.nomad_api = fake_api(address=address, port=nomad_port, client_cert=False)
-        self.vault_api = fake_api(address=address, port=vault_port, client_cert=False)
-        self.ports = (self.consul_api.port, self.nomad_api.port, self.vault_api.port)
-        self.consul = {"leader": "", "servers": []}
-        self.nomad = {"leader": "", "acl": False, "servers": []}
-        self.vault = FakeVault(self.vault_api, initialized=True)
-        self.vault_servers: dict = {}
-
-        def authorised(header: str, token: str, answer):
-            return lambda seen: answer() if seen.headers.get(header) == token else (403, "Permission denied")
-
-        self.consul_api.on("GET", "/v1/status/leader", lambda _s: (200, self.consul["leader"]))
-        self.consul_api.on(
-            "GET",
-            "/v1/operator/autopilot/health",
-            authorised("X-Consul-Token", CONSUL_TOKEN, lambda: (200, {"Servers": self.consul["servers"]})),
-        )
-        self.nomad_api.on("GET", "/v1/status/leader", lambda _s: (200, self.nomad["leader"]))
-        self.nomad_api.on(
-            "GET",
-            "/v1/acl/token/self",
-            lambda s: (
-                (200, {"Type": "management"})
-                if self.nomad["acl"] and s.headers.get("X-Nomad-Token") == NOMAD_TOKEN
-                else (403, "ACL token not found")
-            ),
-        )
-        self.nomad_api.on(
-            "GET",
-            "/v1/operator/autopilot/health",
-            authorised("X-Nomad-Token", NOMAD_TOKEN, lambda: (200, {"Servers": self.nomad["servers"]})),
-        )
-        self.vault_api.on(
-            "GET",
-            "/v1/sys/storage/raft/autopilot/state",
-            authorised("X-Vault-Token", VAULT_TOKEN, lambda: (200, {"data": {"servers": self.vault_servers}})),
-        )
-
-    def voter_in_vault(self) -> None:
-        self.vault_servers = {"server-0": {"status": "voter", "healthy": True}}
+DYNAMIC = "pulumi-python:dynamic/hashistack:ServerHealth"
 
 
-def gate(pki, server: FakeServer, peers=(), keys=KEYS, timeout=60.0, consul_token=CONSUL_TOKEN, time=None, logs=None):
-    time = time or FakeTime()
+class Steps:
+    """What happens in the cluster while a gate waits: one step per poll, then nothing."""
+
+    def __init__(self, *steps: Callable[[], None]):
+        self.steps = list(steps)
+
+    def __call__(self) -> None:
+        if self.steps:
+            self.steps.pop(0)()
+
+
+def gate(
+    pki,
+    cluster: FakeCluster,
+    name: str,
+    *,
+    existed: bool = False,
+    keys: tuple[str, ...] = (),
+    steps: Steps | None = None,
+    timeout: float = 300,
+    consul_token: str = CONSUL_TOKEN,
+    logs: list[str] | None = None,
+) -> str:
+    time = FakeTime()
+    time.on_sleep = steps
     poller = Poller(timeout, 5, log=(logs if logs is not None else []).append, clock=time.clock, sleep=time.sleep)
-    apis = server_apis(operator_tls(pki), consul_token, NOMAD_TOKEN, VAULT_TOKEN, ports=server.ports)
-    return wait_until_healthy(apis, "server-0", "127.0.0.1", list(peers), keys, poller)
+    apis = server_apis(operator_tls(pki), consul_token, NOMAD_TOKEN, VAULT_ROOT, ports=cluster.ports)
+    peers = [cluster.address(n) for n in cluster.names if n != name]
+    return wait_until_healthy(apis, name, cluster.address(name), peers, keys, poller, cluster_existed=existed)
+
+
+def vault_api(pki, cluster: FakeCluster, name: str) -> HttpsApi:
+    return HttpsApi(f"https://{cluster.address(name)}:{cluster.ports[2]}", operator_tls(pki, with_client_cert=False))
+
+
+def initialise_vault(pki, cluster: FakeCluster) -> tuple[str, ...]:
+    """VaultInit on server-0, as the chain does before server-0's gate."""
+    poller = Poller(60, 5, log=lambda _line: None, clock=FakeTime().clock, sleep=lambda _s: None)
+    return vault_init(vault_api(pki, cluster, "server-0"), False, 5, 3, poller).unseal_keys
 
 
 @pytest.fixture
-def server(fake_api):
-    return FakeServer(fake_api)
+def cluster(fake_api) -> FakeCluster:
+    return FakeCluster(fake_api)
 
 
-def test_first_creation_unseals_vault_and_waits_for_it_only(pki, server):
-    time = FakeTime()
-    time.on_sleep = server.voter_in_vault  # Vault's autopilot lists the node once it has joined
-    status = gate(pki, server, time=time)
-    assert "Consul answers; its cluster is still forming" in status
-    assert "Vault: unsealed, a healthy voter" in status
-    assert "Nomad answers; its cluster is still forming" in status
-    assert server.vault.given == ["k0", "k1", "k2"], "the gate unseals its server (Shamir)"
-    assert server.consul_api.requests[0].client_cert, "Consul is asked with the operator certificate"
+@pytest.fixture
+def built(pki, cluster) -> tuple[FakeCluster, tuple[str, ...]]:
+    """A cluster an earlier run built: every server a healthy voter everywhere, ACLs bootstrapped."""
+    cluster.boot(*cluster.names)
+    keys = initialise_vault(pki, cluster)
+    poller = Poller(60, 5, log=lambda _line: None, clock=FakeTime().clock, sleep=lambda _s: None)
+    vault_unseal(vault_api(pki, cluster, "server-0"), keys, poller)
+    cluster.retry_join()
+    for name in cluster.names[1:]:
+        vault_unseal(vault_api(pki, cluster, name), keys, poller)
+        cluster.vault_promote(name)
+    cluster.form(*cluster.names)
+    cluster.nomad_management = NOMAD_TOKEN
+    return cluster, keys
 
 
-def test_replaced_server_waits_until_it_is_a_voter_everywhere(pki, server):
-    server.consul.update(leader="10.42.0.11:8300")
-    server.nomad.update(leader="10.42.0.11:4647", acl=True)
-    progress = iter(
-        [
-            lambda: server.consul.update(servers=[{**VOTER, "Healthy": False, "Voter": False}]),
-            lambda: server.consul.update(servers=[VOTER]),
-            lambda: setattr(server, "vault_servers", {"server-0": {"status": "non-voter", "healthy": True}}),
-            server.voter_in_vault,
-            lambda: server.nomad.update(servers=[{**VOTER, "Name": "server-0.global", "Voter": False}]),
-            lambda: server.nomad.update(servers=[{**VOTER, "Name": "server-0.global"}]),
-        ]
-        + [lambda: None] * 50
-    )
-    time = FakeTime()
-    time.on_sleep = lambda: next(progress)()
+# -- the first creation, in the chain's order ------------------------------------------------------
+def test_first_creation_passes_each_server_in_the_chain_s_order(pki, cluster):
+    """server-0 alone: no Consul or Nomad leader anywhere (Nomad answers 500 to a consistent read),
+    Vault initialised on it and so its leader ("leader", not "voter"); then server-1 joins Vault; then
+    server-2 completes bootstrap_expect, a leader is elected and the ACLs are not bootstrapped yet."""
+    cluster.boot("server-0")
+    keys = initialise_vault(pki, cluster)
+    status = gate(pki, cluster, "server-0", keys=keys)
+    assert "Consul answers; no server has a leader yet (first creation)" in status
+    assert "Vault: unsealed, a healthy leader" in status
+    assert "Nomad answers; no server has a leader yet (first creation)" in status
+
+    cluster.boot("server-1")
     logs: list[str] = []
-    status = gate(pki, server, time=time, logs=logs)
-    assert "Consul: a healthy voter" in status and "Vault: unsealed" in status and "Nomad: a healthy voter" in status
+    steps = Steps(cluster.retry_join, lambda: None, lambda: None, lambda: cluster.vault_promote("server-1"))
+    status = gate(pki, cluster, "server-1", keys=keys, logs=logs, steps=steps)
+    assert "Vault: unsealed, a healthy voter" in status
     assert any("non-voter" in line for line in logs), "a Vault non-voter is not enough"
-    assert any("Voter': False" in line for line in logs), "a Nomad non-voter is not enough"
+
+    cluster.boot("server-2")
+    cluster.form(*cluster.names)  # bootstrap_expect reached: Consul and Nomad elect a leader
+
+    def promote_2() -> None:
+        cluster.vault_promote("server-2")
+
+    status = gate(
+        pki,
+        cluster,
+        "server-2",
+        keys=keys,
+        steps=Steps(cluster.retry_join, *[lambda: None] * 2, promote_2),
+    )
+    assert "Consul: a healthy voter" in status
+    assert "Nomad answers; the servers with a leader do not know the preset token: ACLs not bootstrapped" in status
 
 
-def test_nomad_before_its_acl_bootstrap_counts_as_first_creation(pki, server):
-    server.voter_in_vault()
-    server.nomad.update(leader="10.42.0.11:4647", acl=False)
-    assert "ACLs are not bootstrapped yet" in gate(pki, server)
-    assert not server.nomad_api.seen("GET", "/v1/operator/autopilot/health")
+def test_nomad_without_a_leader_is_asked_for_a_stale_read(pki, cluster):
+    cluster.boot("server-0")
+    keys = initialise_vault(pki, cluster)
+    gate(pki, cluster, "server-0", keys=keys)
+    leader_reads = cluster.apis["server-0"]["nomad"].seen("GET", "/v1/status/leader")
+    assert leader_reads and all(r.query == {"stale": "true"} for r in leader_reads)
 
 
-def test_a_peer_with_a_leader_means_the_consul_cluster_exists(pki, fake_api, server):
-    peer = FakeServer(fake_api, address="127.0.0.2", ports=server.ports)  # one port per API, as the agents have
-    peer.consul.update(leader="10.42.0.11:8300")
-    server.consul.update(servers=[VOTER])
-    server.voter_in_vault()
-    assert "Consul: a healthy voter" in gate(pki, server, peers=["127.0.0.2"])
-    assert server.consul_api.seen("GET", "/v1/operator/autopilot/health")
+# -- a rolling replacement: the cluster exists ----------------------------------------------------
+def test_a_replaced_server_waits_until_it_is_a_voter_in_all_three(pki, built):
+    cluster, keys = built
+    cluster.replace("server-1")
+    logs: list[str] = []
+    status = gate(
+        pki,
+        cluster,
+        "server-1",
+        existed=True,
+        keys=keys,
+        logs=logs,
+        steps=Steps(
+            lambda: None,  # the new machine knows no leader: its own answers look like a first creation
+            lambda: cluster.rejoin("server-1", healthy=False),  # Consul and Nomad: joined, not yet healthy
+            lambda: cluster.rejoin("server-1"),
+            cluster.retry_join,
+        ),
+    )
+    assert "Consul: a healthy voter" in status and "Vault: unsealed, a healthy voter" in status
+    assert "Nomad: a healthy voter" in status
+    assert any("answers 500: No cluster leader" in line for line in logs), "autopilot asked through the new node"
+    assert any("'Healthy': False" in line for line in logs), "an unhealthy voter is not enough"
 
 
-def test_a_server_that_never_joins_vault_stops_the_chain(pki, server):
+def test_nomad_fails_closed_while_the_new_node_has_not_joined(pki, built):
+    """The new node answers 500 to every forwarded read until it joins: the ACLs' state comes from the
+    peers, and the gate waits for the node to be a voter, however long Consul and Vault are ready."""
+    cluster, keys = built
+    cluster.replace("server-2")
+    steps = Steps(lambda: cluster.rejoin("server-2", products="consul"), cluster.retry_join)
+    logs: list[str] = []
+    with pytest.raises(
+        ServerUnhealthyError, match="server-2 Nomad: gave up after 300 s: Nomad autopilot health answers 500"
+    ):
+        gate(pki, cluster, "server-2", existed=True, keys=keys, steps=steps, logs=logs)
+    assert any(line.startswith("server-2 Nomad: waiting") for line in logs)
+
+
+def test_an_unhealthy_peer_does_not_hold_back_a_healthy_server(pki, built):
+    """Autopilot answers 429 with the full body when any server is unhealthy."""
+    cluster, keys = built
+    for state in (cluster.consul, cluster.nomad):
+        state.servers["server-2"] = {"Healthy": False, "Voter": True}  # server-2 is down
+    assert upstream.consul_autopilot_health(cluster.consul.health(lambda n: n)).status == 429
+    status = gate(pki, cluster, "server-1", existed=True, keys=keys)
+    assert "Consul: a healthy voter" in status and "Nomad: a healthy voter" in status
+
+
+def test_no_leader_anywhere_in_a_cluster_that_existed_fails_closed(pki, built):
+    cluster, keys = built
+    cluster.set_running("server-0", "server-2", running=False)
+    cluster.replace("server-1")
     with pytest.raises(ServerUnhealthyError) as raised:
-        gate(pki, server, timeout=30)
+        gate(pki, cluster, "server-1", existed=True, keys=keys, timeout=30)
     message = str(raised.value)
-    assert "server-0 Vault: gave up after 30 s: not yet in Vault's raft configuration" in message
+    assert "server-1 Consul: gave up after 30 s: no Consul server knows a leader" in message
     assert "quorums hold" in message and "journalctl -u consul -u vault -u nomad" in message
 
 
-def test_auto_unseal_is_waited_for_without_keys(pki, server):
-    server.vault.auto_unseal = True
-    server.voter_in_vault()
-    gate(pki, server, keys=())
-    assert server.vault.given == [] and not server.vault.sealed
+# -- a restart --------------------------------------------------------------------------------------
+def test_after_a_restart_the_gate_unseals_its_server(pki, built):
+    cluster, keys = built
+    cluster.restart_all()
+    status = gate(pki, cluster, "server-1", existed=True, keys=keys)
+    assert "server-1" in cluster.vault.unsealed and "Vault: unsealed, a healthy voter" in status
 
 
-def test_nothing_listening_times_out(pki, server):
-    server.consul_api.close()
+def test_auto_unseal_is_waited_for_without_keys(pki, fake_api):
+    cluster = FakeCluster(fake_api, seal_type="awskms")
+    cluster.boot(*cluster.names)
+    poller = Poller(60, 5, log=lambda _line: None, clock=FakeTime().clock, sleep=lambda _s: None)
+    vault_init(vault_api(pki, cluster, "server-0"), True, 5, 3, poller)
+    status = gate(pki, cluster, "server-1", steps=Steps(cluster.retry_join, lambda: cluster.vault_promote("server-1")))
+    assert "Vault: unsealed, a healthy voter" in status
+    assert not cluster.apis["server-1"]["vault"].seen("PUT", "/v1/sys/unseal")
+
+
+# -- what never counts as healthy -----------------------------------------------------------------
+def test_a_vault_that_never_joins_stops_the_chain(pki, cluster):
+    cluster.boot("server-0", "server-1")
+    keys = initialise_vault(pki, cluster)
+    with pytest.raises(
+        ServerUnhealthyError, match="server-1 Vault: gave up after 30 s: sealed, waiting for the raft join"
+    ):
+        gate(pki, cluster, "server-1", keys=keys, timeout=30)
+
+
+def test_vault_states_that_are_not_healthy(pki, built):
+    cluster, keys = built
+    vault = cluster.apis["server-1"]["vault"]
+    for answer in (
+        upstream.vault_autopilot_not_ready(),
+        upstream.vault_sealed(),
+        upstream.vault_permission_denied(),
+        upstream.vault_autopilot_state("server-0", {"server-1": {"status": "non-voter", "healthy": True}}),
+        upstream.vault_autopilot_state("server-0", {"server-1": {"status": "voter", "healthy": False}}),
+        upstream.vault_autopilot_state("server-0", {"server-0": {"status": "voter", "healthy": True}}),
+    ):
+        vault.on("GET", "/v1/sys/storage/raft/autopilot/state", answer)
+        with pytest.raises(ServerUnhealthyError, match="server-1 Vault: gave up"):
+            gate(pki, cluster, "server-1", existed=True, keys=keys, timeout=10)
+
+
+def test_nothing_listening_times_out(pki, cluster):
     with pytest.raises(ServerUnhealthyError, match="no answer"):
-        gate(pki, server, timeout=10)
+        gate(pki, cluster, "server-0", timeout=10)
 
 
-def test_wrong_consul_token_never_counts_as_healthy(pki, server):
-    server.consul.update(leader="10.42.0.11:8300", servers=[VOTER])
-    with pytest.raises(ServerUnhealthyError, match="403"):
-        gate(pki, server, timeout=15, consul_token="not-the-token")
+def test_wrong_consul_token_never_counts_as_healthy(pki, built):
+    cluster, keys = built
+    with pytest.raises(ServerUnhealthyError, match="403: ACL not found"):
+        gate(pki, cluster, "server-0", existed=True, keys=keys, timeout=15, consul_token="not-the-token")
 
 
-def test_a_certificate_from_another_ca_fails_at_once(pki, fake_api):
-    impostor = fake_api(cert="impostor")
-    server = FakeServer(fake_api)
-    server.ports = (impostor.port, *server.ports[1:])
+def test_a_certificate_from_another_ca_fails_at_once(pki, fake_api, cluster):
+    impostor = fake_api(address="127.0.0.1", cert="impostor")
+    cluster.ports = (impostor.port, *cluster.ports[1:])
     with pytest.raises(ssl.SSLCertVerificationError):
-        gate(pki, server)
+        gate(pki, cluster, "server-0")
     assert impostor.requests == []
+
+
+# -- the dynamic provider -----------------------------------------------------------------------------
+def props(pki, cluster: FakeCluster, name: str, keys: tuple[str, ...], machine: str = "m-1") -> dict:
+    tls = operator_tls(pki)
+    return {
+        "node_name": name,
+        "address": cluster.address(name),
+        "peers": [cluster.address(n) for n in cluster.names if n != name],
+        "machine_id": machine,
+        "ca_pem": tls.ca_pem,
+        "client_cert_pem": tls.client_cert_pem,
+        "client_key_pem": tls.client_key_pem,
+        "consul_token": CONSUL_TOKEN,
+        "nomad_token": NOMAD_TOKEN,
+        "vault_token": VAULT_ROOT,
+        "vault_unseal_keys": list(keys),
+    }
+
+
+@pytest.fixture
+def provider(monkeypatch, cluster) -> _ServerHealthProvider:
+    from components import server_health
+
+    monkeypatch.setattr(server_health, "server_apis", _on_ports(server_health.server_apis, cluster.ports))
+    return _ServerHealthProvider(timeout=0.5, interval=0.02)
+
+
+def _on_ports(server_apis_fn, ports):
+    return lambda *args: server_apis_fn(*args, ports=ports)
+
+
+def test_provider_create_is_a_first_creation_and_update_a_replacement(pki, cluster, provider):
+    """create: the stack never saw the cluster (no leader anywhere passes); update: the machine of a
+    server that passed before was replaced, and no leader anywhere fails closed."""
+    cluster.boot("server-0")
+    keys = initialise_vault(pki, cluster)
+    created = provider.create(props(pki, cluster, "server-0", keys))
+    assert created.id == "server-0" and "first creation" in created.outs["status"]
+    assert created.outs["machine_id"] == "m-1"
+    with pytest.raises(ServerUnhealthyError, match="no Consul server knows a leader"):
+        provider.update("server-0", created.outs, props(pki, cluster, "server-0", keys, machine="m-2"))
+
+
+def test_provider_update_passes_a_rejoined_server(pki, built, provider):
+    cluster, keys = built
+    updated = provider.update("server-1", {}, props(pki, cluster, "server-1", keys, machine="m-2"))
+    assert "Nomad: a healthy voter" in updated.outs["status"] and updated.outs["machine_id"] == "m-2"
+
+
+def test_provider_diff(pki, cluster, provider):
+    old = props(pki, cluster, "server-1", ())
+    same = provider.diff("server-1", old, old)
+    assert not same.changes, "rotated nothing: no check"
+    rotated = provider.diff("server-1", old, {**old, "consul_token": "rotated"})
+    assert not rotated.changes, "rotated credentials do not need the gate again"
+    machine = provider.diff("server-1", old, {**old, "machine_id": "m-2"})
+    assert machine.changes and machine.replaces == [], "a new machine: the same gate, updated (cluster existed)"
+    moved = provider.diff("server-1", old, {**old, "address": "127.0.0.9"})
+    assert moved.changes and moved.replaces == ["address"] and moved.delete_before_replace is False
+    preview = provider.diff("server-1", old, {**old, "machine_id": Unknown()})
+    assert preview.changes and preview.replaces == [], "a machine to be replaced (unknown id) shows as an update"
+
+
+def test_gate_inputs_and_outputs_are_secret():
+    program = run_program("dev", preview=True)
+    gates = program.of_type(DYNAMIC)
+    assert len(gates) == 3
+    for registration in gates:
+        for key in ("client_key_pem", "consul_token", "nomad_token", "vault_token", "vault_unseal_keys"):
+            assert key in registration.secret_outputs, f"{registration.urn}: {key} not a secret output"
+            assert is_secret(registration.inputs[key]), f"{registration.urn}: {key} sent in plain text"

@@ -1,0 +1,89 @@
+"""The contract the fakes answer from (tests/upstream.py) is about the versions the nodes install, every
+answer says where upstream it was read, and the fake cluster answers from nothing else."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import upstream
+from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, VAULT_ROOT, FakeCluster
+from fake_https import operator_tls
+
+from components.http_api import HttpsApi
+from scripts.stack_files import project_file
+
+# A repository, then a file path in it with an extension, e.g. "hashicorp/nomad v1.10.3 nomad/rpc.go".
+CITATION = re.compile(r"hashicorp/[\w-]+\b.*?\b[\w./-]+\.(go|md|mdx|txt)\b")
+
+
+def test_the_contract_is_about_the_pinned_versions():
+    config = project_file()["config"]
+    pinned = {product: str(config[f"{product}Version"]["default"]) for product in upstream.PINNED}
+    assert pinned == upstream.PINNED, "the defaults moved: re-check every source in tests/upstream.py"
+    assert upstream.NOMAD.endswith(f"v{upstream.PINNED['nomad']}")
+
+
+def test_every_answer_names_its_upstream_source():
+    assert len(upstream.SOURCES) >= 35
+    for name, source in upstream.SOURCES.items():
+        assert CITATION.search(source), f"{name}: {source!r} names no repository and file"
+
+
+def test_every_answer_carries_its_source():
+    answer = upstream.nomad_no_leader()
+    assert answer.source == upstream.SOURCES["nomad_no_leader"]
+    assert (answer.status, answer.body, answer.content_type) == (500, "No cluster leader", upstream.TEXT)
+
+
+@pytest.fixture
+def built(pki, fake_api) -> FakeCluster:
+    cluster = FakeCluster(fake_api)
+    cluster.boot(*cluster.names)
+    cluster.form(*cluster.names)
+    return cluster
+
+
+def _ask(pki, cluster: FakeCluster, product: str, path: str, headers: dict[str, str] | None = None):
+    port = dict(zip(("consul", "nomad", "vault"), cluster.ports, strict=True))[product]
+    tls = operator_tls(pki, with_client_cert=product == "consul")
+    api = HttpsApi(f"https://127.0.0.1:{port}", tls, headers=headers or {})
+    return api.get(path)
+
+
+@pytest.mark.parametrize(
+    ("product", "path", "status"),
+    [
+        ("consul", "/v1/acl/token/self", 403),
+        ("consul", "/v1/acl/policy/name/agent", 403),
+        ("consul", "/v1/acl/tokens", 403),
+        ("nomad", "/v1/status/leader", 200),
+        ("nomad", "/v1/acl/token/self", 200),
+        ("nomad", "/v1/jobs", 403),
+        ("vault", "/v1/sys/leader", 503),
+        ("vault", "/v1/sys/storage/raft/autopilot/state", 503),
+    ],
+)
+def test_errors_come_in_each_product_s_own_form(pki, built, product, path, status):
+    """Nomad and Consul write an error as its bare text (text/plain); Vault as JSON {"errors": [...]}."""
+    answer = _ask(pki, built, product, path, {"X-Consul-Token": "unknown"} if product == "consul" else None)
+    assert answer.status == status, answer
+    if status >= 400:
+        if product == "vault":
+            assert isinstance(answer.body, dict) and answer.body["errors"], answer.body
+        else:
+            assert isinstance(answer.body, str) and not answer.body.startswith("{"), answer.body
+
+
+def test_the_fake_cluster_answers_only_from_the_contract(pki, built):
+    consul = built.apis["server-0"]["consul"]
+    consul.on("GET", "/v1/status/leader", lambda _seen: (200, "made up"))
+    assert _ask(pki, built, "consul", "/v1/status/leader").status == 599
+
+
+def test_a_management_token_opens_what_the_gate_and_doctor_read(pki, built):
+    built.nomad_management = NOMAD_TOKEN
+    assert _ask(pki, built, "consul", "/v1/operator/autopilot/health", {"X-Consul-Token": CONSUL_TOKEN}).ok
+    assert _ask(pki, built, "nomad", "/v1/operator/autopilot/health", {"X-Nomad-Token": NOMAD_TOKEN}).ok
+    assert _ask(pki, built, "nomad", "/v1/operator/autopilot/health").status == 403
+    assert _ask(pki, built, "vault", "/v1/sys/seal-status", {"X-Vault-Token": VAULT_ROOT}).body["t"] == 0
