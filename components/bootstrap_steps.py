@@ -20,10 +20,6 @@ class BootstrapError(Exception):
     pass
 
 
-def _text(body: object) -> str:
-    return body if isinstance(body, str) else str(body)
-
-
 # -- Nomad ------------------------------------------------------------------------------------------
 def _nomad_management_accessor(nomad: HttpsApi, secret: str) -> str | None:
     """The accessor of `secret` when Nomad knows it as a management token, else None.
@@ -43,19 +39,21 @@ def nomad_acl_bootstrap(nomad: HttpsApi, bootstrap_secret: str, poller: Poller) 
     The bootstrap is a write that Nomad forwards to its leader: without one it answers 500 "No
     cluster leader" after holding the request ~5 s, which is worth waiting for.
     """
-    outcome: dict[str, str] = {}
+    accessor: list[str] = []
 
     def bootstrapped() -> tuple[bool, str]:
         answer = nomad.request("POST", "/v1/acl/bootstrap", {"BootstrapSecret": bootstrap_secret})
         if answer.ok:
-            outcome["accessor"], outcome["how"] = answer.body["AccessorID"], "bootstrapped with the preset token"
+            accessor.append(answer.body["AccessorID"])
+            poller.log("Nomad: ACLs bootstrapped with the preset management token")
             return True, "bootstrapped"
-        text = _text(answer.body)
+        text = str(answer.body)
         if answer.status == 400 and "already done" in text:
-            accessor = _nomad_management_accessor(nomad, bootstrap_secret)
-            if accessor is None:
+            mine = _nomad_management_accessor(nomad, bootstrap_secret)
+            if mine is None:
                 raise BootstrapError(_nomad_taken(text))
-            outcome["accessor"], outcome["how"] = accessor, "already bootstrapped with the preset token"
+            accessor.append(mine)
+            poller.log("Nomad: ACLs already bootstrapped with the preset token")
             return True, "already bootstrapped"
         if answer.status == 400 and "Invalid bootstrap reset index" in text:
             raise BootstrapError(
@@ -68,8 +66,7 @@ def nomad_acl_bootstrap(nomad: HttpsApi, bootstrap_secret: str, poller: Poller) 
         raise BootstrapError(f"Nomad ACL bootstrap failed: {answer.status} {text}")
 
     poller.until("Nomad", bootstrapped)
-    poller.log(f"Nomad: ACLs {outcome['how']}")
-    return outcome["accessor"]
+    return accessor[0]
 
 
 NOMAD_RESET_FILE = "/opt/nomad/data/server/acl-bootstrap-reset"
@@ -97,7 +94,7 @@ def consul_absent(answer: Response) -> bool:
     """A Consul read that found nothing: 404 (policy reads, and token/self as the 1.15.0 changelog
     documents) or 403 with "ACL not found" (token/self as the code reads: TokenRead wraps
     acl.ErrNotFound, which agent/http.go maps to 403). "Permission denied" is not absence."""
-    return answer.status == 404 or (answer.status == 403 and "ACL not found" in _text(answer.body))
+    return answer.status == 404 or (answer.status == 403 and "ACL not found" in str(answer.body))
 
 
 def consul_preset_tokens(
@@ -235,9 +232,9 @@ def vault_unseal(vault: HttpsApi, unseal_keys: tuple[str, ...], poller: Poller, 
             return True, f"unsealed ({seal.get('cluster_name') or 'joined'})"
         if not unseal_keys:
             return False, "sealed, waiting for auto-unseal"
-        threshold, progress = seal.get("t") or 0, seal.get("progress") or 0
-        if not seal.get("initialized") or not threshold:
+        if not seal.get("initialized"):  # then t is 0 too
             return False, "sealed, waiting for the raft join challenge from the leader (not initialised here yet)"
+        threshold, progress = seal["t"], seal.get("progress") or 0
         if settling["polls"] and not progress:
             settling["polls"] -= 1
             return False, "sealed, finishing the unseal (joining the raft cluster)"

@@ -26,5 +26,6 @@ def is_known(value: Any) -> bool:
 
 
 def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
-    """The `keys` whose new value differs from the old one or is not known yet (it may differ)."""
-    return [k for k in keys if not is_known(news.get(k)) or olds.get(k) != news.get(k)]
+    """The `keys` whose new value differs from the old one. A value not known yet counts as changed
+    (it may be): Unknown equals only itself, so it never compares equal to a stored value."""
+    return [k for k in keys if olds.get(k) != news.get(k)]

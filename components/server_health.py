@@ -86,8 +86,8 @@ def _ask(api: HttpsApi, path: str) -> Response | None:
         return None
 
 
-def _leader_of(answer: Response | None) -> str:
-    return answer.body if answer is not None and answer.ok and isinstance(answer.body, str) else ""
+def _knows_leader(answer: Response | None) -> bool:
+    return answer is not None and answer.ok and isinstance(answer.body, str) and answer.body != ""
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _voter_status(product: Product, node: HttpsApi, node_name: str) -> tuple[boo
     if health.status not in AUTOPILOT_HEALTH_STATUSES or not isinstance(health.body, dict):
         return False, f"{product.name} autopilot health answers {health.status}: {health.body}"
     servers = health.body.get("Servers") or []
-    server = next((s for s in servers if product.server_name(str(s.get("Name", ""))) == node_name), None)
+    server = next((s for s in servers if product.server_name(str(s.get("Name"))) == node_name), None)
     if server is None:
         return False, f"not yet in {product.name}'s raft configuration"
     if server.get("Healthy") is True and server.get("Voter") is True:
@@ -115,23 +115,15 @@ def _voter_status(product: Product, node: HttpsApi, node_name: str) -> tuple[boo
     return False, f"{product.name} autopilot reports {server}"
 
 
-def _cluster_leader(product: Product, node: HttpsApi, peers: Sequence[str]) -> tuple[Response, str]:
-    """The node's own leader answer, and a leader known to the node or, failing that, to a peer."""
-    own = node.get(product.leader_path)
-    leader = _leader_of(own) or next(
-        (found for found in (_leader_of(_ask(product.api_for(p), product.leader_path)) for p in peers) if found), ""
-    )
-    return own, leader
-
-
 def _without_leader(
     product: Product, node: HttpsApi, peers: Sequence[str], cluster_existed: bool
 ) -> tuple[bool, str] | None:
-    """The verdict while the agent does not answer or no server knows a leader; None once one does."""
-    own, leader = _cluster_leader(product, node, peers)
+    """The verdict while the agent does not answer or no server knows a leader; None once one does
+    (the node itself, or else any peer)."""
+    own = node.get(product.leader_path)
     if not own.ok:
         return False, f"{product.name} at {node.base_url} answers {own.status}: {own.body}"
-    if leader:
+    if _knows_leader(own) or any(_knows_leader(_ask(product.api_for(p), product.leader_path)) for p in peers):
         return None
     if cluster_existed:
         return False, f"no {product.name} server knows a leader (the cluster existed before this run: waiting for it)"
@@ -160,17 +152,18 @@ def _nomad_acl_bootstrapped(apis: ServerApis, address: str, peers: Sequence[str]
     the leader (500 "No cluster leader", hashicorp/nomad v1.10.3 nomad/acl_endpoint.go WhoAmI), and
     its own state knows no token.
     """
-    refused_by_a_peer = False
-    for candidate in (*peers, address):
-        api = apis.nomad(candidate)
-        answer = _ask(api, "/v1/acl/token/self")
-        if answer is None:
-            continue
-        if answer.ok and isinstance(answer.body, dict) and answer.body.get("Type") == "management":
-            return True
-        if candidate != address and answer.status in (403, 404) and _leader_of(_ask(api, NOMAD_LEADER_PATH)):
-            refused_by_a_peer = True
-    return False if refused_by_a_peer else None
+    answers = {candidate: _ask(apis.nomad(candidate), "/v1/acl/token/self") for candidate in (*peers, address)}
+    if any(a is not None and a.ok and _is_management(a.body) for a in answers.values()):
+        return True
+    for peer in peers:
+        refused = answers[peer] is not None and answers[peer].status in (403, 404)
+        if refused and _knows_leader(_ask(apis.nomad(peer), NOMAD_LEADER_PATH)):
+            return False
+    return None
+
+
+def _is_management(token: Any) -> bool:
+    return isinstance(token, dict) and token.get("Type") == "management"
 
 
 def nomad_healthy(
@@ -211,7 +204,8 @@ def vault_healthy(apis: ServerApis, node_name: str, address: str) -> Callable[[]
 
     def attempt() -> tuple[bool, str]:
         state = node.get("/v1/sys/storage/raft/autopilot/state")
-        data = state.body.get("data") if state.ok and isinstance(state.body, dict) else None
+        # Only a 200 carries "data"; Vault's errors are {"errors": [...]}.
+        data = state.body.get("data") if isinstance(state.body, dict) else None
         if not isinstance(data, dict):
             return False, f"Vault autopilot state answers {state.status}: {state.body}"
         server = (data.get("servers") or {}).get(node_name)
@@ -231,7 +225,8 @@ def wait_until_healthy(
     peers: Sequence[str],
     unseal_keys: Sequence[str],
     poller: Poller,
-    cluster_existed: bool = False,
+    *,
+    cluster_existed: bool,
 ) -> str:
     """Blocks until every agent of `node_name` is back: Consul, then Vault (unsealed here with the
     Shamir keys, or by itself with auto-unseal), then Nomad. Returns what was established.
@@ -289,7 +284,7 @@ class _ServerHealthProvider(pulumi.dynamic.ResourceProvider):
             props["peers"],
             props["vault_unseal_keys"] or (),
             Poller(self._timeout, self._interval),
-            cluster_existed,
+            cluster_existed=cluster_existed,
         )
         return {**props, "status": status}
 

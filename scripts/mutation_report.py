@@ -1,7 +1,8 @@
 """`make mutation-report`: the last mutmut run per module, with the score that counts.
 
-A mutant that only changes the text of a string (an error message's wording, a log line) is listed
-but not counted: the tests assert behaviour, and a message's meaning, not every word. Everything
+A mutant that only changes a message (what is raised, logged or reported as a poll's status) is not
+counted: the tests assert behaviour and a message's meaning, not every word. Neither is one that only
+changes the case of an HTTP header's name, which servers read case-insensitively. Everything
 else that survives is a missing assertion or an untested branch. Reads `mutmut results --all true`
 and the mutated sources mutmut writes under mutants/ (each mutant a function beside the original).
 """
@@ -33,12 +34,50 @@ def results() -> dict[str, str]:
     return {key: status for key, status in pairs}
 
 
-def _without_strings(node: ast.AST) -> str:
-    """The function's AST with every string's text blanked: equal for two functions that differ in wording only."""
+# Calls whose arguments from this index on are words for a person: poller.log(text),
+# poller.until(what, attempt), _expect(answer, what).
+MESSAGE_ARGUMENTS = {"log": (0, 1), "until": (0, 1), "_expect": (1, 2)}
+
+
+def _message_nodes(tree: ast.AST) -> list[ast.AST]:
+    """The expressions that are only words for a person: what is raised, a poll's status text (the
+    second item of a returned (done, status) pair), what a poller logs or waits for."""
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            found.append(node.exc)
+        elif isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 2:
+            found.append(node.value.elts[1])
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            start, end = MESSAGE_ARGUMENTS.get(name, (0, 0))
+            found.extend(node.args[start:end])
+    return found
+
+
+def _header_names(tree: ast.AST) -> list[ast.Constant]:
+    """Header names in `headers={...}` arguments: HTTP header names are case-insensitive (RFC 9110)."""
+    return [
+        key
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call)
+        for keyword in call.keywords
+        if keyword.arg == "headers" and isinstance(keyword.value, ast.Dict)
+        for key in keyword.value.keys
+        if isinstance(key, ast.Constant) and isinstance(key.value, str)
+    ]
+
+
+def _without_messages(node: ast.AST) -> str:
+    """The function with its messages blanked and its header names in one case: equal for two
+    functions that differ only in wording (or in the case of a header name, which no server sees)."""
     tree = ast.parse(ast.unparse(node))
+    for message in _message_nodes(tree):
+        for field, value in ast.iter_fields(message):
+            setattr(message, field, [] if isinstance(value, list) else None)
+    for key in _header_names(tree):
+        key.value = key.value.lower()
     for child in ast.walk(tree):
-        if isinstance(child, ast.Constant) and isinstance(child.value, str):
-            child.value = ""
         if isinstance(child, ast.FunctionDef):
             child.name = ""
     return ast.dump(tree)
@@ -48,11 +87,15 @@ def message_only(module: str) -> set[str]:
     """Keys of the module's mutants that change nothing but the text of strings."""
     source = ROOT / "mutants" / Path(*module.split(".")).with_suffix(".py")
     functions = {n.name: n for n in ast.walk(ast.parse(source.read_text())) if isinstance(n, ast.FunctionDef)}
-    originals = {name[: -len("__mutmut_orig")]: _without_strings(n) for name, n in functions.items() if name.endswith("__mutmut_orig")}
+    originals = {
+        name[: -len("__mutmut_orig")]: _without_messages(n)
+        for name, n in functions.items()
+        if name.endswith("__mutmut_orig")
+    }
     found = set()
     for name, node in functions.items():
         base, _, number = name.rpartition("__mutmut_")
-        if number.isdigit() and base in originals and _without_strings(node) == originals[base]:
+        if number.isdigit() and base in originals and _without_messages(node) == originals[base]:
             found.add(f"{module}.{name}")
     return found
 
@@ -67,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for module, statuses in sorted(by_module.items()):
         wording = message_only(module)
-        counted = {k: s for k, s in statuses.items() if k not in wording}
+        unchecked = [k for k, s in statuses.items() if s == "not checked"]
+        if unchecked:
+            print(f"{module}: {len(unchecked)} mutants not checked: run `make mutation` to the end first")
+            failed = True
+        counted = {k: s for k, s in statuses.items() if k not in wording and s != "not checked"}
         caught = sum(s in CAUGHT for s in counted.values())
         score = caught / len(counted) if counted else 1.0
         failed |= score < args.target

@@ -231,6 +231,7 @@ class FakeCluster:
             accessor = seen.body.get("AccessorID") or str(uuid.uuid4())
             self.consul_tokens[seen.body["SecretID"]] = {
                 "AccessorID": accessor,
+                "Description": seen.body.get("Description", ""),
                 "Policies": [p["Name"] for p in seen.body["Policies"]],
             }
             api.on("PUT", f"/v1/acl/token/{accessor}", forwarded(management(write_token)))

@@ -54,6 +54,7 @@ def test_nomad_bootstrap_waits_out_no_leader_then_uses_the_preset_secret(pki, cl
     )
     assert cluster.nomad_management == NOMAD_TOKEN
     assert sum("No cluster leader" in line for line in logs) == 2, logs
+    assert logs[2:] == ["Nomad: ACLs bootstrapped with the preset management token"], "bootstrapped once"
     assert cluster.apis["server-0"]["nomad"].seen("POST", "/v1/acl/bootstrap")[-1].body == {
         "BootstrapSecret": NOMAD_TOKEN
     }
@@ -87,9 +88,12 @@ def test_nomad_bootstrapped_by_someone_else_fails_with_the_reset_procedure(pki, 
     cluster.nomad_management, cluster.nomad_version = OTHER, version
     with pytest.raises(BootstrapError) as raised:
         nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller())
-    message = str(raised.value)
-    assert "reset index (7)" in message and "/opt/nomad/data/server/acl-bootstrap-reset" in message
-    assert "pulumi up" in message
+    assert str(raised.value) == (
+        "Nomad's ACLs were bootstrapped with another token, and the stack's preset token is not a management "
+        "token there. To hand them back to this stack: on the Nomad leader, write the reset index (7) to "
+        "/opt/nomad/data/server/acl-bootstrap-reset (`echo <index> | sudo tee "
+        "/opt/nomad/data/server/acl-bootstrap-reset`), then run `pulumi up` again."
+    )
 
 
 def test_nomad_wrong_reset_index_names_the_file_and_the_index(pki, cluster):
@@ -119,12 +123,20 @@ def test_nomad_without_leader_times_out_and_never_bootstraps(pki, cluster):
     assert cluster.nomad_management is None
 
 
-def test_nomad_unexpected_answer_fails_with_it(pki, cluster):
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (upstream.nomad_permission_denied(), "403 Permission denied"),
+        (upstream.nomad_acl_disabled(), "400 ACL support disabled"),
+    ],
+)
+def test_nomad_unexpected_answer_fails_with_it(pki, cluster, answer, message):
     cluster.boot(*cluster.names)
     cluster.form(*cluster.names)
-    cluster.apis["server-0"]["nomad"].on("POST", "/v1/acl/bootstrap", upstream.nomad_permission_denied())
-    with pytest.raises(BootstrapError, match="Nomad ACL bootstrap failed: 403 Permission denied"):
+    cluster.apis["server-0"]["nomad"].on("POST", "/v1/acl/bootstrap", answer)
+    with pytest.raises(BootstrapError) as raised:
         nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller())
+    assert str(raised.value) == f"Nomad ACL bootstrap failed: {message}"
 
 
 # -- Consul -----------------------------------------------------------------------------------------
@@ -152,6 +164,8 @@ def test_consul_tokens_get_the_preset_secret_ids(pki, cluster, unknown_token):
     assert cluster.consul_tokens[NOMAD_AGENT]["Policies"] == ["nomad-agent"]
     assert cluster.consul_tokens[AGENT]["AccessorID"] == accessors["agent"]
     assert cluster.consul_policies["agent"]["Rules"] == POLICIES["agent"]
+    assert cluster.consul_policies["agent"]["Description"] == "hashistack: agent"
+    assert cluster.consul_tokens[NOMAD_AGENT]["Description"] == "nomad-agent"
     assert sum("No cluster leader" in line for line in logs) == 2, "waits for a leader first"
 
 
@@ -167,7 +181,7 @@ def test_consul_second_run_changes_nothing_and_repairs_drift(pki, cluster):
     cluster.consul_tokens[AGENT]["Policies"] = ["nomad-agent"]
     consul_preset_tokens(consul_api(pki, cluster), POLICIES, TOKENS, poller())
     assert cluster.consul_policies["agent"]["Rules"] == POLICIES["agent"]
-    assert cluster.consul_tokens[AGENT] == {"AccessorID": first["agent"], "Policies": ["agent"]}
+    assert cluster.consul_tokens[AGENT] == {"AccessorID": first["agent"], "Description": "agent", "Policies": ["agent"]}
 
 
 def test_consul_permission_denied_is_not_an_absent_token(pki, cluster):
@@ -226,7 +240,9 @@ def test_vault_init_waits_for_it_to_listen_then_shamir_unseal(pki, cluster):
         "secret_threshold": 3,
     }
     assert vault_sealed(api(pki, cluster, "vault")) is True
-    assert vault_unseal(api(pki, cluster, "vault"), keys.unseal_keys, poller()) == "unsealed"
+    logs: list[str] = []
+    assert vault_unseal(api(pki, cluster, "vault"), keys.unseal_keys, poller(logs=logs)) == "unsealed"
+    assert logs == [], "the shares go out on the first attempt"
     assert len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal")) == 3, "exactly the threshold"
     assert vault_sealed(api(pki, cluster, "vault")) is False
 
@@ -337,6 +353,16 @@ def test_vault_wrong_keys_time_out(pki, cluster, initialised):
 
 def test_unreachable_vault_reports_no_seal_status(pki):
     assert vault_sealed(HttpsApi("https://127.0.0.1:1", operator_tls(pki), timeout=1)) is None
+
+
+def test_an_error_in_place_of_a_seal_status_is_never_unsealed(pki, fake_api):
+    """Vault always answers seal-status with 200; anything else (a proxy, a broken node) says nothing."""
+    broken = fake_api(client_cert=False)
+    broken.on("GET", "/v1/sys/seal-status", (503, {"errors": ["Vault is sealed"], "sealed": False}))
+    vault = HttpsApi(broken.url, operator_tls(pki, with_client_cert=False))
+    assert vault_sealed(vault) is None
+    with pytest.raises(DeadlineExceeded, match="seal status answers 503"):
+        vault_unseal(vault, ("k",), poller(timeout=10))
 
 
 def test_every_call_verifies_the_cluster_ca(pki, fake_api):

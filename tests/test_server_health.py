@@ -4,7 +4,9 @@ creation, a rolling replacement and a restart; and the gate's dynamic provider i
 
 from __future__ import annotations
 
+import base64
 import ssl
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -16,13 +18,14 @@ from pulumi.output import Unknown
 from components.bootstrap_steps import vault_init, vault_unseal
 from components.http_api import HttpsApi, Poller
 from components.server_health import (
+    _INPUTS,
     ServerUnhealthyError,
     _ServerHealthProvider,
     server_apis,
     wait_until_healthy,
 )
 
-from conftest import is_secret, run_program
+from conftest import is_secret, unwrap
 
 DYNAMIC = "pulumi-python:dynamic/hashistack:ServerHealth"
 
@@ -46,7 +49,7 @@ def gate(
     existed: bool = False,
     keys: tuple[str, ...] = (),
     steps: Steps | None = None,
-    timeout: float = 300,
+    timeout: float = 60,
     consul_token: str = CONSUL_TOKEN,
     logs: list[str] | None = None,
 ) -> str:
@@ -97,9 +100,10 @@ def test_first_creation_passes_each_server_in_the_chain_s_order(pki, cluster):
     cluster.boot("server-0")
     keys = initialise_vault(pki, cluster)
     status = gate(pki, cluster, "server-0", keys=keys)
-    assert "Consul answers; no server has a leader yet (first creation)" in status
-    assert "Vault: unsealed, a healthy leader" in status
-    assert "Nomad answers; no server has a leader yet (first creation)" in status
+    assert status == (
+        "server-0: Consul answers; no server has a leader yet (first creation); unsealed; "
+        "Vault: unsealed, a healthy leader; Nomad answers; no server has a leader yet (first creation)"
+    )
 
     cluster.boot("server-1")
     logs: list[str] = []
@@ -166,7 +170,7 @@ def test_nomad_fails_closed_while_the_new_node_has_not_joined(pki, built):
     steps = Steps(lambda: cluster.rejoin("server-2", products="consul"), cluster.retry_join)
     logs: list[str] = []
     with pytest.raises(
-        ServerUnhealthyError, match="server-2 Nomad: gave up after 300 s: Nomad autopilot health answers 500"
+        ServerUnhealthyError, match="server-2 Nomad: gave up after 60 s: Nomad autopilot health answers 500"
     ):
         gate(pki, cluster, "server-2", existed=True, keys=keys, steps=steps, logs=logs)
     assert any(line.startswith("server-2 Nomad: waiting") for line in logs)
@@ -191,6 +195,97 @@ def test_no_leader_anywhere_in_a_cluster_that_existed_fails_closed(pki, built):
     message = str(raised.value)
     assert "server-1 Consul: gave up after 30 s: no Consul server knows a leader" in message
     assert "quorums hold" in message and "journalctl -u consul -u vault -u nomad" in message
+
+
+def test_nomad_fails_closed_without_a_leader_in_a_cluster_that_existed(pki, built):
+    cluster, keys = built
+    cluster.nomad.leader = None  # Nomad lost its quorum; Consul and Vault are fine
+    with pytest.raises(
+        ServerUnhealthyError, match="server-1 Nomad: gave up after 30 s: no Nomad server knows a leader"
+    ):
+        gate(pki, cluster, "server-1", existed=True, keys=keys, timeout=30)
+
+
+def test_a_leader_known_to_the_node_alone_means_the_cluster_exists(pki, built):
+    """Even for a new gate: the peers do not answer, the node knows a leader, so it must be a voter."""
+    cluster, keys = built
+    for state in (cluster.consul, cluster.nomad):
+        state.servers["server-1"] = {"Healthy": False, "Voter": False}
+    cluster.set_running("server-0", "server-2", running=False)
+    with pytest.raises(ServerUnhealthyError, match="server-1 Consul: gave up after 30 s: Consul autopilot reports"):
+        gate(pki, cluster, "server-1", keys=keys, timeout=30)
+
+
+def test_nomad_acls_count_as_bootstrapped_when_only_the_node_accepts_the_token(pki, built):
+    cluster, keys = built
+    cluster.set_running("server-0", "server-2", running=False)
+    assert "Nomad: a healthy voter" in gate(pki, cluster, "server-1", existed=True, keys=keys)
+
+
+def test_nomad_waits_while_no_server_can_tell_whether_its_acls_exist(pki, built):
+    """Peers down, the node not joined yet (500 to every forwarded read): no evidence either way."""
+    cluster, keys = built
+    cluster.nomad.joined.discard("server-1")
+    nomad_api = cluster.apis["server-1"]["nomad"]
+    nomad_api.on("GET", "/v1/status/leader", upstream.nomad_leader("10.0.0.1:4647"))  # its own stale view
+    for peer in ("server-0", "server-2"):
+        cluster.apis[peer]["nomad"].down = True
+    with pytest.raises(ServerUnhealthyError, match="no Nomad server accepts or refuses the preset management token"):
+        gate(pki, cluster, "server-1", keys=keys, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("peer_answer", "passes"),
+    [
+        (upstream.nomad_unknown_token(), True),
+        (upstream.nomad_unknown_token_v1_10_0(), True),
+        (upstream.nomad_token(NOMAD_TOKEN, "acc", kind="client"), False),
+        (upstream.nomad_no_leader(), False),
+    ],
+    ids=["403-not-bootstrapped", "404-v1.10.0-not-bootstrapped", "a-client-token-proves-nothing", "no-answer"],
+)
+def test_what_a_peer_s_token_answer_proves(pki, built, peer_answer, passes):
+    """A peer that knows a leader and refuses the preset token: ACLs not bootstrapped (a first `up`);
+    any other answer proves nothing, and the gate waits."""
+    cluster, keys = built
+    cluster.nomad_management = None
+    cluster.nomad.joined.discard("server-1")
+    cluster.apis["server-1"]["nomad"].on("GET", "/v1/status/leader", upstream.nomad_leader(""))
+    for peer in ("server-0", "server-2"):
+        cluster.apis[peer]["nomad"].on("GET", "/v1/acl/token/self", peer_answer)
+    if passes:
+        assert "ACLs not bootstrapped yet" in gate(pki, cluster, "server-1", keys=keys)
+    else:
+        with pytest.raises(ServerUnhealthyError, match="server-1 Nomad: gave up"):
+            gate(pki, cluster, "server-1", keys=keys, timeout=15)
+
+
+def test_a_peer_that_refuses_the_token_but_knows_no_leader_proves_nothing(pki, built):
+    cluster, keys = built
+    cluster.nomad_management = None
+    cluster.nomad.joined = {"server-0"}  # only server-0 knows the leader; it is down
+    cluster.apis["server-0"]["nomad"].down = True
+    for name in ("server-1", "server-2"):
+        cluster.apis[name]["nomad"].on("GET", "/v1/acl/token/self", upstream.nomad_unknown_token())
+    cluster.apis["server-1"]["nomad"].on("GET", "/v1/status/leader", upstream.nomad_leader("10.0.0.1:4647"))
+    with pytest.raises(ServerUnhealthyError, match="no Nomad server accepts or refuses"):
+        gate(pki, cluster, "server-1", keys=keys, timeout=15)
+
+
+def test_a_node_that_answers_its_leader_read_with_an_error_is_waited_for(pki, cluster):
+    cluster.boot("server-0")
+    cluster.apis["server-0"]["consul"].on("GET", "/v1/status/leader", upstream.consul_no_leader())
+    with pytest.raises(ServerUnhealthyError, match=r"server-0 Consul: gave up after 15 s: Consul at .* answers 500"):
+        gate(pki, cluster, "server-0", timeout=15)
+
+
+def test_a_server_not_yet_in_autopilot_is_waited_for(pki, built):
+    cluster, keys = built
+    del cluster.consul.servers["server-1"]
+    logs: list[str] = []
+    steps = Steps(lambda: cluster.rejoin("server-1"))
+    assert "Consul: a healthy voter" in gate(pki, cluster, "server-1", existed=True, keys=keys, steps=steps, logs=logs)
+    assert logs == ["server-1 Consul: waiting, not yet in Consul's raft configuration"]
 
 
 # -- a restart --------------------------------------------------------------------------------------
@@ -298,8 +393,11 @@ def test_provider_create_is_a_first_creation_and_update_a_replacement(pki, clust
         provider.update("server-0", created.outs, props(pki, cluster, "server-0", keys, machine="m-2"))
 
 
-def test_provider_update_passes_a_rejoined_server(pki, built, provider):
+def test_provider_update_waits_for_a_replaced_server_to_rejoin(pki, built, provider):
     cluster, keys = built
+    cluster.replace("server-1")
+    cluster.retry_join()
+    threading.Timer(0.1, cluster.rejoin, args=("server-1",)).start()
     updated = provider.update("server-1", {}, props(pki, cluster, "server-1", keys, machine="m-2"))
     assert "Nomad: a healthy voter" in updated.outs["status"] and updated.outs["machine_id"] == "m-2"
 
@@ -318,11 +416,15 @@ def test_provider_diff(pki, cluster, provider):
     assert preview.changes and preview.replaces == [], "a machine to be replaced (unknown id) shows as an update"
 
 
-def test_gate_inputs_and_outputs_are_secret():
-    program = run_program("dev", preview=True)
+def test_gate_inputs_and_outputs_are_secret(program):
     gates = program.of_type(DYNAMIC)
     assert len(gates) == 3
+    nodes = next(r.urn for r in program.registrations if r.type.endswith(":Nodes"))
     for registration in gates:
+        assert registration.parent == nodes, registration.urn
+        assert set(registration.inputs) == {*_INPUTS, "__provider"}, registration.urn
+        pickled = base64.b64decode(unwrap(registration.inputs["__provider"]))
+        assert b"components.server_health" in pickled and b"_ServerHealthProvider" in pickled, "the check's provider"
         for key in ("client_key_pem", "consul_token", "nomad_token", "vault_token", "vault_unseal_keys"):
             assert key in registration.secret_outputs, f"{registration.urn}: {key} not a secret output"
             assert is_secret(registration.inputs[key]), f"{registration.urn}: {key} sent in plain text"

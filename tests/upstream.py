@@ -146,6 +146,11 @@ def nomad_acl_already_bootstrapped(reset_index: int):
     return 400, f"ACL bootstrap already done (reset index: {reset_index})", TEXT
 
 
+@answers(f"{NOMAD} nomad/acl_endpoint.go L36 aclDisabled = NewErrRPCCoded(400, ...), Bootstrap L488-489")
+def nomad_acl_disabled():
+    return 400, "ACL support disabled", TEXT
+
+
 @answers(f"{NOMAD} nomad/acl_endpoint.go Bootstrap L524 (the reset file <data_dir>/server/acl-bootstrap-reset): 400")
 def nomad_acl_wrong_reset_index(specified: int, reset_index: int):
     return 400, f"Invalid bootstrap reset index (specified {specified}, reset index: {reset_index})", TEXT
