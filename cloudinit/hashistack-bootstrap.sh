@@ -3,8 +3,12 @@
 # the agent configs in place and the Ubuntu packages are installed. Per-node settings come from
 # /etc/hashistack/bootstrap.env; on AWS the secret files are fetched from SSM Parameter Store first.
 # Every step is safe to re-run: `sudo /usr/local/sbin/hashistack-bootstrap` after a failed boot.
-set -euo pipefail
-exec > >(tee -a /var/log/hashistack-bootstrap.log) 2>&1
+# Its last line, "hashistack-bootstrap: done" or "hashistack-bootstrap: FAILED ...", also goes to the
+# serial console, where `virsh console`, the EC2 console output and the platforms' gates can read it.
+# -E: functions inherit the ERR trap, so a failure anywhere ends with the FAILED line.
+set -Eeuo pipefail
+readonly LOG=/var/log/hashistack-bootstrap.log
+exec > >(tee -a "$LOG") 2>&1
 
 # shellcheck source=/dev/null
 . /etc/hashistack/bootstrap.env
@@ -20,18 +24,52 @@ WORK="$(mktemp -d)"
 readonly WORK
 trap 'rm -rf "$WORK"' EXIT
 
-log() { printf '==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+# Progress goes to stderr, so a log line inside $(...) never lands in a captured value.
+log() { printf '==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# The last line of the run, on the serial console too (best effort: there may be none).
+console() {
+  log "$*"
+  printf 'hashistack-bootstrap: %s\n' "$*" >/dev/console 2>/dev/null || true
+}
+
+STEP="reading the settings"
+step() {
+  STEP=$1
+  log "$1"
+}
+
+# report_failure CAUSE WHAT_TO_DO: the run's one FAILED line. Once, even from a subshell: the marker
+# in WORK (shared with every subshell of this run) keeps the callers from reporting it again.
+report_failure() {
+  trap - ERR
+  if [[ ! -e "$WORK/failed" ]]; then
+    : >"$WORK/failed"
+    console "FAILED while ${STEP}: $1. $2 Then re-run: sudo $0 (full log: $LOG)"
+  fi
+}
+
+# fail CAUSE WHAT_TO_DO: a failure whose cause is known.
 fail() {
-  log "FAILED: $*"
+  report_failure "$@"
   exit 1
 }
+
+# Any other failure: the command that failed, in the step it belongs to, with its exit status.
+on_error() {
+  local status=$? command=$BASH_COMMAND line=${BASH_LINENO[0]}
+  report_failure "\`${command}\` exited ${status} (line ${line})" "Fix the cause."
+  exit "$status"
+}
+trap on_error ERR
 
 # retry ATTEMPTS COMMAND...: first-boot network steps race DHCP, DNS and mirrors.
 retry() {
   local attempts=$1 n=1
   shift
   until "$@"; do
-    ((n < attempts)) || return 1
+    ((n < attempts)) || fail "\`$*\` failed ${attempts} times" \
+      "Check that the node reaches what it names (network, DNS, the package source or the AWS API)."
     log "retrying in $((n * 5))s: $*"
     sleep $((n * 5))
     n=$((n + 1))
@@ -49,21 +87,25 @@ node_ip() {
 fetch_ssm_secrets() {
   # SigV4-signed SSM call with the instance role's credentials from IMDSv2 (curl >= 7.75 signs
   # requests itself, so the image needs no AWS CLI). Each line of the manifest: NAME<TAB>DESTINATION.
-  local manifest=/etc/hashistack/ssm-secrets.tsv token role creds names response missing
-  log "fetching secrets from SSM Parameter Store ($SSM_REGION)"
+  local manifest=/etc/hashistack/ssm-secrets.tsv credentials="$WORK/ssm-credentials.curlrc" token role creds names response missing
+  step "fetching secrets from SSM Parameter Store ($SSM_REGION)"
   token=$(retry 10 curl -fsS -X PUT "$IMDS/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')
   role=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/")
-  creds=$(curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/$role")
+  creds=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/$role")
   names=$(cut -f1 "$manifest" | sort -u | jq -R . | jq -cs '{Names: ., WithDecryption: true}')
-  # Credentials go to curl through a config on a pipe, never on a command line.
+  # Credentials reach curl through a config file only root reads (in this run's private WORK
+  # directory), never on a command line; a file, unlike a pipe, is read again by every attempt.
+  (umask 077 && jq -r '"user = \"\(.AccessKeyId):\(.SecretAccessKey)\"\nheader = \"x-amz-security-token: \(.Token)\""' \
+    <<<"$creds" >"$credentials")
   response=$(
-    jq -r '"user = \"\(.AccessKeyId):\(.SecretAccessKey)\"\nheader = \"x-amz-security-token: \(.Token)\""' <<<"$creds" |
-      retry 10 curl -fsS -K - --aws-sigv4 "aws:amz:${SSM_REGION}:ssm" \
-        -H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: AmazonSSM.GetParameters' \
-        --data "$names" "https://ssm.${SSM_REGION}.amazonaws.com/"
+    retry 10 curl -fsS -K "$credentials" --aws-sigv4 "aws:amz:${SSM_REGION}:ssm" \
+      -H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: AmazonSSM.GetParameters' \
+      --data "$names" "https://ssm.${SSM_REGION}.amazonaws.com/"
   )
+  rm -f "$credentials"
   missing=$(jq -r '.InvalidParameters | join(" ")' <<<"$response")
-  [[ -z "$missing" ]] || fail "SSM parameters missing or not readable by this instance's role: $missing"
+  [[ -z "$missing" ]] || fail "SSM parameters missing or not readable by this instance's role: $missing" \
+    "Check the parameters under the stack's prefix and the instance role's ssm:GetParameters grant."
   while IFS=$'\t' read -r name destination; do
     install -D -m 0600 /dev/null "$destination"
     jq -r --arg name "$name" '.Parameters[] | select(.Name == $name) | .Value' <<<"$response" >"$destination"
@@ -72,12 +114,13 @@ fetch_ssm_secrets() {
 
 install_hashicorp_repository() {
   local key="$WORK/hashicorp.asc" fingerprints
-  log "adding the HashiCorp apt repository"
+  step "adding the HashiCorp apt repository"
   retry 10 curl -fsSL https://apt.releases.hashicorp.com/gpg -o "$key"
   # The primary key fingerprints in the file, one per line; exactly the pinned one is accepted.
   fingerprints=$(gpg --show-keys --with-colons "$key" | awk -F: '$1 == "pub" { p = 1; next } p && $1 == "fpr" { print $10; p = 0 }')
   [[ "$fingerprints" == "$HASHICORP_KEY_FINGERPRINT" ]] ||
-    fail "HashiCorp signing key mismatch: got '${fingerprints//$'\n'/ }', expected $HASHICORP_KEY_FINGERPRINT"
+    fail "HashiCorp signing key mismatch: got '${fingerprints//$'\n'/ }', expected $HASHICORP_KEY_FINGERPRINT" \
+      "Do not trust this repository until the key is explained."
   gpg --dearmor <"$key" >"$KEYRING.tmp" && mv "$KEYRING.tmp" "$KEYRING"
   # shellcheck source=/dev/null
   echo "deb [arch=$ARCH signed-by=$KEYRING] https://apt.releases.hashicorp.com $(. /etc/os-release && echo "$VERSION_CODENAME") main" \
@@ -92,7 +135,7 @@ install_hashicorp_packages() {
   else
     packages+=("consul-cni=${CONSUL_CNI_VERSION:?}-1")
   fi
-  log "installing ${packages[*]}"
+  step "installing ${packages[*]}"
   # --force-confold keeps the configs cloud-init already wrote where the packages ship defaults.
   retry 5 env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages \
     -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef "${packages[@]}"
@@ -102,13 +145,14 @@ install_hashicorp_packages() {
 install_cni_plugins() {
   local tgz="cni-plugins-linux-${ARCH}-v${CNI_PLUGINS_VERSION:?}.tgz"
   local url="https://github.com/containernetworking/plugins/releases/download/v${CNI_PLUGINS_VERSION}/$tgz"
-  log "installing CNI plugins v$CNI_PLUGINS_VERSION"
+  step "installing CNI plugins v$CNI_PLUGINS_VERSION"
   (cd "$WORK" && retry 10 curl -fsSLO "$url" && retry 10 curl -fsSLO "$url.sha256" && sha256sum -c "$tgz.sha256")
   install -d -m 0755 /opt/cni/bin /opt/cni/config
   tar -C /opt/cni/bin -xzf "$WORK/$tgz"
   # The package puts consul-cni on its own path; Nomad looks for every plugin in cni_path.
   local consul_cni
-  consul_cni=$(dpkg -L consul-cni | grep -m1 '/consul-cni$') || fail "consul-cni binary not found in its package"
+  consul_cni=$(dpkg -L consul-cni | grep -m1 '/consul-cni$') ||
+    fail "consul-cni binary not found in its package" "Check the consulCniVersion setting against the repository."
   [[ "$consul_cni" == /opt/cni/bin/consul-cni ]] || ln -sf "$consul_cni" /opt/cni/bin/consul-cni
 }
 
@@ -138,21 +182,18 @@ configure_dns() {
   systemctl restart systemd-resolved
 }
 
-wait_for_consul() {
-  log "waiting for the local Consul agent"
-  local n
-  for n in $(seq 1 60); do
-    if curl -fsS --cacert /etc/consul.d/tls/ca.pem --cert /etc/consul.d/tls/agent.pem \
-      --key /etc/consul.d/tls/agent-key.pem https://127.0.0.1:8501/v1/status/leader >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep $((n < 10 ? 2 : 5))
+# One line per agent at the end: enabled, and active or still activating (a client's Consul waits for
+# the agent token the bootstrap creates once every server's gate has passed).
+report_agents() {
+  local unit
+  for unit in "$@"; do
+    log "$unit: $(systemctl is-enabled "$unit" 2>&1 || true), $(systemctl is-active "$unit" 2>&1 || true)"
   done
-  log "Consul has no leader yet; Nomad starts anyway and retries on its own"
 }
 
 main() {
   log "hashistack bootstrap: role=$ROLE secrets=$SECRETS_SOURCE"
+  step "preparing the node"
   [[ "$SECRETS_SOURCE" != ssm ]] || fetch_ssm_secrets
   install_hashicorp_repository
   install_hashicorp_packages
@@ -164,6 +205,7 @@ main() {
     sysctl --system >/dev/null
   fi
 
+  step "installing the agents' configuration"
   # The packages ship example configs (Nomad's runs a one-node server and client) beside ours.
   rm -f /etc/consul.d/consul.hcl /etc/nomad.d/nomad.hcl
   install_agent_files /etc/consul.d consul agent.pem agent-key.pem
@@ -177,15 +219,19 @@ main() {
     install -d -o vault -g vault -m 0750 /opt/vault /opt/vault/data /var/log/vault
   fi
 
+  step "configuring DNS"
   configure_dns
+  # Every agent is enabled, so each starts on every boot, and none is waited for: Consul signals
+  # ready only once it has joined, and a client's Consul only once auto_encrypt has its certificate.
+  # Nomad and Vault want Consul but are not ordered after it (their drop-ins): both retry it.
+  local agents=(consul.service nomad.service)
+  [[ "$ROLE" != server ]] || agents+=(vault.service)
+  step "starting ${agents[*]}"
   systemctl daemon-reload
-  systemctl enable --now consul.service
-  wait_for_consul
-  systemctl enable --now nomad.service
-  if [[ "$ROLE" == server ]]; then
-    systemctl enable --now vault.service
-  fi
-  log "done"
+  systemctl enable "${agents[@]}"
+  systemctl start --no-block "${agents[@]}"
+  report_agents "${agents[@]}"
+  console "done"
 }
 
 main "$@"

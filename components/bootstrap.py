@@ -148,9 +148,12 @@ class VaultInit(pulumi.dynamic.Resource, module="hashistack", name="VaultInit"):
 
 
 class _VaultUnsealedProvider(pulumi.dynamic.ResourceProvider):
+    def __init__(self, timeout: float = WAIT_SECONDS, interval: float = 5.0):
+        self._timeout, self._interval = timeout, interval
+
     def _unseal(self, props: dict[str, Any]) -> dict[str, Any]:
         vault = HttpsApi(props["address"], TlsMaterial(props["ca_pem"]))
-        status = vault_unseal(vault, tuple(props["unseal_keys"]), Poller(WAIT_SECONDS))
+        status = vault_unseal(vault, tuple(props["unseal_keys"]), Poller(self._timeout, self._interval))
         return {**props, "status": status}
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:

@@ -227,11 +227,12 @@ def node_files(
     public("/etc/nomad.d/agent.hcl", _render("nomad.hcl.j2", ctx))
     secret("/etc/nomad.d/secrets.hcl", "nomad-secrets", with_secrets and _render("nomad-secrets.hcl.j2", ctx))
     public("/etc/systemd/resolved.conf.d/consul.conf", _render("resolved-consul.conf.j2", ctx))
-    public("/etc/systemd/system/nomad.service.d/after-consul.conf", _static("nomad-after-consul.conf"))
+    public("/etc/systemd/system/consul.service.d/conditions.conf", _static("consul-conditions.conf"))
+    public("/etc/systemd/system/nomad.service.d/wants-consul.conf", _static("nomad-wants-consul.conf"))
     if server:
         public("/etc/vault.d/vault.hcl", _render("vault.hcl.j2", ctx))
         secret("/etc/vault.d/vault.env", "vault-env", with_secrets and _render("vault.env.j2", ctx))
-        public("/etc/systemd/system/vault.service.d/after-consul.conf", _static("vault-after-consul.conf"))
+        public("/etc/systemd/system/vault.service.d/wants-consul.conf", _static("vault-wants-consul.conf"))
         public("/etc/logrotate.d/vault-audit", _static("vault-audit.logrotate"))
     else:
         public("/etc/sysctl.d/60-bridge-netfilter.conf", _static("bridge-netfilter.conf"))

@@ -14,7 +14,7 @@ from components.http_api import DeadlineExceeded, HttpsApi, Poller, TlsMaterial
 from scripts.stack_files import stack_outputs
 
 
-def unseal_all(outputs: dict, timeout: float = 300, port: int = 8200) -> list[str]:
+def unseal_all(outputs: dict, timeout: float = 300, port: int = 8200, interval: float = 5.0) -> list[str]:
     keys = tuple(outputs.get("vaultUnsealKeys") or ())
     if not keys:
         raise SystemExit("this stack has no unseal keys: its Vault unseals itself (awskms) or is not initialised")
@@ -26,7 +26,7 @@ def unseal_all(outputs: dict, timeout: float = 300, port: int = 8200) -> list[st
             lines.append(f"{server}: already unsealed")
             continue
         try:
-            lines.append(f"{server}: {vault_unseal(vault, keys, Poller(timeout, 5))}")
+            lines.append(f"{server}: {vault_unseal(vault, keys, Poller(timeout, interval))}")
         except DeadlineExceeded as error:
             lines.append(f"{server}: FAILED, {error}")
     return lines

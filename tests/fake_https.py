@@ -23,7 +23,7 @@ from typing import Any
 
 from upstream import JSON, Answer
 
-from components.http_api import TlsMaterial
+from components.http_api import Poller, TlsMaterial
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -149,6 +149,12 @@ class FakeApi:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def instant_poller(timeout: float = 60, time: FakeTime | None = None, logs: list[str] | None = None) -> Poller:
+    """A Poller on a FakeTime: it gives up after `timeout` fake seconds, at once."""
+    time = time or FakeTime()
+    return Poller(timeout, 5, log=(logs if logs is not None else []).append, clock=time.clock, sleep=time.sleep)
 
 
 class FakeTime:

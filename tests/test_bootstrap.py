@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 from fake_cluster import FakeCluster
-from fake_https import FakeTime, operator_tls
+from fake_https import instant_poller, operator_tls
 from pulumi.output import Unknown
 
 from components import bootstrap
 from components.bootstrap import POLICIES
 from components.bootstrap_steps import vault_init
-from components.http_api import HttpsApi, Poller
+from components.http_api import HttpsApi
 from components.server_health import _ServerHealthProvider
 
 from conftest import is_secret, parse_hcl, run_program, unwrap
@@ -184,10 +184,10 @@ def test_a_sealed_server_shows_up_as_an_update(pki, fake_api):
     cluster.boot("server-0")
     address = f"https://127.0.0.1:{cluster.ports[2]}"
     tls = operator_tls(pki, with_client_cert=False)
-    poller = Poller(60, 5, log=lambda _l: None, clock=FakeTime().clock, sleep=lambda _s: None)
+    poller = instant_poller()
     keys = vault_init(HttpsApi(address, tls), False, 5, 3, poller).unseal_keys
     props = {"address": address, "ca_pem": tls.ca_pem, "unseal_keys": list(keys), "machine": "m-1"}
-    provider = bootstrap._VaultUnsealedProvider()
+    provider = bootstrap._VaultUnsealedProvider(timeout=2, interval=0.02)
     assert provider.diff("m-1", props, props).changes is True, "sealed (e.g. after a reboot): unseal on this up"
     assert provider.update("m-1", props, props).outs["status"].startswith("unsealed")
     assert provider.diff("m-1", props, props).changes is False, "unsealed: nothing to do"

@@ -11,6 +11,7 @@ import pytest
 import upstream
 from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, FakeCluster
 from fake_https import FakeTime, operator_tls
+from fake_https import instant_poller as poller
 
 from components import bootstrap_steps
 from components.bootstrap_steps import (
@@ -22,15 +23,10 @@ from components.bootstrap_steps import (
     vault_sealed,
     vault_unseal,
 )
-from components.http_api import DeadlineExceeded, HttpsApi, Poller
+from components.http_api import DeadlineExceeded, HttpsApi
 
 OTHER = "99999999-ffff-4fff-8fff-999999999999"
 AGENT, NOMAD_AGENT = "11111111-aaaa-4aaa-8aaa-111111111111", "22222222-bbbb-4bbb-8bbb-222222222222"
-
-
-def poller(timeout: float = 60, time: FakeTime | None = None, logs: list | None = None) -> Poller:
-    time = time or FakeTime()
-    return Poller(timeout, 5, log=(logs if logs is not None else []).append, clock=time.clock, sleep=time.sleep)
 
 
 @pytest.fixture
@@ -299,6 +295,27 @@ def test_a_threshold_that_is_still_finishing_is_not_given_again(pki, cluster, in
     assert any("finishing the unseal" in line for line in logs), logs
 
 
+def test_a_threshold_vault_never_finishes_is_given_again_after_the_settling_polls(pki, cluster, initialised):
+    """Vault restarted in the middle of a join, say: after UNSEAL_SETTLE_POLLS reads the shares go again."""
+    cluster.retry_join()
+    cluster.vault.finishing_reads = 10**6  # the join never completes by itself
+    unseals = cluster.apis["server-1"]["vault"]
+    logs: list[str] = []
+    vault = api(pki, cluster, "vault", node="server-1")
+    assert vault_unseal(vault, initialised, poller(timeout=60, logs=logs)) == "unsealed"
+    assert [line.split(": waiting, ")[1] for line in logs] == [
+        "sealed after 3 key shares, finishing the unseal",
+        *["sealed, finishing the unseal (joining the raft cluster)"] * bootstrap_steps.UNSEAL_SETTLE_POLLS,
+    ]
+    assert len(unseals.seen("PUT", "/v1/sys/unseal")) == 6, "the threshold once, then once more"
+
+
+def test_too_few_key_shares_never_count_as_unsealed(pki, cluster, initialised):
+    cluster.seal_all()
+    with pytest.raises(DeadlineExceeded, match=r"still sealed after all 2 key shares \(progress 2 of 3\)"):
+        vault_unseal(api(pki, cluster, "vault"), initialised[:2], poller(timeout=10))
+
+
 def test_unseal_continues_from_the_progress_vault_reports(pki, cluster, initialised):
     cluster.seal_all()
     cluster.vault.given["server-0"] = list(initialised[:2])  # someone gave two shares already
@@ -392,7 +409,7 @@ def test_make_unseal_unseals_every_sealed_server_after_a_restart(pki, cluster, i
         "caCertPem": (pki / "ca.pem").read_text(),
         "serverAddresses": cluster.addresses,
     }
-    assert unseal_all(outputs, timeout=30, port=cluster.ports[2]) == [
+    assert unseal_all(outputs, timeout=2, port=cluster.ports[2], interval=0.02) == [
         "server-0: unsealed",
         "server-1: unsealed",
         "server-2: already unsealed",

@@ -11,10 +11,10 @@ import socket
 import pytest
 import upstream
 from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, VAULT_ROOT, FakeCluster
-from fake_https import FakeTime, operator_tls
+from fake_https import instant_poller, operator_tls
 
 from components.bootstrap_steps import vault_init, vault_unseal
-from components.http_api import HttpsApi, Poller
+from components.http_api import HttpsApi
 from scripts import doctor
 from scripts.doctor import Ports, diagnose
 
@@ -36,7 +36,7 @@ def cluster(pki, fake_api):
     """A built fake cluster (tests/fake_cluster.py), the stack's outputs for it, and its ports."""
     fake = FakeCluster(fake_api)
     fake.boot(*fake.names)
-    poller = Poller(60, 5, log=lambda _line: None, clock=FakeTime().clock, sleep=lambda _s: None)
+    poller = instant_poller()
     vault = {n: HttpsApi(f"https://{a}:{fake.ports[2]}", operator_tls(pki, False)) for n, a in fake.addresses.items()}
     keys = vault_init(vault["server-0"], False, 5, 3, poller).unseal_keys
     vault_unseal(vault["server-0"], keys, poller)

@@ -4,6 +4,7 @@ asserted from the parsed result (cloud-init schema, an HCL2 parser, shellcheck).
 from __future__ import annotations
 
 import base64
+import configparser
 import gzip
 import itertools
 import shutil
@@ -199,7 +200,7 @@ def test_consul_server_security_settings():
     assert block(consul, "ui_config")["enabled"] is True
     assert block(consul, "autopilot")["cleanup_dead_servers"] is True
     assert block(consul, "auto_encrypt")["allow_tls"] is True
-    assert consul["leave_on_terminate"] is True
+    assert "leave_on_terminate" not in consul, "a stopped server keeps its raft seat"
     assert (consul["encrypt_verify_incoming"], consul["encrypt_verify_outgoing"]) == (True, True)
     assert "encrypt" not in consul, "the gossip key belongs in secrets.hcl"
 
@@ -220,6 +221,7 @@ def test_consul_client_settings():
     assert block(consul, "tls", "https")["verify_incoming"] is False, "local-only API, token-gated"
     tokens = block(parse_hcl(files["/etc/consul.d/secrets.hcl"]), "acl", "tokens")
     assert tokens == {"agent": MATERIAL.consul_agent_token}, "clients never get the management token"
+    assert consul["leave_on_terminate"] is True, "a stopped client leaves the gossip pool"
 
 
 def test_nomad_server_settings():
@@ -236,7 +238,7 @@ def test_nomad_server_settings():
         False,
     )
     assert block(nomad, "acl")["enabled"] is True
-    assert nomad["leave_on_terminate"] is True
+    assert "leave_on_terminate" not in nomad and "leave_on_interrupt" not in nomad, "servers keep their raft seat"
     consul = block(nomad, "consul")
     assert consul["ssl"] is True and consul["grpc_address"] == "127.0.0.1:8503"
     assert block(consul, "service_identity")["aud"] == ["consul.io"]
@@ -263,6 +265,7 @@ def test_nomad_client_settings():
     telemetry = block(nomad, "telemetry")
     assert telemetry["prometheus_metrics"] is True and telemetry["publish_allocation_metrics"] is True
     assert "server" not in nomad
+    assert (nomad["leave_on_interrupt"], nomad["leave_on_terminate"]) == (True, True), "a stopped client leaves"
     secrets = parse_hcl(files["/etc/nomad.d/secrets.hcl"])
     assert "server" not in secrets, "the server gossip key stays on servers"
 
@@ -326,12 +329,31 @@ def test_packages_and_boot_order():
     assert "CONSUL_VERSION=1.21.2\n" in env and "NOMAD_VERSION=1.10.3\n" in env and "VAULT_VERSION=1.20.0\n" in env
     client_env = files_of(LIBVIRT, LIBVIRT_CLIENT)["/etc/hashistack/bootstrap.env"]
     assert "CNI_PLUGINS_VERSION=1.7.1\n" in client_env and "CONSUL_CNI_VERSION=1.7.2\n" in client_env
-    assert "After=consul.service" in files_of(LIBVIRT, SERVER)["/etc/systemd/system/nomad.service.d/after-consul.conf"]
     script = (ROOT / "cloudinit" / "hashistack-bootstrap.sh").read_text()
-    # Consul first, then Nomad, then Vault; packages pinned and held; the repository key pinned.
-    assert script.index("enable --now consul") < script.index("enable --now nomad") < script.index("enable --now vault")
     assert '"consul=${CONSUL_VERSION}-1" "nomad=${NOMAD_VERSION}-1"' in script and "apt-mark hold" in script
     assert 'HASHICORP_KEY_FINGERPRINT="798AEC654E5C15428C8E42EEAA16FCBCA621E701"' in script
+
+
+def _unit(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, empty_lines_in_values=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string(text)
+    return parser
+
+
+def test_the_intended_start_order_in_the_rendered_units():
+    """Nomad and Vault want Consul but never wait for its start job (a client's Consul is not ready
+    until the bootstrap has created the agent token); Consul starts whatever Condition its packaged
+    unit carries. Only systemd can prove the ordering: the boot test does (tests/boot)."""
+    server = files_of(LIBVIRT, SERVER)
+    for agent in ("nomad", "vault"):
+        unit = _unit(server[f"/etc/systemd/system/{agent}.service.d/wants-consul.conf"])
+        assert dict(unit["Unit"]) == {"Wants": "consul.service"}, f"{agent}: no After=, no Requires="
+    consul = _unit(server["/etc/systemd/system/consul.service.d/conditions.conf"])
+    assert dict(consul["Unit"]) == {"ConditionFileNotEmpty": ""}, "an empty assignment resets every condition"
+    client = files_of(LIBVIRT, LIBVIRT_CLIENT)
+    assert "/etc/systemd/system/vault.service.d/wants-consul.conf" not in client
+    assert "/etc/systemd/system/consul.service.d/conditions.conf" in client
 
 
 def test_dns_forwarding_to_consul():

@@ -1,0 +1,88 @@
+#!/usr/bin/env bats
+# cloudinit/hashistack-bootstrap.sh run as on a first boot, in a sandbox (sandbox.sh) with recording
+# stubs. $NODES holds each test node's write_files as JSON, rendered from its real user-data by
+# tests/test_boot_script.py, which runs this file. A stub cannot show systemd's job ordering: the
+# rendered units are checked in tests/test_node_config.py and under real systemd by the boot test.
+
+setup() {
+  SANDBOX="$BATS_TEST_TMPDIR/sandbox"
+  mkdir -p "$SANDBOX"
+}
+
+boot() {
+  local unshare=(unshare --mount --propagation private)
+  [[ $EUID -eq 0 ]] || unshare+=(--map-root-user)
+  "${unshare[@]}" "$BATS_TEST_DIRNAME/sandbox.sh" "$SANDBOX" "$NODES/$1.json"
+  STATUS=$(cat "$SANDBOX/status")
+}
+
+mode_of() { awk -v path="$1" '$3 == path { print $1, $2 }' "$SANDBOX/modes.txt"; }
+last_line() { tail -n 1 "$1"; }
+
+@test "a server installs the pinned agents, hands each its files and starts them all without waiting" {
+  boot server-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -Fq "apt-get install -y -q --allow-change-held-packages -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef consul=1.21.2-1 nomad=1.10.3-1 vault=1.20.0-1" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable consul.service nomad.service vault.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block consul.service nomad.service vault.service" "$SANDBOX/calls.log"
+  ! grep -Eq "systemctl (enable --now|start) [^-]" "$SANDBOX/calls.log"
+  [ "$(mode_of /etc/hashistack/tls/node-key.pem)" = "600 root:root" ]
+  [ "$(mode_of /etc/consul.d/tls/agent-key.pem)" = "640 root:consul" ]
+  [ "$(mode_of /etc/consul.d/secrets.hcl)" = "640 root:consul" ]
+  [ "$(mode_of /etc/nomad.d/tls/agent-key.pem)" = "640 root:root" ]
+  [ "$(mode_of /etc/vault.d/tls/vault-key.pem)" = "640 root:vault" ]
+  [ "$(mode_of /etc/vault.d/vault.env)" = "640 root:vault" ]
+  [ "$(mode_of /opt/consul)" = "750 consul:consul" ]
+  [ "$(mode_of /opt/nomad/data)" = "700 root:root" ]
+  [ "$(mode_of /opt/vault/data)" = "750 vault:vault" ]
+  [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+  grep -Fq "consul.service: enabled, activating" "$SANDBOX/output"
+}
+
+@test "a client starts Consul and Nomad, both enabled, neither waited for" {
+  boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -Fxq "systemctl enable consul.service nomad.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block consul.service nomad.service" "$SANDBOX/calls.log"
+  ! grep -q vault "$SANDBOX/calls.log"
+  [ "$(mode_of /etc/hashistack/public/ca.pem)" = "644 root:root" ]
+  [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+}
+
+@test "an SSM fetch whose first attempt fails signs the second, and the secrets land root-only" {
+  STUB_FAIL_ONCE="https://ssm." boot client-ssm
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  [ "$(grep -c '^curl .*https://ssm\.' "$SANDBOX/calls.log")" -eq 2 ]
+  [ "$(grep -c '^user = "AKIDEXAMPLE:secret-access-key"$' "$SANDBOX/calls.log")" -eq 2 ]
+  [ "$(grep -c '^header = "x-amz-security-token: session-token"$' "$SANDBOX/calls.log")" -eq 2 ]
+  [ "$(cat "$SANDBOX/upper_etc/consul.d/secrets.hcl")" = "value of /hashistack/aws/clients/consul-secrets" ]
+  [ "$(mode_of /etc/hashistack/tls/node-key.pem)" = "600 root:root" ]
+  ! grep -q "secret-access-key\|session-token" "$SANDBOX/output" "$SANDBOX/upper_var_log/hashistack-bootstrap.log"
+  ! grep -q "retrying.*\(imds\|session\|hashistack-client\)" "$SANDBOX/output"
+}
+
+@test "a failed step ends with one FAILED line naming the step, the command and the way out" {
+  STUB_FAIL_ALWAYS="apt-get update" boot server-inline
+  [ "$STATUS" -ne 0 ]
+  expected="hashistack-bootstrap: FAILED while adding the HashiCorp apt repository: \`apt-get update -q\` failed 10 times. Check that the node reaches"
+  [[ "$(last_line "$SANDBOX/console")" == "$expected"* ]]
+  [[ "$(last_line "$SANDBOX/console")" == *"re-run: sudo "*"(full log: /var/log/hashistack-bootstrap.log)" ]]
+  [ "$(grep -c FAILED "$SANDBOX/output")" -eq 1 ]
+  [[ "$(last_line "$SANDBOX/output")" == *"FAILED while adding the HashiCorp apt repository"* ]]
+  ! grep -q "^systemctl" "$SANDBOX/calls.log"
+}
+
+@test "an unforeseen failure names the command that failed, once" {
+  STUB_FAIL_ALWAYS="systemctl daemon-reload" boot client-ssm
+  [ "$STATUS" -eq 100 ]
+  expected="hashistack-bootstrap: FAILED while starting consul.service nomad.service: \`systemctl daemon-reload\` exited 100"
+  [[ "$(last_line "$SANDBOX/console")" == "$expected"* ]]
+  [ "$(grep -c FAILED "$SANDBOX/console")" -eq 1 ]
+}
+
+@test "a signing key that is not HashiCorp's stops the boot with the reason" {
+  STUB_KEY_FINGERPRINT=0000000000000000000000000000000000000000 boot server-inline
+  [ "$STATUS" -eq 1 ]
+  [[ "$(last_line "$SANDBOX/console")" == "hashistack-bootstrap: FAILED while adding the HashiCorp apt repository: HashiCorp signing key mismatch: got '0000000000000000000000000000000000000000'"*"Do not trust this repository"* ]]
+  ! grep -q "^apt-get install" "$SANDBOX/calls.log"
+}

@@ -1,0 +1,49 @@
+"""The boot script run as on a first boot: tests/boot/bootstrap.bats through bats-core (Debian package
+`bats`), in a private mount namespace with recording stubs (tests/boot/sandbox.sh). Each node's files
+come from its real user-data, rendered here. The script's own text passes shellcheck in
+tests/test_node_config.py; this runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+from test_node_config import ASG_CLIENT, AWS, CLIENT_MATERIAL, LIBVIRT, LIBVIRT_CLIENT, MATERIAL, SERVER
+
+from components.node_config import user_data
+
+from conftest import shellcheck_path
+
+BOOT = Path(__file__).resolve().parent / "boot"
+NODES = {
+    "server-inline": (LIBVIRT, SERVER, MATERIAL),
+    "client-inline": (LIBVIRT, LIBVIRT_CLIENT, CLIENT_MATERIAL),
+    "client-ssm": (replace(LIBVIRT, delivery=AWS.delivery), ASG_CLIENT, CLIENT_MATERIAL),
+}
+
+
+def test_the_boot_script_under_bats(tmp_path):
+    for tool in ("bats", "jq", "unshare"):
+        assert shutil.which(tool), f"{tool} is missing: scripts/install-test-tools.sh installs it (Debian)"
+    for name, (cluster, node, material) in NODES.items():
+        document = yaml.safe_load(user_data(cluster, node, material))
+        (tmp_path / f"{name}.json").write_text(json.dumps(document["write_files"]))
+    result = subprocess.run(
+        ["bats", "--tap", str(BOOT / "bootstrap.bats")],
+        env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "NODES": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 6, result.stdout
+
+
+def test_the_harness_passes_shellcheck():
+    scripts = [BOOT / "sandbox.sh", BOOT / "stubs" / "stub.sh", *sorted((BOOT / "stubs" / "handlers").glob("*.sh"))]
+    result = subprocess.run([shellcheck_path(), "-x", *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
