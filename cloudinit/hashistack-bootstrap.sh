@@ -13,9 +13,9 @@ exec > >(tee -a "$LOG") 2>&1
 # shellcheck source=/dev/null
 . /etc/hashistack/bootstrap.env
 : "${ROLE:?}" "${CONSUL_VERSION:?}" "${NOMAD_VERSION:?}" "${SECRETS_SOURCE:?}"
-
-# HashiCorp's Linux package signing key; the key served with the repository must match it.
-readonly HASHICORP_KEY_FINGERPRINT="798AEC654E5C15428C8E42EEAA16FCBCA621E701"
+# The package source (the hashicorpAptUrl and hashicorpKeyFingerprint settings): the key served at
+# <url>/gpg must be exactly the configured one.
+: "${HASHICORP_APT_URL:?}" "${HASHICORP_KEY_FINGERPRINT:?}"
 readonly KEYRING=/usr/share/keyrings/hashicorp-archive-keyring.gpg
 readonly IMDS=http://169.254.169.254/latest
 ARCH="$(dpkg --print-architecture)"
@@ -114,8 +114,8 @@ fetch_ssm_secrets() {
 
 install_hashicorp_repository() {
   local key="$WORK/hashicorp.asc" fingerprints
-  step "adding the HashiCorp apt repository"
-  retry 10 curl -fsSL https://apt.releases.hashicorp.com/gpg -o "$key"
+  step "adding the HashiCorp apt repository $HASHICORP_APT_URL"
+  retry 10 curl -fsSL "$HASHICORP_APT_URL/gpg" -o "$key"
   # The primary key fingerprints in the file, one per line; exactly the pinned one is accepted.
   fingerprints=$(gpg --show-keys --with-colons "$key" | awk -F: '$1 == "pub" { p = 1; next } p && $1 == "fpr" { print $10; p = 0 }')
   [[ "$fingerprints" == "$HASHICORP_KEY_FINGERPRINT" ]] ||
@@ -123,7 +123,7 @@ install_hashicorp_repository() {
       "Do not trust this repository until the key is explained."
   gpg --dearmor <"$key" >"$KEYRING.tmp" && mv "$KEYRING.tmp" "$KEYRING"
   # shellcheck source=/dev/null
-  echo "deb [arch=$ARCH signed-by=$KEYRING] https://apt.releases.hashicorp.com $(. /etc/os-release && echo "$VERSION_CODENAME") main" \
+  echo "deb [arch=$ARCH signed-by=$KEYRING] $HASHICORP_APT_URL $(. /etc/os-release && echo "$VERSION_CODENAME") main" \
     >/etc/apt/sources.list.d/hashicorp.list
   retry 10 apt-get update -q
 }

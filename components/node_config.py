@@ -18,7 +18,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from components.settings import Versions
+from components.settings import PackageSource, Versions
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "cloudinit"
 BOOTSTRAP_PATH = "/usr/local/sbin/hashistack-bootstrap"
@@ -93,6 +93,7 @@ class ClusterSpec:
     join: StaticJoin | CloudAutoJoin
     seal: ShamirSeal | AwsKmsSeal
     delivery: InlineSecrets | SsmSecrets
+    package_source: PackageSource
     ssh_authorized_keys: tuple[str, ...] = ()
 
 
@@ -185,6 +186,7 @@ def _context(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> di
         "domain": cluster.domain,
         "server_count": cluster.server_count,
         "versions": cluster.versions,
+        "package_source": cluster.package_source,
         "retry_join": retry_join,
         "vault_peers": vault_peers,
         "vault_tls_server_name": f"vault.service.{cluster.domain}",

@@ -43,6 +43,7 @@ def cluster_spec(settings: Settings) -> ClusterSpec:
         server_count=settings.server_count,
         versions=settings.versions,
         ssh_authorized_keys=settings.ssh_authorized_keys,
+        package_source=settings.package_source,
     )
     if settings.platform is Platform.AWS:
         region = settings.aws.region

@@ -27,6 +27,7 @@ JOB_SUFFIX = ".nomad.hcl"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EXACT_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+_KEY_FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 _SSH_KEY_TYPES = (
     "ssh-ed25519",
@@ -98,6 +99,14 @@ class Versions:
 
 
 @dataclass(frozen=True)
+class PackageSource:
+    """Where the nodes install the HashiCorp packages from, and the key that must sign them."""
+
+    apt_url: str
+    key_fingerprint: str
+
+
+@dataclass(frozen=True)
 class TlsSettings:
     ca_validity_hours: int
     cert_validity_hours: int
@@ -140,6 +149,7 @@ class Settings:
     ingress_domain: str
     network_cidr: ipaddress.IPv4Network
     versions: Versions
+    package_source: PackageSource
     tls: TlsSettings
     ssh_authorized_keys: tuple[str, ...]
     jobs: tuple[str, ...]
@@ -168,6 +178,8 @@ KNOWN_KEYS = frozenset(
         "envoyVersion",
         "cniPluginsVersion",
         "consulCniVersion",
+        "hashicorpAptUrl",
+        "hashicorpKeyFingerprint",
         "caValidityHours",
         "certValidityHours",
         "certEarlyRenewalHours",
@@ -273,6 +285,21 @@ class _Reader:
             self.problem(key, value, f"must be {'.'.join(map(str, minimum))} or newer")
         return value
 
+    def https_url(self, key: str) -> str:
+        value = self.string(key)
+        parsed = urlparse(value)
+        if parsed.scheme != "https" or not parsed.hostname or parsed.query or parsed.fragment or " " in value:
+            self.problem(
+                key, value, "must be an https URL without query or fragment, e.g. https://apt.example.com/hashicorp"
+            )
+        return value.rstrip("/")
+
+    def key_fingerprint(self, key: str) -> str:
+        value = self.string(key)
+        if not _KEY_FINGERPRINT.match(value):
+            self.problem(key, value, "must be a key fingerprint: 40 hexadecimal digits in capitals, no spaces")
+        return value
+
     def private_network(self, key: str, value: str) -> ipaddress.IPv4Network | None:
         try:
             network = ipaddress.IPv4Network(value)
@@ -328,6 +355,7 @@ def parse_settings(
         cni_plugins=read.version("cniPluginsVersion"),
         consul_cni=read.version("consulCniVersion"),
     )
+    package_source = PackageSource(read.https_url("hashicorpAptUrl"), read.key_fingerprint("hashicorpKeyFingerprint"))
     tls = _read_tls(read)
     ssh_keys = read.string_list("sshAuthorizedKeys")
     for key in ssh_keys:
@@ -371,6 +399,7 @@ def parse_settings(
         ingress_domain=ingress_domain,
         network_cidr=network_cidr,
         versions=versions,
+        package_source=package_source,
         tls=tls,
         ssh_authorized_keys=tuple(k.strip() for k in ssh_keys),
         jobs=tuple(jobs),

@@ -15,14 +15,17 @@ import yaml
 from test_node_config import ASG_CLIENT, AWS, CLIENT_MATERIAL, LIBVIRT, LIBVIRT_CLIENT, MATERIAL, SERVER
 
 from components.node_config import user_data
+from components.settings import PackageSource
 
 from conftest import shellcheck_path
 
+MIRROR = PackageSource("https://nexus.example.com/repository/hashicorp", "0123456789ABCDEF0123456789ABCDEF01234567")
 BOOT = Path(__file__).resolve().parent / "boot"
 NODES = {
     "server-inline": (LIBVIRT, SERVER, MATERIAL),
     "client-inline": (LIBVIRT, LIBVIRT_CLIENT, CLIENT_MATERIAL),
     "client-ssm": (replace(LIBVIRT, delivery=AWS.delivery), ASG_CLIENT, CLIENT_MATERIAL),
+    "server-mirror": (replace(LIBVIRT, package_source=MIRROR), SERVER, MATERIAL),
 }
 
 
@@ -40,7 +43,7 @@ def test_the_boot_script_under_bats(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 6, result.stdout
+    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 7, result.stdout
 
 
 def test_the_harness_passes_shellcheck():

@@ -141,3 +141,20 @@ def test_operator_outputs(dev):
     assert f"10.42.0.20 {' '.join(f'{app}.hashistack.test' for app in apps)}\n" in hosts
     assert unwrap(outputs["appUrls"])["hello-vault"] == "http://hello-vault.hashistack.test"
     assert unwrap(outputs["sshCommands"])["client-0"] == "ssh ubuntu@10.42.0.20"
+
+
+def test_a_package_mirror_reaches_every_node():
+    """hashicorpAptUrl and hashicorpKeyFingerprint (an internal mirror, an air-gapped copy) end up in
+    every node's bootstrap settings, the URL without its trailing slash."""
+    mirror = {
+        "hashicorpAptUrl": "https://nexus.example.com/repository/hashicorp/",
+        "hashicorpKeyFingerprint": "0123456789ABCDEF0123456789ABCDEF01234567",
+    }
+    monitor = run_program("dev", mirror, preview=True)
+    disks = monitor.of_type(CLOUDINIT)
+    assert len(disks) == 4
+    for disk in disks:
+        files = {f["path"]: f["content"] for f in yaml.safe_load(unwrap(disk.inputs["userData"]))["write_files"]}
+        env = files["/etc/hashistack/bootstrap.env"]
+        assert "HASHICORP_APT_URL=https://nexus.example.com/repository/hashicorp\n" in env, disk.urn
+        assert "HASHICORP_KEY_FINGERPRINT=0123456789ABCDEF0123456789ABCDEF01234567\n" in env, disk.urn

@@ -31,7 +31,8 @@ from components.node_config import (
     secret_parameters,
     user_data,
 )
-from components.settings import Versions
+from components.settings import PackageSource, Versions
+from scripts.stack_files import project_file
 
 from conftest import ROOT, parse_hcl, shellcheck_path
 
@@ -68,7 +69,11 @@ SECRETS = [MATERIAL.key_pem, GOSSIP, NOMAD_GOSSIP] + [
 ]
 CLIENT_MATERIAL = replace(MATERIAL, consul_management_token=None, nomad_gossip_key=None, consul_vault_token=None)
 
-LIBVIRT = ClusterSpec("dc1", "global", "consul", 3, VERSIONS, StaticJoin(SERVERS), ShamirSeal(), InlineSecrets())
+# Pulumi.yaml's defaults (test_the_package_source_reaches_the_boot_script checks they are).
+PACKAGE_SOURCE = PackageSource("https://apt.releases.hashicorp.com", "798AEC654E5C15428C8E42EEAA16FCBCA621E701")
+LIBVIRT = ClusterSpec(
+    "dc1", "global", "consul", 3, VERSIONS, StaticJoin(SERVERS), ShamirSeal(), InlineSecrets(), PACKAGE_SOURCE
+)
 AWS = ClusterSpec(
     "dc1",
     "global",
@@ -78,6 +83,7 @@ AWS = ClusterSpec(
     CloudAutoJoin("hashistack-cluster", "aws", "eu-central-1"),
     AwsKmsSeal("eu-central-1", KMS_KEY),
     SsmSecrets("eu-central-1", "/hashistack/aws"),
+    PACKAGE_SOURCE,
 )
 SERVER = NodeSpec(Role.SERVER, "server-0", "10.42.0.10")
 LIBVIRT_CLIENT = NodeSpec(Role.CLIENT, "client-0", "10.42.0.20")
@@ -331,7 +337,18 @@ def test_packages_and_boot_order():
     assert "CNI_PLUGINS_VERSION=1.7.1\n" in client_env and "CONSUL_CNI_VERSION=1.7.2\n" in client_env
     script = (ROOT / "cloudinit" / "hashistack-bootstrap.sh").read_text()
     assert '"consul=${CONSUL_VERSION}-1" "nomad=${NOMAD_VERSION}-1"' in script and "apt-mark hold" in script
-    assert 'HASHICORP_KEY_FINGERPRINT="798AEC654E5C15428C8E42EEAA16FCBCA621E701"' in script
+    assert "HASHICORP_KEY_FINGERPRINT" not in script.split(': "${HASHICORP_APT_URL:?}"')[0], "from the settings only"
+
+
+def test_the_package_source_reaches_the_boot_script():
+    defaults = {key: str(spec["default"]) for key, spec in project_file()["config"].items() if "default" in spec}
+    assert PackageSource(defaults["hashicorpAptUrl"], defaults["hashicorpKeyFingerprint"]) == PACKAGE_SOURCE
+    mirror = PackageSource(
+        "https://nexus.example.com/repository/hashicorp-apt", "0123456789ABCDEF0123456789ABCDEF01234567"
+    )
+    env = files_of(replace(LIBVIRT, package_source=mirror), SERVER)["/etc/hashistack/bootstrap.env"]
+    assert "HASHICORP_APT_URL=https://nexus.example.com/repository/hashicorp-apt\n" in env
+    assert "HASHICORP_KEY_FINGERPRINT=0123456789ABCDEF0123456789ABCDEF01234567\n" in env
 
 
 def _unit(text: str) -> configparser.ConfigParser:

@@ -64,11 +64,11 @@ last_line() { tail -n 1 "$1"; }
 @test "a failed step ends with one FAILED line naming the step, the command and the way out" {
   STUB_FAIL_ALWAYS="apt-get update" boot server-inline
   [ "$STATUS" -ne 0 ]
-  expected="hashistack-bootstrap: FAILED while adding the HashiCorp apt repository: \`apt-get update -q\` failed 10 times. Check that the node reaches"
+  expected="hashistack-bootstrap: FAILED while adding the HashiCorp apt repository https://apt.releases.hashicorp.com: \`apt-get update -q\` failed 10 times. Check that the node reaches"
   [[ "$(last_line "$SANDBOX/console")" == "$expected"* ]]
   [[ "$(last_line "$SANDBOX/console")" == *"re-run: sudo "*"(full log: /var/log/hashistack-bootstrap.log)" ]]
   [ "$(grep -c FAILED "$SANDBOX/output")" -eq 1 ]
-  [[ "$(last_line "$SANDBOX/output")" == *"FAILED while adding the HashiCorp apt repository"* ]]
+  [[ "$(last_line "$SANDBOX/output")" == *"FAILED while adding the HashiCorp apt repository https://"* ]]
   ! grep -q "^systemctl" "$SANDBOX/calls.log"
 }
 
@@ -83,6 +83,15 @@ last_line() { tail -n 1 "$1"; }
 @test "a signing key that is not HashiCorp's stops the boot with the reason" {
   STUB_KEY_FINGERPRINT=0000000000000000000000000000000000000000 boot server-inline
   [ "$STATUS" -eq 1 ]
-  [[ "$(last_line "$SANDBOX/console")" == "hashistack-bootstrap: FAILED while adding the HashiCorp apt repository: HashiCorp signing key mismatch: got '0000000000000000000000000000000000000000'"*"Do not trust this repository"* ]]
+  [[ "$(last_line "$SANDBOX/console")" == "hashistack-bootstrap: FAILED while adding the HashiCorp apt repository https://apt.releases.hashicorp.com: HashiCorp signing key mismatch: got '0000000000000000000000000000000000000000'"*"Do not trust this repository"* ]]
   ! grep -q "^apt-get install" "$SANDBOX/calls.log"
+}
+
+@test "a package mirror of your choice: its key checked against the configured fingerprint, its URL in apt" {
+  STUB_KEY_FINGERPRINT=0123456789ABCDEF0123456789ABCDEF01234567 boot server-mirror
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "^curl -fsSL https://nexus.example.com/repository/hashicorp/gpg -o " "$SANDBOX/calls.log"
+  grep -q " https://nexus.example.com/repository/hashicorp $(. /etc/os-release && echo "$VERSION_CODENAME") main$" \
+    "$SANDBOX/upper_etc/apt/sources.list.d/hashicorp.list"
+  ! grep -q "apt.releases.hashicorp.com" "$SANDBOX/calls.log"
 }

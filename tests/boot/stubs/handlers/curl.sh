@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# curl: the HashiCorp key, IMDSv2 (token, role, credentials), SSM GetParameters (each name's value is
+# curl: the repository's signing key (<url>/gpg), IMDSv2 (token, role, credentials), SSM GetParameters (each name's value is
 # "value of <name>") and the CNI release files, as the bootstrap asks for them.
 url="" out="" remote="" data=""
 while (($#)); do
@@ -13,7 +13,7 @@ while (($#)); do
   shift
 done
 case "$url" in
-  https://apt.releases.hashicorp.com/gpg) echo "-----BEGIN PGP PUBLIC KEY BLOCK-----" >"$out" ;;
+  */gpg) echo "-----BEGIN PGP PUBLIC KEY BLOCK-----" >"$out" ;;
   */latest/api/token) printf 'imds-session-token' ;;
   */iam/security-credentials/) printf 'hashistack-client' ;;
   */iam/security-credentials/hashistack-client)
