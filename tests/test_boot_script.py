@@ -43,7 +43,7 @@ def test_the_boot_script_under_bats(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 7, result.stdout
+    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 8, result.stdout
 
 
 def test_the_harness_passes_shellcheck():

@@ -61,6 +61,13 @@ last_line() { tail -n 1 "$1"; }
   ! grep -q "retrying.*\(imds\|session\|hashistack-client\)" "$SANDBOX/output"
 }
 
+@test "a retried metadata call leaves its log line out of the value it returns" {
+  STUB_FAIL_ONCE="latest/api/token" boot client-ssm
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "retrying in 5s: curl -fsS -X PUT http://169.254.169.254/latest/api/token" "$SANDBOX/output"
+  grep -Fxq "curl -fsS -H X-aws-ec2-metadata-token:\ imds-session-token http://169.254.169.254/latest/meta-data/iam/security-credentials/" "$SANDBOX/calls.log"
+}
+
 @test "a failed step ends with one FAILED line naming the step, the command and the way out" {
   STUB_FAIL_ALWAYS="apt-get update" boot server-inline
   [ "$STATUS" -ne 0 ]
