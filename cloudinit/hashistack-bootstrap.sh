@@ -176,7 +176,9 @@ configure_dns() {
     ip=$(node_ip)
     install -d /etc/systemd/resolved.conf.d /etc/docker
     printf '[Resolve]\nDNSStubListenerExtra=%s\n' "$ip" >/etc/systemd/resolved.conf.d/docker-stub.conf
-    printf '{\n  "dns": ["%s"]\n}\n' "$ip" >/etc/docker/daemon.json
+    # Containers in docker.slice, not system.slice, so tasks.nft can keep them from instance
+    # metadata (Nomad 1.10's docker driver sets no cgroup parent of its own).
+    jq -n --arg ip "$ip" '{"dns": [$ip], "cgroup-parent": "docker.slice"}' >/etc/docker/daemon.json
     systemctl restart docker
   fi
   systemctl restart systemd-resolved
@@ -224,8 +226,13 @@ main() {
   # Every agent is enabled, so each starts on every boot, and none is waited for: Consul signals
   # ready only once it has joined, and a client's Consul only once auto_encrypt has its certificate.
   # Nomad and Vault want Consul but are not ordered after it (their drop-ins): both retry it.
+  # On clients the task firewall comes first (Before=nomad.service, and Nomad requires it).
   local agents=(consul.service nomad.service)
-  [[ "$ROLE" != server ]] || agents+=(vault.service)
+  if [[ "$ROLE" == server ]]; then
+    agents+=(vault.service)
+  else # Nomad requires it, and starts after it: no task runs before tasks.nft is loaded
+    agents=(hashistack-task-firewall.service "${agents[@]}")
+  fi
   step "starting ${agents[*]}"
   systemctl daemon-reload
   systemctl enable "${agents[@]}"

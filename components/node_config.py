@@ -31,7 +31,7 @@ EC2_USER_DATA_LIMIT = 16 * 1024
 # Ubuntu archive packages, installed by cloud-init before the bootstrap runs. Docker and Java follow
 # the archive's security updates; the HashiCorp agents are pinned to exact versions by the bootstrap.
 BASE_PACKAGES = ["ca-certificates", "curl", "gnupg", "jq"]
-CLIENT_PACKAGES = ["docker.io", "openjdk-21-jre-headless"]
+CLIENT_PACKAGES = ["docker.io", "nftables", "openjdk-21-jre-headless"]
 
 
 class Role(StrEnum):
@@ -237,6 +237,8 @@ def node_files(
         public("/etc/systemd/system/vault.service.d/wants-consul.conf", _static("vault-wants-consul.conf"))
         public("/etc/logrotate.d/vault-audit", _static("vault-audit.logrotate"))
     else:
+        public("/etc/hashistack/tasks.nft", _static("hashistack-tasks.nft"))
+        public("/etc/systemd/system/hashistack-task-firewall.service", _static("hashistack-task-firewall.service"))
         public("/etc/sysctl.d/60-bridge-netfilter.conf", _static("bridge-netfilter.conf"))
         public("/etc/modules-load.d/br_netfilter.conf", _static("br-netfilter-module.conf"))
     return files

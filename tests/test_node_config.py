@@ -7,10 +7,12 @@ import base64
 import configparser
 import gzip
 import itertools
+import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -371,6 +373,41 @@ def test_the_intended_start_order_in_the_rendered_units():
     client = files_of(LIBVIRT, LIBVIRT_CLIENT)
     assert "/etc/systemd/system/vault.service.d/wants-consul.conf" not in client
     assert "/etc/systemd/system/consul.service.d/conditions.conf" in client
+
+
+def test_clients_load_the_task_firewall_before_nomad():
+    """Tasks may not reach instance metadata: the rules (loaded for real in
+    test_the_task_firewall_loads) come from a unit Nomad requires and that starts before it."""
+    client = files_of(LIBVIRT, LIBVIRT_CLIENT)
+    unit = _unit(client["/etc/systemd/system/hashistack-task-firewall.service"])
+    assert unit["Unit"]["Before"].split() == ["nomad.service", "docker.service"]
+    assert unit["Install"]["RequiredBy"] == "nomad.service", "no firewall, no Nomad: fail closed"
+    assert unit["Service"]["ExecStart"] == "/usr/sbin/nft -f /etc/hashistack/tasks.nft"
+    assert unit["Service"]["Type"] == "oneshot" and unit["Service"]["RemainAfterExit"] == "yes"
+    assert "nftables" in rendered(LIBVIRT, LIBVIRT_CLIENT)["packages"]
+    assert "/etc/hashistack/tasks.nft" not in files_of(LIBVIRT, SERVER), "servers run no tasks"
+
+
+def test_the_task_firewall_loads():
+    """nft loads the rules in a private network namespace (a tmpfs stands in for the cgroup tree the
+    rules name, which nft resolves at load); nothing on this machine changes."""
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    assert Path(nft).exists(), "nft is missing: scripts/install-test-tools.sh installs it (Debian nftables)"
+    rules = files_of(LIBVIRT, LIBVIRT_CLIENT)["/etc/hashistack/tasks.nft"]
+    unshare = ["unshare", "--net", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    script = (
+        "mount -t tmpfs tmpfs /sys/fs/cgroup && mkdir /sys/fs/cgroup/system.slice && "
+        f'{nft} -f /dev/stdin && {nft} -f /dev/stdin <<<"$RULES" && {nft} list table inet hashistack_tasks'
+    )
+    result = subprocess.run(
+        [*unshare, "bash", "-c", script], input=rules, env={"RULES": rules, "PATH": os.environ["PATH"]},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout
+    assert 'ip daddr 169.254.169.254 socket cgroupv2 level 1 != "system.slice" drop' in listed
+    assert 'ip6 daddr fd00:ec2::254 socket cgroupv2 level 1 != "system.slice" drop' in listed
+    assert "hook forward" in listed and listed.count("ip daddr 169.254.169.254 drop") == 1, "loaded twice, once"
 
 
 def test_dns_forwarding_to_consul():

@@ -39,12 +39,14 @@ last_line() { tail -n 1 "$1"; }
   grep -Fq "consul.service: enabled, activating" "$SANDBOX/output"
 }
 
-@test "a client starts Consul and Nomad, both enabled, neither waited for" {
+@test "a client starts its task firewall, Consul and Nomad, all enabled, none waited for; containers in docker.slice" {
   boot client-inline
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  grep -Fxq "systemctl enable consul.service nomad.service" "$SANDBOX/calls.log"
-  grep -Fxq "systemctl start --no-block consul.service nomad.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
   ! grep -q vault "$SANDBOX/calls.log"
+  [ "$(jq -c . "$SANDBOX/upper_etc/docker/daemon.json")" = '{"dns":["10.42.0.20"],"cgroup-parent":"docker.slice"}' ]
+  [ "$(mode_of /etc/hashistack/tasks.nft)" = "644 root:root" ]
   [ "$(mode_of /etc/hashistack/public/ca.pem)" = "644 root:root" ]
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
 }
@@ -82,7 +84,7 @@ last_line() { tail -n 1 "$1"; }
 @test "an unforeseen failure names the command that failed, once" {
   STUB_FAIL_ALWAYS="systemctl daemon-reload" boot client-ssm
   [ "$STATUS" -eq 100 ]
-  expected="hashistack-bootstrap: FAILED while starting consul.service nomad.service: \`systemctl daemon-reload\` exited 100"
+  expected="hashistack-bootstrap: FAILED while starting hashistack-task-firewall.service consul.service nomad.service: \`systemctl daemon-reload\` exited 100"
   [[ "$(last_line "$SANDBOX/console")" == "$expected"* ]]
   [ "$(grep -c FAILED "$SANDBOX/console")" -eq 1 ]
 }
