@@ -39,8 +39,7 @@ step() {
   log "$1"
 }
 
-# report_failure CAUSE WHAT_TO_DO: the run's one FAILED line. Once, even from a subshell: the marker
-# in WORK (shared with every subshell of this run) keeps the callers from reporting it again.
+# report_failure CAUSE WHAT_TO_DO: the run's one FAILED line, once (the marker is seen by subshells).
 report_failure() {
   trap - ERR
   if [[ ! -e "$WORK/failed" ]]; then
@@ -93,8 +92,8 @@ fetch_ssm_secrets() {
   role=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/")
   creds=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/$role")
   names=$(cut -f1 "$manifest" | sort -u | jq -R . | jq -cs '{Names: ., WithDecryption: true}')
-  # Credentials reach curl through a config file only root reads (in this run's private WORK
-  # directory), never on a command line; a file, unlike a pipe, is read again by every attempt.
+  # Credentials go to curl in a root-only file, never on a command line; unlike a pipe, every
+  # attempt reads it again.
   (umask 077 && jq -r '"user = \"\(.AccessKeyId):\(.SecretAccessKey)\"\nheader = \"x-amz-security-token: \(.Token)\""' \
     <<<"$creds" >"$credentials")
   response=$(
@@ -170,7 +169,7 @@ install_agent_files() {
 }
 
 configure_dns() {
-  # resolved forwards *.<domain> to Consul (resolved-consul.conf); containers reach it on the node IP.
+  # resolved forwards *.<domain> to Consul; containers reach it on the node IP (README, step 5: who else can).
   if [[ "$ROLE" == client ]]; then
     local ip
     ip=$(node_ip)
@@ -223,10 +222,9 @@ main() {
 
   step "configuring DNS"
   configure_dns
-  # Every agent is enabled, so each starts on every boot, and none is waited for: Consul signals
-  # ready only once it has joined, and a client's Consul only once auto_encrypt has its certificate.
-  # Nomad and Vault want Consul but are not ordered after it (their drop-ins): both retry it.
-  # On clients the task firewall comes first (Before=nomad.service, and Nomad requires it).
+  # Enabled, started, never waited for: Consul is ready only once joined (a client's, once it has
+  # its certificate, which needs a token made after the servers' gates). Nomad and Vault want Consul
+  # without waiting for it. On clients the task firewall comes first (Nomad requires it).
   local agents=(consul.service nomad.service)
   if [[ "$ROLE" == server ]]; then
     agents+=(vault.service)

@@ -596,3 +596,13 @@ def test_outputs(monitor):
 def test_load_balancer_names_too_long_for_aws_are_refused():
     with pytest.raises(ValueError, match="24 before Pulumi's random suffix"):
         aws_platform._elb_name("a-component-name-too-long")
+
+
+def test_no_node_answers_dns_to_the_network(monitor):
+    """A client's resolved listens on the node's address too (DNSStubListenerExtra, for containers),
+    and servers answer Consul DNS on theirs: no security group admits port 53 or 8600 from anywhere."""
+    rules = _rules(monitor)
+    for group in ("servers", "clients"):
+        for port in (53, 8600):
+            for protocol in ("tcp", "udp"):
+                _assert_sources(rules, group, port, set(), protocol)
