@@ -193,7 +193,7 @@ class _CaFileProvider(pulumi.dynamic.ResourceProvider):
     """A local file holding the CA, for the Vault provider, which reads its CA from a file only.
 
     `check` and `diff` only look (they run on every preview); the file is written by create and
-    update, and by `ca_file_for_provider` in the program, which a preview needs too.
+    update, and by `write_ca_file` in the program (Bootstrap), which a preview needs too.
     """
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.CheckResult:

@@ -21,6 +21,14 @@ class BootstrapError(Exception):
 
 
 # -- Nomad ------------------------------------------------------------------------------------------
+NOMAD_RESET_FILE = "/opt/nomad/data/server/acl-bootstrap-reset"
+
+
+def is_management_token(token: Any) -> bool:
+    """A /v1/acl/token/self body of a management token (not the anonymous or a client token)."""
+    return isinstance(token, dict) and token.get("Type") == "management"
+
+
 def _nomad_management_accessor(nomad: HttpsApi, secret: str) -> str | None:
     """The accessor of `secret` when Nomad knows it as a management token, else None.
 
@@ -28,9 +36,7 @@ def _nomad_management_accessor(nomad: HttpsApi, secret: str) -> str | None:
     403 "Permission denied" from v1.10.1 and 404 "ACL token not found" in v1.10.0 (tests/upstream.py).
     """
     mine = nomad.get("/v1/acl/token/self", headers={"X-Nomad-Token": secret})
-    if mine.ok and isinstance(mine.body, dict) and mine.body.get("Type") == "management":
-        return mine.body["AccessorID"]
-    return None
+    return mine.body["AccessorID"] if mine.ok and is_management_token(mine.body) else None
 
 
 def nomad_acl_bootstrap(nomad: HttpsApi, bootstrap_secret: str, poller: Poller) -> str:
@@ -67,9 +73,6 @@ def nomad_acl_bootstrap(nomad: HttpsApi, bootstrap_secret: str, poller: Poller) 
 
     poller.until("Nomad", bootstrapped)
     return accessor[0]
-
-
-NOMAD_RESET_FILE = "/opt/nomad/data/server/acl-bootstrap-reset"
 
 
 def _nomad_taken(already_done: str) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
-from components.bootstrap_steps import vault_unseal
+from components.bootstrap_steps import is_management_token, vault_unseal
 from components.dynamic_inputs import changed_keys
 from components.http_api import DeadlineExceeded, HttpsApi, Poller, Response, TlsMaterial, Unreachable
 
@@ -153,17 +153,13 @@ def _nomad_acl_bootstrapped(apis: ServerApis, address: str, peers: Sequence[str]
     its own state knows no token.
     """
     answers = {candidate: _ask(apis.nomad(candidate), "/v1/acl/token/self") for candidate in (*peers, address)}
-    if any(a is not None and a.ok and _is_management(a.body) for a in answers.values()):
+    if any(a is not None and a.ok and is_management_token(a.body) for a in answers.values()):
         return True
     for peer in peers:
         refused = answers[peer] is not None and answers[peer].status in (403, 404)
         if refused and _knows_leader(_ask(apis.nomad(peer), NOMAD_LEADER_PATH)):
             return False
     return None
-
-
-def _is_management(token: Any) -> bool:
-    return isinstance(token, dict) and token.get("Type") == "management"
 
 
 def nomad_healthy(

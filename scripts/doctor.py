@@ -83,12 +83,10 @@ def _leader(api: HttpsApi, product: str) -> Callable[[], str]:
         answer = api.get("/v1/status/leader")
         # Consul answers "" without a leader; Nomad forwards to it and answers 500 "No cluster
         # leader" (tests/upstream.py consul_leader, nomad_no_leader).
-        if answer.status == 500 and "No cluster leader" in str(answer.body):
+        nomad_without = answer.status == 500 and "No cluster leader" in str(answer.body)
+        if nomad_without or (answer.ok and not answer.body):
             raise Failed(f"no {product} leader (is a quorum of servers up?)")
-        leader = _expect_ok(answer, f"{product} /v1/status/leader")
-        if not leader:
-            raise Failed(f"no {product} leader (is a quorum of servers up?)")
-        return f"leader {leader}"
+        return f"leader {_expect_ok(answer, f'{product} /v1/status/leader')}"
 
     return probe
 

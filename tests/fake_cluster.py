@@ -14,11 +14,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import upstream
-from fake_https import FakeApi, Seen
+from fake_https import FakeApi, Seen, instant_poller, operator_tls
 from upstream import Answer
+
+from components.bootstrap_steps import vault_init, vault_unseal
+from components.http_api import HttpsApi
 
 CONSUL_TOKEN = "33333333-cccc-4ccc-8ccc-333333333333"
 """The preset management token (Consul's initial_management)."""
@@ -186,6 +190,31 @@ class FakeCluster:
 
     def address(self, name: str) -> str:
         return self.addresses[name]
+
+    def api(self, pki: Path, product: str, node: str = "server-0", **kwargs: Any) -> HttpsApi:
+        """A client of `product`'s API on `node`, with the operator's TLS (a client certificate for Consul)."""
+        port = dict(zip(("consul", "nomad", "vault"), self.ports, strict=True))[product]
+        tls = operator_tls(pki, with_client_cert=product == "consul")
+        return HttpsApi(f"https://{self.address(node)}:{port}", tls, **kwargs)
+
+    def initialise_vault(self, pki: Path) -> tuple[str, ...]:
+        """VaultInit on server-0, as the server chain does, through the project's own step; the keys."""
+        auto_unseal = self.vault.seal_type != "shamir"
+        return vault_init(self.api(pki, "vault"), auto_unseal, 5, 3, instant_poller()).unseal_keys
+
+    def build(self, pki: Path) -> tuple[str, ...]:
+        """The cluster an earlier run built: every server a healthy voter everywhere, Vault unsealed,
+        Nomad's ACLs bootstrapped with the preset token. Returns the unseal keys."""
+        self.boot(*self.names)
+        keys = self.initialise_vault(pki)
+        vault_unseal(self.api(pki, "vault"), keys, instant_poller())
+        self.retry_join()
+        for name in self.names[1:]:
+            vault_unseal(self.api(pki, "vault", name), keys, instant_poller())
+            self.vault_promote(name)
+        self.form(*self.names)
+        self.nomad_management = NOMAD_TOKEN
+        return keys
 
     # -- Consul -----------------------------------------------------------------------------------
     def _route_consul(self, node: str, api: FakeApi) -> None:

@@ -34,18 +34,12 @@ def cluster(fake_api) -> FakeCluster:
     return FakeCluster(fake_api)
 
 
-def api(pki, cluster: FakeCluster, product: str, node: str = "server-0", **kwargs) -> HttpsApi:
-    port = dict(zip(("consul", "nomad", "vault"), cluster.ports, strict=True))[product]
-    tls = operator_tls(pki, with_client_cert=product == "consul")
-    return HttpsApi(f"https://{cluster.address(node)}:{port}", tls, **kwargs)
-
-
 # -- Nomad ------------------------------------------------------------------------------------------
 def test_nomad_bootstrap_waits_out_no_leader_then_uses_the_preset_secret(pki, cluster):
     cluster.boot(*cluster.names)
     time, logs = FakeTime(), []
     time.on_sleep = lambda: cluster.form(*cluster.names) if len(logs) == 2 else None
-    assert nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller(time=time, logs=logs)) == (
+    assert nomad_acl_bootstrap(cluster.api(pki, "nomad"), NOMAD_TOKEN, poller(time=time, logs=logs)) == (
         "acc-nomad-management"
     )
     assert cluster.nomad_management == NOMAD_TOKEN
@@ -64,7 +58,7 @@ def test_nomad_losing_its_leader_during_the_bootstrap_is_waited_out(pki, cluster
     real = nomad.routes[("POST", "/v1/acl/bootstrap")]
     answers = iter([upstream.nomad_no_leader()])
     nomad.on("POST", "/v1/acl/bootstrap", lambda seen: next(answers, None) or real(seen))
-    assert nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller()) == "acc-nomad-management"
+    assert nomad_acl_bootstrap(cluster.api(pki, "nomad"), NOMAD_TOKEN, poller()) == "acc-nomad-management"
 
 
 def test_nomad_already_bootstrapped_with_our_secret_is_success(pki, cluster):
@@ -72,7 +66,7 @@ def test_nomad_already_bootstrapped_with_our_secret_is_success(pki, cluster):
     cluster.form(*cluster.names)
     cluster.nomad_management = NOMAD_TOKEN
     logs: list[str] = []
-    assert nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller(logs=logs)) == "acc-nomad-management"
+    assert nomad_acl_bootstrap(cluster.api(pki, "nomad"), NOMAD_TOKEN, poller(logs=logs)) == "acc-nomad-management"
     assert logs == ["Nomad: ACLs already bootstrapped with the preset token"]
 
 
@@ -83,7 +77,7 @@ def test_nomad_bootstrapped_by_someone_else_fails_with_the_reset_procedure(pki, 
     cluster.form(*cluster.names)
     cluster.nomad_management, cluster.nomad_version = OTHER, version
     with pytest.raises(BootstrapError) as raised:
-        nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller())
+        nomad_acl_bootstrap(cluster.api(pki, "nomad"), NOMAD_TOKEN, poller())
     assert str(raised.value) == (
         "Nomad's ACLs were bootstrapped with another token, and the stack's preset token is not a management "
         "token there. To hand them back to this stack: on the Nomad leader, write the reset index (7) to "
@@ -97,7 +91,7 @@ def test_nomad_wrong_reset_index_names_the_file_and_the_index(pki, cluster):
     cluster.form(*cluster.names)
     cluster.apis["server-0"]["nomad"].on("POST", "/v1/acl/bootstrap", upstream.nomad_acl_wrong_reset_index(6, 7))
     with pytest.raises(BootstrapError) as raised:
-        nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller())
+        nomad_acl_bootstrap(cluster.api(pki, "nomad"), NOMAD_TOKEN, poller())
     message = str(raised.value)
     assert "specified 6, reset index: 7" in message and "acl-bootstrap-reset" in message
     assert "delete the file" in message
@@ -108,14 +102,14 @@ def test_nomad_anonymous_token_is_not_ours(pki, cluster):
     cluster.boot(*cluster.names)
     cluster.form(*cluster.names)
     cluster.nomad_management = OTHER
-    assert bootstrap_steps._nomad_management_accessor(api(pki, cluster, "nomad"), "") is None
-    assert bootstrap_steps._nomad_management_accessor(api(pki, cluster, "nomad"), OTHER) == "acc-nomad-management"
+    assert bootstrap_steps._nomad_management_accessor(cluster.api(pki, "nomad"), "") is None
+    assert bootstrap_steps._nomad_management_accessor(cluster.api(pki, "nomad"), OTHER) == "acc-nomad-management"
 
 
 def test_nomad_without_leader_times_out_and_never_bootstraps(pki, cluster):
     cluster.boot(*cluster.names)
     with pytest.raises(DeadlineExceeded, match=r"Nomad: gave up after 30 s: no Nomad leader yet \(500 'No cluster"):
-        nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller(timeout=30))
+        nomad_acl_bootstrap(cluster.api(pki, "nomad"), NOMAD_TOKEN, poller(timeout=30))
     assert cluster.nomad_management is None
 
 
@@ -131,7 +125,7 @@ def test_nomad_unexpected_answer_fails_with_it(pki, cluster, answer, message):
     cluster.form(*cluster.names)
     cluster.apis["server-0"]["nomad"].on("POST", "/v1/acl/bootstrap", answer)
     with pytest.raises(BootstrapError) as raised:
-        nomad_acl_bootstrap(api(pki, cluster, "nomad"), NOMAD_TOKEN, poller())
+        nomad_acl_bootstrap(cluster.api(pki, "nomad"), NOMAD_TOKEN, poller())
     assert str(raised.value) == f"Nomad ACL bootstrap failed: {message}"
 
 
@@ -141,7 +135,7 @@ TOKENS = [PresetToken(AGENT, "agent", ("agent",)), PresetToken(NOMAD_AGENT, "nom
 
 
 def consul_api(pki, cluster: FakeCluster, token: str = CONSUL_TOKEN) -> HttpsApi:
-    return api(pki, cluster, "consul", headers={"X-Consul-Token": token})
+    return cluster.api(pki, "consul", headers={"X-Consul-Token": token})
 
 
 @pytest.mark.parametrize(
@@ -229,24 +223,24 @@ def test_consul_needs_the_client_certificate(pki, cluster):
 def test_vault_init_waits_for_it_to_listen_then_shamir_unseal(pki, cluster):
     time = FakeTime()
     time.on_sleep = lambda: cluster.boot("server-0") if time.now >= 10 else None  # nothing listens for 10 s
-    keys = vault_init(api(pki, cluster, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller(time=time))
+    keys = vault_init(cluster.api(pki, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller(time=time))
     assert keys.root_token == "hvs.root-of-the-fake" and len(keys.unseal_keys) == 5 and keys.recovery_keys == ()
     assert cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/init")[0].body == {
         "secret_shares": 5,
         "secret_threshold": 3,
     }
-    assert vault_sealed(api(pki, cluster, "vault")) is True
+    assert vault_sealed(cluster.api(pki, "vault")) is True
     logs: list[str] = []
-    assert vault_unseal(api(pki, cluster, "vault"), keys.unseal_keys, poller(logs=logs)) == "unsealed"
+    assert vault_unseal(cluster.api(pki, "vault"), keys.unseal_keys, poller(logs=logs)) == "unsealed"
     assert logs == [], "the shares go out on the first attempt"
     assert len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal")) == 3, "exactly the threshold"
-    assert vault_sealed(api(pki, cluster, "vault")) is False
+    assert vault_sealed(cluster.api(pki, "vault")) is False
 
 
 def test_vault_init_auto_unseal_returns_recovery_keys(pki, fake_api):
     cluster = FakeCluster(fake_api, seal_type="awskms")
     cluster.boot("server-0")
-    keys = vault_init(api(pki, cluster, "vault"), auto_unseal=True, shares=5, threshold=3, poller=poller())
+    keys = vault_init(cluster.api(pki, "vault"), auto_unseal=True, shares=5, threshold=3, poller=poller())
     assert keys.unseal_keys == () and len(keys.recovery_keys) == 5
     assert cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/init")[0].body == {
         "recovery_shares": 5,
@@ -256,9 +250,9 @@ def test_vault_init_auto_unseal_returns_recovery_keys(pki, fake_api):
 
 def test_vault_already_initialised_fails_with_the_way_out(pki, cluster):
     cluster.boot("server-0")
-    vault_init(api(pki, cluster, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller())
+    vault_init(cluster.api(pki, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller())
     with pytest.raises(BootstrapError, match="already initialised, but this stack holds no keys"):
-        vault_init(api(pki, cluster, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller())
+        vault_init(cluster.api(pki, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller())
     assert len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/init")) == 1
 
 
@@ -266,8 +260,8 @@ def test_vault_already_initialised_fails_with_the_way_out(pki, cluster):
 def initialised(pki, cluster) -> tuple[str, ...]:
     """server-0 initialised and unsealed; the other servers booted, outside Vault's raft."""
     cluster.boot(*cluster.names)
-    keys = vault_init(api(pki, cluster, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller())
-    vault_unseal(api(pki, cluster, "vault"), keys.unseal_keys, poller())
+    keys = vault_init(cluster.api(pki, "vault"), auto_unseal=False, shares=5, threshold=3, poller=poller())
+    vault_unseal(cluster.api(pki, "vault"), keys.unseal_keys, poller())
     return keys.unseal_keys
 
 
@@ -276,7 +270,7 @@ def test_a_follower_gets_no_share_before_it_holds_the_join_challenge(pki, cluste
     the leader's challenge, the leader's shares complete the join and Vault unseals in the background."""
     time, logs = FakeTime(), []
     time.on_sleep = lambda: cluster.retry_join() if time.now >= 15 else None
-    vault = api(pki, cluster, "vault", node="server-1")
+    vault = cluster.api(pki, "vault", node="server-1")
     assert vault_unseal(vault, initialised, poller(time=time, logs=logs)).startswith("unsealed")
     unseals = cluster.apis["server-1"]["vault"].seen("PUT", "/v1/sys/unseal")
     assert [r.body["key"] for r in unseals] == list(initialised[:3]), "no share before the challenge, then 3"
@@ -288,7 +282,7 @@ def test_a_threshold_that_is_still_finishing_is_not_given_again(pki, cluster, in
     cluster.retry_join()
     cluster.vault.finishing_reads = 4  # the join completes, then the unseal, over several reads
     logs: list[str] = []
-    assert vault_unseal(api(pki, cluster, "vault", node="server-1"), initialised, poller(logs=logs)).startswith(
+    assert vault_unseal(cluster.api(pki, "vault", node="server-1"), initialised, poller(logs=logs)).startswith(
         "unsealed"
     )
     assert len(cluster.apis["server-1"]["vault"].seen("PUT", "/v1/sys/unseal")) == 3
@@ -301,7 +295,7 @@ def test_a_threshold_vault_never_finishes_is_given_again_after_the_settling_poll
     cluster.vault.finishing_reads = 10**6  # the join never completes by itself
     unseals = cluster.apis["server-1"]["vault"]
     logs: list[str] = []
-    vault = api(pki, cluster, "vault", node="server-1")
+    vault = cluster.api(pki, "vault", node="server-1")
     assert vault_unseal(vault, initialised, poller(timeout=60, logs=logs)) == "unsealed"
     assert [line.split(": waiting, ")[1] for line in logs] == [
         "sealed after 3 key shares, finishing the unseal",
@@ -313,13 +307,13 @@ def test_a_threshold_vault_never_finishes_is_given_again_after_the_settling_poll
 def test_too_few_key_shares_never_count_as_unsealed(pki, cluster, initialised):
     cluster.seal_all()
     with pytest.raises(DeadlineExceeded, match=r"still sealed after all 2 key shares \(progress 2 of 3\)"):
-        vault_unseal(api(pki, cluster, "vault"), initialised[:2], poller(timeout=10))
+        vault_unseal(cluster.api(pki, "vault"), initialised[:2], poller(timeout=10))
 
 
 def test_unseal_continues_from_the_progress_vault_reports(pki, cluster, initialised):
     cluster.seal_all()
     cluster.vault.given["server-0"] = list(initialised[:2])  # someone gave two shares already
-    vault_unseal(api(pki, cluster, "vault"), initialised, poller())
+    vault_unseal(cluster.api(pki, "vault"), initialised, poller())
     assert [r.body["key"] for r in cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal")][-1:] == [
         initialised[2]
     ]
@@ -338,23 +332,23 @@ def test_a_blocking_unseal_is_waited_for_not_resent(pki, cluster, initialised):
         return real(seen)
 
     vault_api.on("PUT", "/v1/sys/unseal", slow)
-    vault_unseal(api(pki, cluster, "vault", node="server-1", timeout=0.05), initialised, poller())
+    vault_unseal(cluster.api(pki, "vault", node="server-1", timeout=0.05), initialised, poller())
     assert len(vault_api.seen("PUT", "/v1/sys/unseal")) == 3
 
 
 def test_vault_unseal_of_an_unsealed_server_sends_no_key(pki, cluster, initialised):
     before = len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal"))
-    vault_unseal(api(pki, cluster, "vault"), initialised, poller())
+    vault_unseal(cluster.api(pki, "vault"), initialised, poller())
     assert len(cluster.apis["server-0"]["vault"].seen("PUT", "/v1/sys/unseal")) == before
 
 
 def test_vault_auto_unseal_is_waited_for(pki, fake_api):
     cluster = FakeCluster(fake_api, seal_type="awskms")
     cluster.boot(*cluster.names)
-    vault_init(api(pki, cluster, "vault"), auto_unseal=True, shares=5, threshold=3, poller=poller())
+    vault_init(cluster.api(pki, "vault"), auto_unseal=True, shares=5, threshold=3, poller=poller())
     time, logs = FakeTime(), []
     time.on_sleep = cluster.retry_join
-    assert vault_unseal(api(pki, cluster, "vault", node="server-2"), (), poller(time=time, logs=logs)).startswith(
+    assert vault_unseal(cluster.api(pki, "vault", node="server-2"), (), poller(time=time, logs=logs)).startswith(
         "unsealed"
     )
     assert any("waiting for auto-unseal" in line for line in logs)
@@ -365,7 +359,7 @@ def test_vault_wrong_keys_time_out(pki, cluster, initialised):
     cluster.seal_all()
     wrong = tuple(f"d3Jvbmcta2V5LXNoYXJl{i}" for i in range(5))
     with pytest.raises(DeadlineExceeded, match="unseal answers 400"):
-        vault_unseal(api(pki, cluster, "vault"), wrong, poller(timeout=15))
+        vault_unseal(cluster.api(pki, "vault"), wrong, poller(timeout=15))
 
 
 def test_unreachable_vault_reports_no_seal_status(pki):
@@ -401,7 +395,7 @@ def test_make_unseal_unseals_every_sealed_server_after_a_restart(pki, cluster, i
 
     cluster.retry_join()
     for follower in ("server-1", "server-2"):
-        vault_unseal(api(pki, cluster, "vault", node=follower), initialised, poller())
+        vault_unseal(cluster.api(pki, "vault", node=follower), initialised, poller())
     cluster.restart_all()
     cluster.vault.unsealed.add("server-2")  # one already unsealed by hand
     outputs = {

@@ -11,10 +11,7 @@ import socket
 import pytest
 import upstream
 from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, VAULT_ROOT, FakeCluster
-from fake_https import instant_poller, operator_tls
 
-from components.bootstrap_steps import vault_init, vault_unseal
-from components.http_api import HttpsApi
 from scripts import doctor
 from scripts.doctor import Ports, diagnose
 
@@ -35,17 +32,7 @@ JOBS = [
 def cluster(pki, fake_api):
     """A built fake cluster (tests/fake_cluster.py), the stack's outputs for it, and its ports."""
     fake = FakeCluster(fake_api)
-    fake.boot(*fake.names)
-    poller = instant_poller()
-    vault = {n: HttpsApi(f"https://{a}:{fake.ports[2]}", operator_tls(pki, False)) for n, a in fake.addresses.items()}
-    keys = vault_init(vault["server-0"], False, 5, 3, poller).unseal_keys
-    vault_unseal(vault["server-0"], keys, poller)
-    fake.retry_join()
-    for name in fake.names[1:]:
-        vault_unseal(vault[name], keys, poller)
-        fake.vault_promote(name)
-    fake.form(*fake.names)
-    fake.nomad_management = NOMAD_TOKEN
+    fake.build(pki)
     fake.nomad_jobs = [dict(job) for job in JOBS]
     outputs = {
         "apiEndpoint": fake.address("server-0"),  # as on libvirt

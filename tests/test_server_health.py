@@ -12,11 +12,10 @@ from collections.abc import Callable
 import pytest
 import upstream
 from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, VAULT_ROOT, FakeCluster
-from fake_https import FakeTime, instant_poller, operator_tls
+from fake_https import FakeTime, operator_tls
 from pulumi.output import Unknown
 
-from components.bootstrap_steps import vault_init, vault_unseal
-from components.http_api import HttpsApi, Poller
+from components.http_api import Poller
 from components.server_health import (
     _INPUTS,
     ServerUnhealthyError,
@@ -61,16 +60,6 @@ def gate(
     return wait_until_healthy(apis, name, cluster.address(name), peers, keys, poller, cluster_existed=existed)
 
 
-def vault_api(pki, cluster: FakeCluster, name: str) -> HttpsApi:
-    return HttpsApi(f"https://{cluster.address(name)}:{cluster.ports[2]}", operator_tls(pki, with_client_cert=False))
-
-
-def initialise_vault(pki, cluster: FakeCluster) -> tuple[str, ...]:
-    """VaultInit on server-0, as the chain does before server-0's gate."""
-    poller = instant_poller()
-    return vault_init(vault_api(pki, cluster, "server-0"), False, 5, 3, poller).unseal_keys
-
-
 @pytest.fixture
 def cluster(fake_api) -> FakeCluster:
     return FakeCluster(fake_api)
@@ -79,17 +68,7 @@ def cluster(fake_api) -> FakeCluster:
 @pytest.fixture
 def built(pki, cluster) -> tuple[FakeCluster, tuple[str, ...]]:
     """A cluster an earlier run built: every server a healthy voter everywhere, ACLs bootstrapped."""
-    cluster.boot(*cluster.names)
-    keys = initialise_vault(pki, cluster)
-    poller = instant_poller()
-    vault_unseal(vault_api(pki, cluster, "server-0"), keys, poller)
-    cluster.retry_join()
-    for name in cluster.names[1:]:
-        vault_unseal(vault_api(pki, cluster, name), keys, poller)
-        cluster.vault_promote(name)
-    cluster.form(*cluster.names)
-    cluster.nomad_management = NOMAD_TOKEN
-    return cluster, keys
+    return cluster, cluster.build(pki)
 
 
 # -- the first creation, in the chain's order ------------------------------------------------------
@@ -98,7 +77,7 @@ def test_first_creation_passes_each_server_in_the_chain_s_order(pki, cluster):
     Vault initialised on it and so its leader ("leader", not "voter"); then server-1 joins Vault; then
     server-2 completes bootstrap_expect, a leader is elected and the ACLs are not bootstrapped yet."""
     cluster.boot("server-0")
-    keys = initialise_vault(pki, cluster)
+    keys = cluster.initialise_vault(pki)
     status = gate(pki, cluster, "server-0", keys=keys)
     assert status == (
         "server-0: Consul answers; no server has a leader yet (first creation); unsealed; "
@@ -131,7 +110,7 @@ def test_first_creation_passes_each_server_in_the_chain_s_order(pki, cluster):
 
 def test_nomad_without_a_leader_is_asked_for_a_stale_read(pki, cluster):
     cluster.boot("server-0")
-    keys = initialise_vault(pki, cluster)
+    keys = cluster.initialise_vault(pki)
     gate(pki, cluster, "server-0", keys=keys)
     leader_reads = cluster.apis["server-0"]["nomad"].seen("GET", "/v1/status/leader")
     assert leader_reads and all(r.query == {"stale": "true"} for r in leader_reads)
@@ -299,8 +278,7 @@ def test_after_a_restart_the_gate_unseals_its_server(pki, built):
 def test_auto_unseal_is_waited_for_without_keys(pki, fake_api):
     cluster = FakeCluster(fake_api, seal_type="awskms")
     cluster.boot(*cluster.names)
-    poller = instant_poller()
-    vault_init(vault_api(pki, cluster, "server-0"), True, 5, 3, poller)
+    cluster.initialise_vault(pki)
     status = gate(pki, cluster, "server-1", steps=Steps(cluster.retry_join, lambda: cluster.vault_promote("server-1")))
     assert "Vault: unsealed, a healthy voter" in status
     assert not cluster.apis["server-1"]["vault"].seen("PUT", "/v1/sys/unseal")
@@ -309,7 +287,7 @@ def test_auto_unseal_is_waited_for_without_keys(pki, fake_api):
 # -- what never counts as healthy -----------------------------------------------------------------
 def test_a_vault_that_never_joins_stops_the_chain(pki, cluster):
     cluster.boot("server-0", "server-1")
-    keys = initialise_vault(pki, cluster)
+    keys = cluster.initialise_vault(pki)
     with pytest.raises(
         ServerUnhealthyError, match="server-1 Vault: gave up after 30 s: sealed, waiting for the raft join"
     ):
@@ -385,7 +363,7 @@ def test_provider_create_is_a_first_creation_and_update_a_replacement(pki, clust
     """create: the stack never saw the cluster (no leader anywhere passes); update: the machine of a
     server that passed before was replaced, and no leader anywhere fails closed."""
     cluster.boot("server-0")
-    keys = initialise_vault(pki, cluster)
+    keys = cluster.initialise_vault(pki)
     created = provider.create(props(pki, cluster, "server-0", keys))
     assert created.id == "server-0" and "first creation" in created.outs["status"]
     assert created.outs["machine_id"] == "m-1"

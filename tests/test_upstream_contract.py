@@ -8,9 +8,7 @@ import re
 import pytest
 import upstream
 from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, VAULT_ROOT, FakeCluster
-from fake_https import operator_tls
 
-from components.http_api import HttpsApi
 from scripts.stack_files import project_file
 
 # A repository, then a file path in it with an extension, e.g. "hashicorp/nomad v1.10.3 nomad/rpc.go".
@@ -45,10 +43,7 @@ def built(pki, fake_api) -> FakeCluster:
 
 
 def _ask(pki, cluster: FakeCluster, product: str, path: str, headers: dict[str, str] | None = None):
-    port = dict(zip(("consul", "nomad", "vault"), cluster.ports, strict=True))[product]
-    tls = operator_tls(pki, with_client_cert=product == "consul")
-    api = HttpsApi(f"https://127.0.0.1:{port}", tls, headers=headers or {})
-    return api.get(path)
+    return cluster.api(pki, product, headers=headers or {}).get(path)
 
 
 @pytest.mark.parametrize(
