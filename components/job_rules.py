@@ -52,6 +52,9 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 FLOATING_TAGS = frozenset({"latest", "stable", "edge", "nightly", "main", "master"})
 # Drivers whose `config.image` is a container image reference.
 IMAGE_DRIVERS = frozenset({"docker", "podman", "containerd-driver"})
+# The task meta key by which a job states why a task runs in the host's network namespace (the rule
+# "host-network-exception"); Nomad passes it to the task as NOMAD_META_host_network_reason, harmlessly.
+HOST_NETWORK_REASON = "host_network_reason"
 _SECRET_PATH = re.compile(r"""\bsecrets?\s+["`]([^"`]+)["`]""")
 _VAULT_TOKEN_READ = re.compile(r"VAULT_TOKEN|vault_token")
 
@@ -589,6 +592,35 @@ def _docker_unprivileged(ctx: JobContext) -> str | None:
     return None
 
 
+def is_numeric_non_root(user: Any) -> bool:
+    """Whether a task's `user` names a non-zero numeric uid (`uid` or `uid:gid`). A name is not
+    enough: what it means is decided by the image's /etc/passwd, which the rules cannot read."""
+    if not isinstance(user, str):
+        return False
+    uid = user.split(":", 1)[0]
+    return uid.isdigit() and int(uid) != 0
+
+
+def _host_network_exception(ctx: JobContext) -> str | None:
+    task = ctx.task
+    assert task is not None
+    if task.driver not in IMAGE_DRIVERS or task.config.get("network_mode") != "host":
+        return None
+    problems = []
+    reason = (_one(task.raw, "meta") or {}).get(HOST_NETWORK_REASON)
+    if not (isinstance(reason, str) and reason.strip()):
+        problems.append(f"no meta {HOST_NETWORK_REASON} saying why it needs the host's network")
+    user = task.raw.get("user")
+    if not is_numeric_non_root(user):
+        problems.append(
+            f"user {user!r} is not a numeric non-root uid (root in the host's network namespace can bind any"
+            " port and open raw sockets on the node's interfaces)"
+        )
+    if problems:
+        return 'network_mode = "host": ' + "; ".join(problems) + " — or leave network_mode unset"
+    return None
+
+
 def _vault_workload_identity(ctx: JobContext) -> str | None:
     task = ctx.task
     assert task is not None
@@ -680,6 +712,13 @@ RULES: tuple[Rule, ...] = (
         "no privileged containers, capabilities, docker volumes or host mounts",
         Scope.TASK,
         _docker_unprivileged,
+    ),
+    Rule(
+        "host-network-exception",
+        "a container in the host's network namespace states why (meta host_network_reason) and runs as a"
+        " numeric non-root uid",
+        Scope.TASK,
+        _host_network_exception,
     ),
     Rule(
         "vault-workload-identity",

@@ -238,6 +238,7 @@ def node_files(
         public("/etc/logrotate.d/vault-audit", _static("vault-audit.logrotate"))
     else:
         public("/etc/hashistack/tasks.nft", _static("hashistack-tasks.nft"))
+        public("/etc/hashistack/ingress.nft", _static("hashistack-ingress.nft"))
         public("/etc/systemd/system/hashistack-task-firewall.service", _static("hashistack-task-firewall.service"))
         public("/etc/sysctl.d/60-bridge-netfilter.conf", _static("bridge-netfilter.conf"))
         public("/etc/modules-load.d/br_netfilter.conf", _static("br-netfilter-module.conf"))

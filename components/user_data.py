@@ -94,8 +94,17 @@ def user_data(
 
 
 def ec2_user_data_base64(text: str) -> str:
-    """Gzip (cloud-init unpacks it) then base64, for EC2's 16 KB user-data limit; deterministic (mtime 0)."""
-    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+    """Gzip (cloud-init unpacks it) then base64, for EC2's 16 KB user-data limit; deterministic (mtime 0).
+
+    EC2 limits user-data to 16 KB before base64 (the gzip here); over it, this stops the update with
+    the size rather than leaving EC2's rejection to name no cause."""
+    compressed = gzip.compress(text.encode(), mtime=0)
+    if len(compressed) > node_config.EC2_USER_DATA_LIMIT:
+        raise pulumi.RunError(
+            f"user-data is {len(compressed)} bytes gzipped, over EC2's limit of {node_config.EC2_USER_DATA_LIMIT}:"
+            " shorten sshAuthorizedKeys (every key is in every node's user-data)"
+        )
+    return base64.b64encode(compressed).decode()
 
 
 def secret_parameters(

@@ -91,6 +91,13 @@ job "prometheus" {
 
     task "prometheus" {
       driver = "docker"
+      # The image's own user (prom/prometheus: USER nobody), stated as a uid: the job rules require
+      # one for every host-network task.
+      user = "65534:65534"
+
+      meta {
+        host_network_reason = "the local Consul agent's API listens on the host's loopback only"
+      }
 
       # A Consul token from this task's workload identity, in secrets/consul_token.
       consul {}
@@ -103,7 +110,6 @@ job "prometheus" {
 
       config {
         image = var.image
-        # The local Consul agent listens on the host's loopback only.
         network_mode = "host"
         args = [
           "--config.file=/local/prometheus.yml",

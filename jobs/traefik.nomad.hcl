@@ -39,12 +39,18 @@ job "traefik" {
   datacenters = var.datacenters
 
   group "traefik" {
+    # Traefik runs as nobody, which may not bind ports below 1024 in the host's network namespace
+    # (Docker lowers net.ipv4.ip_unprivileged_port_start only in a container's own namespace:
+    # moby/moby daemon/oci_linux.go, WithCommonOptions; NET_BIND_SERVICE in cap_add reaches no
+    # non-root process without file capabilities, which the image's binary has none of:
+    # traefik/traefik-library-image#50). It listens on 8080 and 8443; each client redirects 80 and
+    # 443 there (cloudinit/hashistack-ingress.nft) and reserves 80 and 443 in Nomad.
     network {
       port "http" {
-        static = 80
+        static = 8080
       }
       port "https" {
-        static = 443
+        static = 8443
       }
       # Traefik's own entrypoint: /ping (health) and /metrics (Prometheus); the API stays internal.
       port "admin" {}
@@ -80,9 +86,18 @@ job "traefik" {
 
     task "traefik" {
       driver = "docker"
+      # Not root: with the host's network, root could bind any port and open raw sockets on the
+      # node's interfaces. The job rules require a numeric uid for every host-network task.
+      user = "65534:65534"
+
+      meta {
+        host_network_reason = "the local Consul agent's API listens on the host's loopback only"
+      }
 
       # A Consul token from this task's workload identity (role nomad-default-tasks: read services,
-      # nodes and KV), written by Nomad to secrets/consul_token and CONSUL_TOKEN.
+      # nodes and KV). Nomad writes it to secrets/consul_token (0640, root: nobody cannot read it)
+      # and sets CONSUL_TOKEN in the task's environment (client/allocrunner/taskrunner/consul_hook.go
+      # at v1.10.3), which is where Traefik takes it from.
       consul {}
 
       volume_mount {
@@ -93,14 +108,14 @@ job "traefik" {
 
       config {
         image = var.image
-        # The local Consul agent listens on the host's loopback only.
         network_mode = "host"
-        # Traefik takes its static configuration from one source; here, the environment. The token is
-        # read from the secrets file into Traefik's environment, so it is on no command line (`ps`,
-        # `docker inspect`). Traefik's consulCatalog client does not read CONSUL_TOKEN itself.
+        # Traefik takes its static configuration from one source; here, the environment. Its
+        # consulCatalog client does not read CONSUL_TOKEN itself, so the wrapper copies it; the token
+        # is on no command line (`ps`). Like every task's, it is in the container's environment, which
+        # `docker inspect` shows to root on the node.
         entrypoint = ["/bin/sh", "-c"]
         args = [
-          "set -eu; TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TOKEN=\"$(cat \"$NOMAD_SECRETS_DIR/consul_token\")\"; export TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TOKEN; exec traefik",
+          "set -eu; TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TOKEN=\"$CONSUL_TOKEN\"; export TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TOKEN; exec traefik",
         ]
       }
 

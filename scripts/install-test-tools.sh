@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the validators and tools the tests run that are not on PyPI, from Debian's packages:
 # `cloud-init schema` (cloud-init) for rendered user-data, bats-core (bats) and jq for the boot-script
-# harness (tests/boot), nft for the task firewall's rules. A no-op when all are present. The tests fail, never skip, when one is missing.
+# harness (tests/boot), nft and ip for the node's firewall rules, loaded in a private network namespace. A no-op when all are present. The tests fail, never skip, when one is missing.
 set -euo pipefail
 
-declare -A package_of=([cloud-init]=cloud-init [bats]=bats [jq]=jq [nft]=nftables [unshare]=util-linux [useradd]=passwd)
+declare -A package_of=([cloud-init]=cloud-init [bats]=bats [jq]=jq [nft]=nftables [ip]=iproute2 [unshare]=util-linux [useradd]=passwd)
 missing=()
 for command in "${!package_of[@]}"; do
   command -v "$command" >/dev/null || missing+=("${package_of[$command]}")

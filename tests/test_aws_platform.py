@@ -414,6 +414,8 @@ def test_cluster_ports_between_the_nodes(monitor):
     _assert_sources(rules, "clients", 25000, {"sg:clients"}, "udp")  # dynamic ports
     _assert_sources(rules, "clients", 443, {"sg:ingress-lb"})
     _assert_sources(rules, "servers", 443, set())
+    for traefik in (8080, 8443):  # reached only through the node's redirect of 80/443 (ingress.nft)
+        _assert_sources(rules, "clients", traefik, set())
 
 
 def test_load_balancers_reach_only_their_targets(monitor):

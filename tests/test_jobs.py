@@ -135,13 +135,30 @@ def test_tasks_needing_the_ca_mount_the_read_only_cluster_ca_volume(jobs):
 
 
 # -- Traefik --------------------------------------------------------------------------------------------
-def test_traefik_runs_on_every_client_on_80_and_443(jobs):
+def test_traefik_runs_on_every_client_as_nobody_behind_the_node_redirect(jobs):
+    """Traefik listens on 8080/8443 as uid 65534; the node redirects 80/443 there
+    (test_node_config.py: test_clients_redirect_the_ingress_ports_to_traefik)."""
     job = jobs["traefik"]
     assert job.type == "system"
     ports = block(job.groups[0].raw, "network")["port"]
     static = {label: body.get("static") for p in ports for label, body in p.items()}
-    assert static == {"http": 80, "https": 443, "admin": None}
-    assert job.tasks[0].config["network_mode"] == "host"  # the Consul agent listens on the host's loopback
+    assert static == {"http": 8080, "https": 8443, "admin": None}
+    t = task(job, "traefik")
+    assert t.config["network_mode"] == "host"  # the Consul agent listens on the host's loopback
+    assert t.raw["user"] == "65534:65534"
+    assert block(t.raw, "meta")["host_network_reason"]
+    assert (t.env["TRAEFIK_ENTRYPOINTS_WEB_ADDRESS"], t.env["TRAEFIK_ENTRYPOINTS_WEBSECURE_ADDRESS"]) == (
+        ":${NOMAD_PORT_http}",
+        ":${NOMAD_PORT_https}",
+    )
+
+
+def test_host_network_tasks_run_as_nobody(jobs):
+    host_network = {
+        (job.id, t.name): t.raw.get("user") for job in jobs.values() for t in job.tasks
+        if t.config.get("network_mode") == "host"
+    }  # fmt: skip
+    assert host_network == {("traefik", "traefik"): "65534:65534", ("prometheus", "prometheus"): "65534:65534"}
 
 
 def test_traefik_reads_the_local_consul_agent_with_the_workload_token(jobs):
@@ -152,13 +169,13 @@ def test_traefik_reads_the_local_consul_agent_with_the_workload_token(jobs):
     assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TLS_CA"] == "/cluster-ca/ca.pem"
     assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_EXPOSEDBYDEFAULT"] == "false"
     assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_DEFAULTRULE"] == "Host(`{{ normalize .Name }}.hashistack.test`)"
-    # The token comes from the file Nomad writes, into Traefik's environment; never in the job.
+    # The token is never in the job: it comes from CONSUL_TOKEN, which Nomad sets in the task's
+    # environment (client/allocrunner/taskrunner/consul_hook.go@v1.10.3), and which uid 65534 can read
+    # where it cannot read secrets/consul_token (0640, root).
     assert not [key for key in env if "TOKEN" in key]
     command = " ".join(t.config["args"])
-    assert (
-        '"$NOMAD_SECRETS_DIR/consul_token"' in command
-        and "export TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TOKEN" in command
-    )
+    assert 'TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TOKEN="$CONSUL_TOKEN"' in command
+    assert "export TRAEFIK_PROVIDERS_CONSULCATALOG_ENDPOINT_TOKEN" in command
     assert command.rstrip().endswith("exec traefik")
 
 
@@ -334,6 +351,9 @@ DOCUMENTED_VARIABLE = 'variable "size" {\n  type = number\n  description = "How 
 SCOPED_SECRET = 'template {\n  destination = "local/x"\n  data = "{{ with secret \\"kv/data/apps/demo/config\\" }}{{ .Data.data.x }}{{ end }}"\n}'
 OTHER_SECRET = 'template {\n  destination = "local/x"\n  data = "{{ with secret \\"kv/data/default/grafana/admin\\" }}{{ .Data.data.x }}{{ end }}"\n}'
 
+HOST_NETWORK = 'image = "nginx:1.27.0"\n        network_mode = "host"'
+HOST_NETWORK_REASON = 'meta {\n  host_network_reason = "it reads the agent on the host loopback"\n}'
+
 # (rule, failing job, what its message says, passing job)
 CASES = [
     (
@@ -383,7 +403,7 @@ CASES = [
         "docker-unprivileged",
         job_hcl(config='image = "nginx:1.27.0"\n        privileged = true'),
         "privileged = true",
-        job_hcl(config='image = "nginx:1.27.0"\n        network_mode = "host"'),
+        job_hcl(config='image = "nginx:1.27.0"\n        ipc_mode = "private"'),
     ),
     (
         "docker-unprivileged",
@@ -406,6 +426,30 @@ CASES = [
         job_hcl(config='image = "nginx:1.27.0"\n        cap_add = ["sys_admin"]'),
         'cap_add = ["sys_admin"]',
         job_hcl(),
+    ),
+    (
+        "host-network-exception",
+        job_hcl(config=HOST_NETWORK),
+        "no meta host_network_reason saying why it needs the host's network; user None is not a numeric non-root uid",
+        job_hcl(config=HOST_NETWORK, task_extra=f'user = "65534:65534"\n{HOST_NETWORK_REASON}'),
+    ),
+    (
+        "host-network-exception",
+        job_hcl(config=HOST_NETWORK, task_extra=f'user = "nobody"\n{HOST_NETWORK_REASON}'),
+        "user 'nobody' is not a numeric non-root uid",
+        job_hcl(config=HOST_NETWORK, task_extra=f'user = "1000"\n{HOST_NETWORK_REASON}'),
+    ),
+    (
+        "host-network-exception",
+        job_hcl(config=HOST_NETWORK, task_extra=f'user = "0:1000"\n{HOST_NETWORK_REASON}'),
+        "user '0:1000' is not a numeric non-root uid",
+        job_hcl(config='image = "nginx:1.27.0"\n        network_mode = "bridge"', task_extra='user = "0"'),
+    ),
+    (
+        "host-network-exception",
+        job_hcl(config=HOST_NETWORK, task_extra='user = "1000"\nmeta {\n  host_network_reason = " "\n}'),
+        "no meta host_network_reason",
+        job_hcl(driver="exec", config='command = "/bin/true"\n        network_mode = "host"'),
     ),
     (
         "vault-workload-identity",

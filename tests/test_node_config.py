@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import configparser
 import gzip
+import hashlib
 import itertools
 import os
 import shutil
@@ -14,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
 
+from components.job_rules import JOBS_DIR, load_job
 from components.node_config import (
     EC2_USER_DATA_LIMIT,
     AwsKmsSeal,
@@ -34,6 +37,7 @@ from components.node_config import (
     user_data,
 )
 from components.settings import PackageSource, Versions
+from components.user_data import ec2_user_data_base64
 from scripts.stack_files import project_file
 
 from conftest import ROOT, parse_hcl, shellcheck_path
@@ -46,7 +50,8 @@ KMS_KEY = "arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-123
 
 
 def _pem(kind: str, seed: str, length: int) -> str:
-    body = base64.b64encode((seed * length).encode()[:length]).decode()
+    # As random as real DER (keys, signatures), so gzip sizes are real ones; deterministic per seed.
+    body = base64.b64encode(hashlib.shake_256(seed.encode()).digest(length)).decode()
     lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
     return f"-----BEGIN {kind}-----\n{lines}\n-----END {kind}-----\n"
 
@@ -360,6 +365,12 @@ def _unit(text: str) -> configparser.ConfigParser:
     return parser
 
 
+def _all_values(unit_text: str, key: str) -> list[str]:
+    """Every value of a key systemd accumulates (ExecStart= of a oneshot), which configparser would
+    collapse to the last."""
+    return [line.split("=", 1)[1] for line in unit_text.splitlines() if line.startswith(f"{key}=")]
+
+
 def test_the_intended_start_order_in_the_rendered_units():
     """Nomad and Vault want Consul but never wait for its start job (a client's Consul is not ready
     until the bootstrap has created the agent token); Consul starts whatever Condition its packaged
@@ -382,7 +393,10 @@ def test_clients_load_the_task_firewall_before_nomad():
     unit = _unit(client["/etc/systemd/system/hashistack-task-firewall.service"])
     assert unit["Unit"]["Before"].split() == ["nomad.service", "docker.service"]
     assert unit["Install"]["RequiredBy"] == "nomad.service", "no firewall, no Nomad: fail closed"
-    assert unit["Service"]["ExecStart"] == "/usr/sbin/nft -f /etc/hashistack/tasks.nft"
+    assert _all_values(client["/etc/systemd/system/hashistack-task-firewall.service"], "ExecStart") == [
+        "/usr/sbin/nft -f /etc/hashistack/tasks.nft",
+        "/usr/sbin/nft -f /etc/hashistack/ingress.nft",
+    ]
     assert unit["Service"]["Type"] == "oneshot" and unit["Service"]["RemainAfterExit"] == "yes"
     assert "nftables" in rendered(LIBVIRT, LIBVIRT_CLIENT)["packages"]
     assert "/etc/hashistack/tasks.nft" not in files_of(LIBVIRT, SERVER), "servers run no tasks"
@@ -408,6 +422,69 @@ def test_the_task_firewall_loads():
     assert 'ip daddr 169.254.169.254 socket cgroupv2 level 1 != "system.slice" drop' in listed
     assert 'ip6 daddr fd00:ec2::254 socket cgroupv2 level 1 != "system.slice" drop' in listed
     assert "hook forward" in listed and listed.count("ip daddr 169.254.169.254 drop") == 1, "loaded twice, once"
+
+
+INGRESS_PROBE = r"""
+set -euo pipefail
+mount -t tmpfs tmpfs /run
+ip link set lo up
+ip netns add peer
+ip link add node0 type veth peer name peer0
+ip link set peer0 netns peer
+ip addr add 10.99.0.1/24 dev node0
+ip link set node0 up
+ip -n peer addr add 10.99.0.2/24 dev peer0
+ip -n peer link set peer0 up
+nft -f /dev/stdin <<<"$RULES"
+nft -f /dev/stdin <<<"$RULES"
+exec python3 -c "$PROBE"
+"""
+INGRESS_LISTENERS = r"""
+import socket, subprocess, sys, threading
+
+def listen(port):
+    server = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    def answer():
+        while True:
+            connection, _ = server.accept()
+            connection.sendall(str(port).encode())
+            connection.close()
+    threading.Thread(target=answer, daemon=True).start()
+
+def ask(host, port, netns=None):
+    probe = f"import socket; print(socket.create_connection(({host!r}, {port}), timeout=3).recv(9).decode())"
+    command = [sys.executable, "-c", probe]
+    if netns:
+        command = ["ip", "netns", "exec", netns, *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    return result.stdout.strip() or "refused"
+
+for port in (8080, 8443, 81):
+    listen(port)
+print(ask("10.99.0.1", 80, "peer"), ask("10.99.0.1", 443, "peer"), ask("127.0.0.1", 80), ask("::1", 443),
+      ask("10.99.0.1", 81, "peer"), ask("10.99.0.2", 80))
+"""
+
+
+def test_clients_redirect_the_ingress_ports_to_traefik():
+    """The kernel does it: in a private network namespace with a peer behind a veth pair, the rules
+    (loaded twice, as a restart would) send 80/443 from the network and from the node itself to
+    Traefik's 8080/8443, where jobs/traefik.nomad.hcl listens; other ports and other hosts pass."""
+    rules = files_of(LIBVIRT, LIBVIRT_CLIENT)["/etc/hashistack/ingress.nft"]
+    unshare = ["unshare", "--net", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    result = subprocess.run(
+        [*unshare, "bash", "-c", INGRESS_PROBE], env={"RULES": rules, "PROBE": INGRESS_LISTENERS, "PATH": os.environ["PATH"]},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["8080", "8443", "8080", "8443", "81", "refused"], result.stdout + result.stderr
+    traefik = load_job(JOBS_DIR / "traefik.nomad.hcl")
+    ports = {
+        label: body.get("static") for p in traefik.groups[0].raw["network"][0]["port"] for label, body in p.items()
+    }
+    assert (ports["http"], ports["https"]) == (8080, 8443), "the job listens where the node redirects"
+    nomad = parse_hcl(files_of(LIBVIRT, LIBVIRT_CLIENT)["/etc/nomad.d/agent.hcl"])
+    assert nomad["client"][0]["reserved"][0]["reserved_ports"] == "80,443", "no task may take the ingress ports"
 
 
 def test_dns_forwarding_to_consul():
@@ -438,7 +515,14 @@ def test_ssm_user_data_holds_no_secret_and_fits_ec2(node):
     assert f"/hashistack/aws/{scope}/tls-key\t/etc/hashistack/tls/node-key.pem" in manifest["content"]
     compressed = gzip.compress(text.encode(), mtime=0)
     print(f"{node.role} user-data: {len(text)} bytes, {len(compressed)} gzipped (EC2 limit {EC2_USER_DATA_LIMIT})")
-    assert len(compressed) < EC2_USER_DATA_LIMIT // 2, "little headroom left under EC2's 16 KB"
+    # A quarter of EC2's limit stays free for what the operator adds (SSH keys) and for growth.
+    assert len(compressed) < EC2_USER_DATA_LIMIT * 3 // 4, "little headroom left under EC2's 16 KB"
+
+
+def test_user_data_over_the_ec2_limit_stops_with_its_size():
+    with pytest.raises(pulumi.RunError, match=r"user-data is \d+ bytes gzipped, over EC2's limit of 16384"):
+        ec2_user_data_base64(base64.b64encode(hashlib.shake_256(b"x").digest(22_000)).decode())
+    assert gzip.decompress(base64.b64decode(ec2_user_data_base64("#cloud-config\n"))) == b"#cloud-config\n"
 
 
 def test_ssm_parameters_carry_exactly_the_files_left_out():
