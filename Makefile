@@ -7,7 +7,7 @@ PYTHON ?= python3
 
 NODE ?= server-0
 
-.PHONY: help up preview destroy refresh outputs unseal render bench test lint docs prereqs
+.PHONY: help up preview destroy refresh outputs unseal render bench test lint docs prereqs check-host
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -21,10 +21,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 # libvirt unless the stack file chooses aws (libvirt is the schema default).
 STACK_PLATFORM = $(if $(shell grep -Eqs '^ *hashistack:platform: *aws' Pulumi.$(STACK).yaml && echo aws),aws,libvirt)
 
-prereqs: ## Install the Pulumi CLI and, for a libvirt stack, libvirt/QEMU (Debian/Ubuntu)
+prereqs: ## Install the Pulumi CLI and, for a libvirt stack, scripts/host-requirements.tsv (Debian/Ubuntu)
 	scripts/install-host.sh $(PULUMI_VERSION) $(STACK_PLATFORM)
 
-up: prereqs $(VENV)/.installed ## Deploy STACK (default dev) with `pulumi up`
+# One PASS/FAIL line per prerequisite of STACK on this host; exits non-zero on any FAIL (scripts/check_host.py).
+CHECK_HOST = $(VENV)/bin/python -m scripts.check_host --stack $(STACK) --pulumi-version $(PULUMI_VERSION)
+
+check-host: $(VENV)/.installed ## Check this host can run STACK: Pulumi CLI, libvirt tools, KVM, memory, disk, network, packages
+	$(CHECK_HOST)
+
+# check-host in the recipe, not as a prerequisite: it must run after prereqs has installed, even under -j.
+up: prereqs $(VENV)/.installed ## Check the host (check-host), then deploy STACK (default dev) with `pulumi up`
+	$(CHECK_HOST)
 	scripts/pulumi.sh $(STACK) up
 
 preview: prereqs $(VENV)/.installed ## Show what `up` would change on STACK

@@ -103,6 +103,10 @@ class DeadlineExceeded(Exception):
     pass
 
 
+class Aborted(Exception):
+    """The thing waited for said it will not come (e.g. a node's boot reported FAILED)."""
+
+
 @dataclass(frozen=True)
 class Poller:
     """Calls `attempt` until it reports done, with a deadline; injectable clock for the tests."""
@@ -112,12 +116,16 @@ class Poller:
     log: Callable[[str], None] = print
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    abort: Callable[[], str | None] = lambda: None
+    """Asked before every attempt: a message ends the wait at once (Aborted), None goes on."""
 
     def until(self, what: str, attempt: Callable[[], tuple[bool, str]]) -> str:
         """`attempt() -> (done, status)`; an Unreachable API counts as not done. Returns the last status."""
         deadline = self.clock() + self.timeout
         status = "no answer yet"
         while self.clock() < deadline:
+            if reason := self.abort():
+                raise Aborted(reason)
             try:
                 done, status = attempt()
             except Unreachable as error:

@@ -3,7 +3,10 @@
 Real differences from AWS, kept visible: servers and clients have fixed addresses on a NAT network
 of the host (no load balancer; the API endpoint is the first server, the ingress the first client),
 servers join each other by address, Vault uses Shamir keys, and secrets travel on each VM's
-cloud-init disk, which is why the storage pool is private.
+cloud-init disk, which is why the storage pool's directory admits only root and QEMU. What the
+provider generates is adjusted by the stylesheets of components/libvirt_xml.py: file disks (AppArmor
+hosts), private volumes and directory, and each serial console logged to a file the operator reads
+(and the server gates watch for a failed boot).
 """
 
 from __future__ import annotations
@@ -16,13 +19,21 @@ import pulumi_libvirt as libvirt
 import yaml
 
 from components.addressing import PlannedServer, planned_servers
+from components.base_image import local_image
+from components.libvirt_xml import (
+    console_log_path,
+    domain_xslt,
+    pool_xslt,
+    prepare_console_log,
+    qemu_group_gid,
+    volume_xslt,
+)
 from components.node_config import NodeSpec, Role
 from components.node_plan import cluster_spec, node_specs
 from components.platform import NetworkArgs, NodesArgs, ServerAddress, chain_servers, hosts_lines
 from components.settings import PROJECT, NodeSize, Settings
 from components.user_data import material_for, user_data
 
-POOL_XSLT = Path(__file__).resolve().parent.parent / "libvirt" / "pool-private.xsl"
 GIB = 1024**3
 # Room for the OS, the agents' data and (on clients) container images.
 SERVER_DISK_BYTES = 20 * GIB
@@ -62,9 +73,11 @@ class LibvirtNetwork(pulumi.ComponentResource):
             mode="nat",
             addresses=[str(settings.network_cidr)],
             autostart=True,
-            # Addresses are fixed by cloud-init's network-config; libvirt's dnsmasq only resolves.
+            # Addresses are fixed by cloud-init's network-config; libvirt's dnsmasq only resolves, and
+            # forwards what it does not know (the nodes' apt). `local_only` would change nothing without
+            # a `domain` (terraform-provider-libvirt v0.8.1 libvirt/network.go getDomainFromResource).
             dhcp=libvirt.NetworkDhcpArgs(enabled=False),
-            dns=libvirt.NetworkDnsArgs(enabled=True, local_only=True),
+            dns=libvirt.NetworkDnsArgs(enabled=True),
             opts=child,
         )
         pool = libvirt.Pool(
@@ -72,15 +85,20 @@ class LibvirtNetwork(pulumi.ComponentResource):
             name=prefix,
             type="dir",
             target=libvirt.PoolTargetArgs(path=settings.libvirt.pool_dir),
-            xml=libvirt.PoolXmlArgs(xslt=POOL_XSLT.read_text()),
+            # 0710 root:libvirt-qemu: the cloud-init disks (0644, no hook) hold the nodes' secrets.
+            xml=libvirt.PoolXmlArgs(xslt=pool_xslt(qemu_group_gid())),
             opts=child,
         )
         base = libvirt.Volume(
             f"{name}-base-image",
             name=f"{prefix}-ubuntu-24.04.qcow2",
             pool=pool.name,
-            source=settings.libvirt.base_image,
+            # A checked local file, never a URL the provider would stream unverified (components/base_image.py).
+            source=local_image(
+                settings.libvirt.base_image, settings.libvirt.base_image_sha256, preview=pulumi.runtime.is_dry_run()
+            ),
             format="qcow2",
+            xml=libvirt.VolumeXmlArgs(xslt=volume_xslt()),
             opts=child,
         )
 
@@ -147,7 +165,12 @@ class LibvirtNodes(pulumi.ComponentResource):
             text = user_data(cluster, node, material_for(secrets, Role.SERVER, secrets.servers[planned.name]))
             return self._vm(node, text, settings.libvirt.server_size, SERVER_DISK_BYTES, server_opts)
 
-        chain = chain_servers(name, settings, network, secrets, self, create_server)
+        console_logs = {node: str(console_log_path(settings.stack, node)) for node in nodes}
+        if not pulumi.runtime.is_dry_run():
+            for log in console_logs.values():
+                prepare_console_log(Path(log))
+        self._console_logs = console_logs
+        chain = chain_servers(name, settings, network, secrets, self, create_server, console_logs)
         self.server_health, self.vault_init = chain.gates, chain.vault_init
         client_material = material_for(secrets, Role.CLIENT, secrets.client)
         for node in nodes.values():
@@ -196,6 +219,7 @@ class LibvirtNodes(pulumi.ComponentResource):
             base_volume_id=network.base_volume_id,
             size=disk_bytes,
             format="qcow2",
+            xml=libvirt.VolumeXmlArgs(xslt=volume_xslt()),
             opts=pulumi.ResourceOptions(parent=self, replacement_trigger=cloudinit.id, delete_before_replace=True),
         )
         return libvirt.Domain(
@@ -206,6 +230,9 @@ class LibvirtNodes(pulumi.ComponentResource):
             cpu=libvirt.DomainCpuArgs(mode="host-passthrough"),
             cloudinit=cloudinit.id,
             disks=[libvirt.DomainDiskArgs(volume_id=disk.id)],
+            # The disk as a file (AppArmor hosts refuse pool/volume disks' backing chains) and the
+            # serial console also logged where the operator and the gates read it.
+            xml=libvirt.DomainXmlArgs(xslt=domain_xslt(settings.libvirt.pool_dir, self._console_logs[node.name])),
             # No addresses here: they would make the provider manage DHCP host entries on a network
             # without DHCP; cloud-init's network-config sets the fixed address.
             network_interfaces=[libvirt.DomainNetworkInterfaceArgs(network_id=network.network_id)],

@@ -10,7 +10,7 @@ components/aws_platform.py); `platform_kit` picks them from the settings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -110,6 +110,7 @@ def chain_servers(
     secrets: ClusterSecrets,
     parent: pulumi.Resource,
     create_server: Callable[[PlannedServer, pulumi.ResourceOptions], pulumi.CustomResource],
+    console_logs: Mapping[str, str] | None = None,
 ) -> ServerChain:
     """Creates the servers one after another, each behind the previous one's health gate.
 
@@ -119,6 +120,8 @@ def chain_servers(
     Consul, Vault and Nomad have rejoined as healthy voters, then the next: never two at once
     (DESIGN decision 8). Vault is initialised right after the first server exists, so that every
     gate, the first included, can unseal its server and wait for it to join Vault's raft.
+    `console_logs`: server name -> its serial console log on this host, where a gate reads a failed
+    boot's FAILED line (components/node_console.py).
     """
     reachable = {s.name: s.reachable_ip for s in network.servers}
     gates: list[ServerHealth] = []
@@ -157,6 +160,7 @@ def chain_servers(
                     nomad_token=secrets.nomad_bootstrap_token,
                     vault_token=vault_init.root_token,
                     vault_unseal_keys=vault_init.unseal_keys,
+                    console_log=(console_logs or {}).get(planned.name, ""),
                 ),
                 pulumi.ResourceOptions(parent=parent),
             )

@@ -33,7 +33,8 @@ import pulumi.dynamic
 
 from components.bootstrap_steps import is_management_token, vault_unseal
 from components.dynamic_inputs import changed_keys
-from components.http_api import DeadlineExceeded, HttpsApi, Poller, Response, TlsMaterial, Unreachable
+from components.http_api import Aborted, DeadlineExceeded, HttpsApi, Poller, Response, TlsMaterial, Unreachable
+from components.node_console import log_file_watch
 
 CONSUL_HTTPS_PORT, NOMAD_HTTPS_PORT, VAULT_HTTPS_PORT = 8501, 4646, 8200
 DEFAULT_TIMEOUT_SECONDS = 20 * 60  # a first boot installs packages before Consul starts
@@ -234,6 +235,11 @@ def wait_until_healthy(
         done.append(vault_unseal(apis.vault(address), tuple(unseal_keys), poller, f"{node_name} Vault"))
         done.append(poller.until(f"{node_name} Vault", vault_healthy(apis, node_name, address)))
         done.append(poller.until(f"{node_name} Nomad", nomad_healthy(apis, node_name, address, peers, cluster_existed)))
+    except Aborted as failed:
+        raise ServerUnhealthyError(
+            f"{node_name} failed to boot; its console says: {failed}. The next servers were left as they "
+            f"are, so the quorums hold. Fix the cause and run `pulumi up` again; it resumes with this server."
+        ) from None
     except DeadlineExceeded as error:
         raise ServerUnhealthyError(
             f"{node_name} is not healthy: {error}. The next servers were left as they are, so the quorums "
@@ -256,6 +262,7 @@ _INPUTS = (
     "nomad_token",
     "vault_token",
     "vault_unseal_keys",
+    "console_log",
 )
 _SECRET_INPUTS = ["client_key_pem", "consul_token", "nomad_token", "vault_token", "vault_unseal_keys"]
 # A different server: a new gate. A new machine for the same server: the same gate, updated.
@@ -279,7 +286,9 @@ class _ServerHealthProvider(pulumi.dynamic.ResourceProvider):
             props["address"],
             props["peers"],
             props["vault_unseal_keys"] or (),
-            Poller(self._timeout, self._interval),
+            # A boot that reported FAILED on the console ends the wait at once (libvirt: the domain's
+            # serial log on this host; "" where there is none to read).
+            Poller(self._timeout, self._interval, abort=log_file_watch(props.get("console_log") or "")),
             cluster_existed=cluster_existed,
         )
         return {**props, "status": status}
@@ -322,6 +331,8 @@ class ServerHealthArgs:
     """Vault's root token (raft autopilot state)."""
     vault_unseal_keys: pulumi.Input[Sequence[str]]
     """Shamir unseal keys; empty with auto-unseal."""
+    console_log: pulumi.Input[str] = ""
+    """The server's serial console log on this host, read for the boot script's FAILED line; "" for none."""
 
 
 class ServerHealth(pulumi.dynamic.Resource, module="hashistack", name="ServerHealth"):

@@ -11,6 +11,7 @@ import base64
 import difflib
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EXACT_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _KEY_FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 _SSH_KEY_TYPES = (
     "ssh-ed25519",
@@ -123,6 +125,9 @@ class NodeSize:
 class LibvirtSettings:
     uri: str
     base_image: str
+    """An https URL, or an absolute local path (`~` expanded)."""
+    base_image_sha256: str
+    """Empty only for a local file whose check was turned off."""
     pool_dir: str
     server_size: NodeSize
     client_size: NodeSize
@@ -188,6 +193,8 @@ KNOWN_KEYS = frozenset(
         "libvirtUri",
         "libvirtPoolDir",
         "libvirtBaseImage",
+        "libvirtBaseImageSha256",
+        "libvirtOperatorSshKeys",
         "serverMemoryMib",
         "serverVcpus",
         "clientMemoryMib",
@@ -383,6 +390,8 @@ def parse_settings(
     libvirt = aws = None
     if platform is Platform.LIBVIRT:
         libvirt = _read_libvirt(read, stack, network_cidr, server_count, client_count)
+        if not ssh_keys and read.boolean("libvirtOperatorSshKeys"):
+            ssh_keys = operator_public_keys(Path(os.environ.get("HOME") or Path.home()))
     elif platform is Platform.AWS:
         aws = _read_aws(read, network_cidr, preview)
 
@@ -406,6 +415,20 @@ def parse_settings(
         libvirt=libvirt,
         aws=aws,
     )
+
+
+def operator_public_keys(home: Path) -> list[str]:
+    """The public keys in ~/.ssh/*.pub that are well-formed, in file-name order; others are ignored
+    (a .pub file may hold anything), and none is fine: the nodes then have no SSH login."""
+    keys = []
+    for path in sorted((home / ".ssh").glob("*.pub")):
+        try:
+            line = path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if _is_ssh_public_key(line):
+            keys.append(line)
+    return keys
 
 
 def _is_ssh_public_key(line: str) -> bool:
@@ -448,7 +471,12 @@ def _read_libvirt(
     uri = read.string("libvirtUri")
     if not re.match(r"^[a-z][a-z0-9+]*://", uri):
         read.problem("libvirtUri", uri, "must be a libvirt connection URI, e.g. qemu:///system")
+    elif urlparse(uri).netloc:
+        # The gates reach the VMs on the NAT network, the pool's group and the console logs are this
+        # host's: the daemon must be this host's too.
+        read.problem("libvirtUri", uri, "must name this host's libvirt daemon (no host part), e.g. qemu:///system")
     base_image = read.string("libvirtBaseImage")
+    sha256 = read.string("libvirtBaseImageSha256")
     parsed = urlparse(base_image)
     if parsed.scheme == "http":
         read.problem(
@@ -457,8 +485,19 @@ def _read_libvirt(
     elif parsed.scheme == "https":
         if not parsed.netloc:
             read.problem("libvirtBaseImage", base_image, "must be an https URL with a host, or a local file")
-    elif not Path(base_image).expanduser().is_file():
+        if not sha256:
+            read.problem(
+                "libvirtBaseImageSha256",
+                sha256,
+                "is required for an https libvirtBaseImage: its SHA-256 from SHA256SUMS",
+            )
+    elif Path(base_image).expanduser().is_file():
+        # The provider opens the path as given (volume_image.go newImage): no `~` for it.
+        base_image = str(Path(base_image).expanduser().resolve())
+    else:
         read.problem("libvirtBaseImage", base_image, "must be an https URL or the path of an existing file")
+    if sha256 and not _SHA256.match(sha256):
+        read.problem("libvirtBaseImageSha256", sha256, "must be a SHA-256: 64 lowercase hexadecimal digits")
     pool_dir = read.string("libvirtPoolDir")
     if not pool_dir.startswith("/") or pool_dir.rstrip("/") in (
         "",
@@ -476,6 +515,7 @@ def _read_libvirt(
     return LibvirtSettings(
         uri=uri,
         base_image=base_image,
+        base_image_sha256=sha256,
         pool_dir=f"{pool_dir.rstrip('/')}/{stack}",
         server_size=NodeSize(
             read.integer("serverMemoryMib", MIN_SERVER_MEMORY_MIB), read.integer("serverVcpus", MIN_SERVER_VCPUS)

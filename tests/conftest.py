@@ -30,10 +30,13 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+import components.base_image
+import components.libvirt_platform
 from scripts.stack_files import project_file, stack_config, stacks
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = project_file()
+QEMU_GID = 64055
 SECRET_SIG = {rpc._special_sig_key: rpc._special_secret_sig}
 
 
@@ -307,6 +310,30 @@ STACKS = stacks()
 def program(request) -> RecordingMonitor:
     """The program run once per stack file, as `pulumi preview` runs it; shared by read-only tests."""
     return run_program(request.param, preview=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _operator_home(tmp_path_factory):
+    """An empty home for the whole session (session-scoped program runs are compared with fresh
+    ones): settings read the operator's ~/.ssh/*.pub and the base image cache is under ~/.cache,
+    neither of which may come from the machine running the tests."""
+    home = tmp_path_factory.mktemp("home")
+    # A warm cache of the pinned base image, as after a first `up` (tests/test_base_image.py downloads).
+    config = PROJECT["config"]
+    cached = components.base_image.cached_path(
+        config["libvirtBaseImage"]["default"],
+        config["libvirtBaseImageSha256"]["default"],
+        home / ".cache/hashistack/images",
+    )
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"QFI\xfb")
+    with pytest.MonkeyPatch.context() as patch:
+        # The test machine has no libvirt: QEMU's group as Debian's postinst makes it when free
+        # (libvirt-daemon-system 9.0.0-4+deb12u2: `addgroup --gid 64055 libvirt-qemu`).
+        patch.setattr(components.libvirt_platform, "qemu_group_gid", lambda: QEMU_GID)
+        patch.setenv("HOME", str(home))
+        patch.delenv("XDG_CACHE_HOME", raising=False)
+        yield home
 
 
 @pytest.fixture(scope="session", autouse=True)

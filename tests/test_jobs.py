@@ -535,6 +535,15 @@ def test_rule_catches_its_failing_example_and_passes_the_other(tmp_path, rule, f
     assert check_job(good, ALLOWED) == [], [str(v) for v in check_job(good, ALLOWED)]
 
 
+def test_a_host_network_violation_says_all_of_it(tmp_path):
+    (violation,) = check_job(load_job(write(tmp_path, job_hcl(config=HOST_NETWORK))), ALLOWED)
+    assert violation.message == (
+        'network_mode = "host": no meta host_network_reason saying why it needs the host\'s network; user None is'
+        " not a numeric non-root uid (root in the host's network namespace can bind any port and open raw sockets"
+        " on the node's interfaces) — or leave network_mode unset"
+    )
+
+
 def test_image_references():
     assert image_problem("traefik:v3.4.3") is None
     assert image_problem(f"docker.io/library/nginx:1.27.0@{DIGEST}") is None

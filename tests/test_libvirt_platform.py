@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import pytest
 import yaml
 
+from components.base_image import cache_dir, cached_path
 from components.libvirt_platform import _meta_data
+from components.libvirt_xml import domain_xslt, pool_xslt, volume_xslt
+from scripts.stack_files import stack_settings
 
-from conftest import ROOT, is_secret, run_program, unwrap
+from conftest import QEMU_GID, is_secret, run_program, unwrap
 
 DOMAIN = "libvirt:index/domain:Domain"
 CLOUDINIT = "libvirt:index/cloudInitDisk:CloudInitDisk"
@@ -53,10 +54,10 @@ def test_every_vm_boots_its_own_user_data_with_its_own_certificate(dev):
         address = network["ethernets"]["primary"]["addresses"][0]
         assert document.get("hostname") == node
         expected = {
-            "server-0": "10.42.0.10/24",
-            "server-1": "10.42.0.11/24",
-            "server-2": "10.42.0.12/24",
-            "client-0": "10.42.0.20/24",
+            "server-0": "192.168.142.10/24",
+            "server-1": "192.168.142.11/24",
+            "server-2": "192.168.142.12/24",
+            "client-0": "192.168.142.20/24",
         }
         assert address == expected[node], disk.urn
 
@@ -72,19 +73,48 @@ def test_vm_shape(dev):
 
 
 def test_pool_is_private_and_project_named(dev):
+    """The directory admits root and QEMU's group only; every volume but the cloud-init disks (no
+    hook in terraform-provider-libvirt v0.8.1) is 0600. The stylesheets themselves are run through
+    xsltproc in tests/test_libvirt_xml.py."""
     (pool,) = dev.of_type("libvirt:index/pool:Pool")
     assert pool.inputs["target"]["path"] == "/var/lib/libvirt/hashistack/dev"
-    stylesheet = ET.fromstring(pool.inputs["xml"]["xslt"])
-    modes = [e.text for e in stylesheet.iter("mode")]
-    assert modes == ["0711"], "the pool directory must not be listable by others"
-    assert pool.inputs["xml"]["xslt"] == (ROOT / "libvirt" / "pool-private.xsl").read_text()
+    assert pool.inputs["xml"]["xslt"] == pool_xslt(QEMU_GID)
+    volumes = dev.of_type(VOLUME)
+    assert len(volumes) == 5 and all(v.inputs["xml"]["xslt"] == volume_xslt() for v in volumes)
+
+
+def test_the_base_image_is_the_checked_local_file(dev):
+    """Never a URL for the provider to stream unverified (v0.8.1 libvirt/volume_image.go)."""
+    (base,) = [v for v in dev.of_type(VOLUME) if v.name == "cluster-base-image"]
+    settings = stack_settings("dev")
+    assert base.inputs["source"] == str(
+        cached_path(settings.libvirt.base_image, settings.libvirt.base_image_sha256, cache_dir())
+    )
+
+
+def test_domains_use_file_disks_and_log_their_console_where_the_gates_read_it(tmp_path, monkeypatch):
+    """On `up` (not preview) each node's console log exists, the operator's, before its domain; the
+    domain's stylesheet names it, and each server's gate watches its own."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    up = run_program("dev", preview=False)
+    domains = {r.name.removeprefix("cluster-"): r for r in up.of_type(DOMAIN)}
+    gates = {r.name.removeprefix("cluster-").removesuffix("-healthy"): r for r in up.of_type(HEALTH)}
+    for node, domain in domains.items():
+        log = tmp_path / "state" / "hashistack" / "dev" / "console" / f"{node}.log"
+        assert log.is_file() and log.stat().st_mode & 0o777 == 0o600, node
+        assert domain.inputs["xml"]["xslt"] == domain_xslt("/var/lib/libvirt/hashistack/dev", str(log)), node
+        if node.startswith("server"):
+            assert gates[node].inputs["console_log"] == str(log), node
+    assert sorted(gates) == ["server-0", "server-1", "server-2"]
 
 
 def test_network_is_nat_with_fixed_addresses(dev):
     (network,) = dev.of_type("libvirt:index/network:Network")
     assert network.inputs["mode"] == "nat"
-    assert network.inputs["addresses"] == ["10.42.0.0/24"]
+    assert network.inputs["addresses"] == ["192.168.142.0/24"]
     assert network.inputs["dhcp"]["enabled"] is False
+    # No `local_only`: without a `domain` it changes nothing (v0.8.1 libvirt/network.go getDomainFromResource).
+    assert network.inputs["dns"] == {"enabled": True}
 
 
 def test_every_resource_uses_the_stack_uri_provider(dev):
@@ -132,15 +162,15 @@ def test_a_changed_user_data_replaces_the_disk(dev):
 
 def test_operator_outputs(dev):
     outputs = dev.stack_outputs
-    assert unwrap(outputs["apiEndpoint"]) == "10.42.0.10"
-    assert unwrap(outputs["ingressEndpoint"]) == "10.42.0.20"
-    assert unwrap(outputs["urls"])["nomad"] == "https://10.42.0.10:4646"
+    assert unwrap(outputs["apiEndpoint"]) == "192.168.142.10"
+    assert unwrap(outputs["ingressEndpoint"]) == "192.168.142.20"
+    assert unwrap(outputs["urls"])["nomad"] == "https://192.168.142.10:4646"
     hosts = unwrap(outputs["hostsLines"])
-    assert "10.42.0.10 server-0\n" in hosts
+    assert "192.168.142.10 server-0\n" in hosts
     apps = ["count-dashboard", "grafana", "hello-docker", "hello-java", "hello-vault", "prometheus", "traefik"]
-    assert f"10.42.0.20 {' '.join(f'{app}.hashistack.test' for app in apps)}\n" in hosts
+    assert f"192.168.142.20 {' '.join(f'{app}.hashistack.test' for app in apps)}\n" in hosts
     assert unwrap(outputs["appUrls"])["hello-vault"] == "http://hello-vault.hashistack.test"
-    assert unwrap(outputs["sshCommands"])["client-0"] == "ssh ubuntu@10.42.0.20"
+    assert unwrap(outputs["sshCommands"])["client-0"] == "ssh ubuntu@192.168.142.20"
 
 
 def test_a_package_mirror_reaches_every_node():

@@ -5,9 +5,11 @@ creation, a rolling replacement and a restart; and the gate's dynamic provider i
 from __future__ import annotations
 
 import base64
+import os
 import ssl
 import threading
 from collections.abc import Callable
+from time import monotonic
 
 import pytest
 import upstream
@@ -16,6 +18,7 @@ from fake_https import FakeTime, operator_tls
 from pulumi.output import Unknown
 
 from components.http_api import Poller
+from components.node_console import failure_line, log_file_watch
 from components.server_health import (
     _INPUTS,
     ServerUnhealthyError,
@@ -378,6 +381,67 @@ def test_provider_update_waits_for_a_replaced_server_to_rejoin(pki, built, provi
     threading.Timer(0.1, cluster.rejoin, args=("server-1",)).start()
     updated = provider.update("server-1", {}, props(pki, cluster, "server-1", keys, machine="m-2"))
     assert "Nomad: a healthy voter" in updated.outs["status"] and updated.outs["machine_id"] == "m-2"
+
+
+# The serial console as a Ubuntu cloud image writes it: kernel and cloud-init lines, terminal escapes,
+# CRLF, then the boot script's FAILED line (cloudinit/hashistack-bootstrap.sh report_failure).
+FAILED_BOOT = (
+    "[  OK  ] Started cloud-final.service.\r\n"
+    "\x1b[0;32m  OK  \x1b[0m] Reached target cloud-init.target\r\n"
+    "[  142.118301] cloud-init[912]: ==> [12:01:07] adding the HashiCorp apt repository\r\n"
+    "hashistack-bootstrap: FAILED while adding the HashiCorp apt repository: curl https://apt.example/gpg"
+    " failed 10 times. Check the node's network. Then re-run: sudo /usr/local/sbin/hashistack-bootstrap"
+    " (full log: /var/log/hashistack-bootstrap.log)\r\n"
+    "ubuntu login: "
+)
+
+
+def test_a_boot_that_failed_on_the_console_stops_the_gate_at_once(pki, cluster, provider, tmp_path):
+    """Nothing answers (the node never started its agents): the gate reads the console log and ends
+    with the node's own FAILED line, long before its deadline."""
+    log = tmp_path / "server-0.log"
+    log.write_bytes(FAILED_BOOT.replace("while adding", "while long ago adding").encode())  # an earlier machine's
+    slow = _ServerHealthProvider(timeout=600, interval=0.01)
+    # The boot's output arrives once the gate waits; a long boot: only the tail is read.
+    threading.Timer(0.2, lambda: log.open("ab").write(b"\x00" * 300_000 + FAILED_BOOT.encode())).start()
+    started = monotonic()
+    with pytest.raises(ServerUnhealthyError) as failed:
+        slow.create({**props(pki, cluster, "server-0", ()), "console_log": str(log)})
+    assert monotonic() - started < 5
+    assert str(failed.value).startswith(
+        "server-0 failed to boot; its console says: hashistack-bootstrap: FAILED while adding the HashiCorp apt"
+        " repository: curl https://apt.example/gpg failed 10 times. Check the node's network. Then re-run:"
+    )
+    assert "\x1b" not in str(failed.value) and "\r" not in str(failed.value)
+
+
+def test_the_console_watch_reads_what_this_boot_wrote(tmp_path):
+    log = tmp_path / "client-0.log"
+    log.write_text(FAILED_BOOT)
+    watch = log_file_watch(str(log))
+    assert watch() is None, "a failure of an earlier boot or machine (the log is appended to) is not this one's"
+    with log.open("a") as console:
+        console.write("hashistack-bootstrap: FAILED while now: x.\n")
+    assert watch() == "hashistack-bootstrap: FAILED while now: x."
+    log.write_text("hashistack-bootstrap: FAILED while after rollover: y.\n")  # virtlogd rolled it over: shorter
+    assert watch() == "hashistack-bootstrap: FAILED while after rollover: y."
+    late = log_file_watch(str(tmp_path / "not-yet.log"))
+    (tmp_path / "not-yet.log").write_text("hashistack-bootstrap: FAILED while booting: z.\n")
+    assert late() == "hashistack-bootstrap: FAILED while booting: z.", "a log that appears later is read whole"
+
+
+def test_a_console_without_a_failure_or_unreadable_is_no_news(tmp_path):
+    assert failure_line("hashistack-bootstrap: done\r\nubuntu login: ") is None
+    assert failure_line("x\nhashistack-bootstrap: FAILED while a: b.\n[ 9.1] FAILED\n") == (
+        "hashistack-bootstrap: FAILED while a: b."
+    )
+    assert log_file_watch("")() is None, "no console to read (the AWS gate until it reads its own)"
+    assert log_file_watch(str(tmp_path / "missing.log"))() is None
+    unreadable = tmp_path / "root-only.log"
+    unreadable.write_text(FAILED_BOOT)
+    unreadable.chmod(0)
+    if os.geteuid() != 0:  # root reads it anyway
+        assert log_file_watch(str(unreadable))() is None
 
 
 def test_provider_diff(pki, cluster, provider):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 
 import pytest
@@ -68,6 +69,7 @@ BAD = [
     ("dev", {"certValidityHours": 100000}, "certValidityHours", "100000", "must not exceed caValidityHours"),
     ("dev", {"certEarlyRenewalHours": 8760}, "certEarlyRenewalHours", "8760", "less than certValidityHours"),
     ("dev", {"libvirtUri": "system"}, "libvirtUri", "'system'", "connection URI"),
+    ("dev", {"libvirtUri": "qemu+ssh://kvm1/system"}, "libvirtUri", "'qemu+ssh://kvm1/system'", "this host's"),
     (
         "dev",
         {"libvirtBaseImage": "http://example.org/noble.img"},
@@ -181,19 +183,60 @@ def test_single_server_needs_explicit_consent():
     assert settings.server_count == 1
 
 
-def test_base_image_may_be_a_local_file(tmp_path):
+def test_base_image_may_be_a_local_file_and_the_provider_gets_its_absolute_path(tmp_path, monkeypatch):
     image = tmp_path / "noble.img"
     image.write_bytes(b"qcow2")
     assert parse("dev", {"libvirtBaseImage": str(image)}).libvirt.base_image == str(image)
+    # The provider opens the path as given (terraform-provider-libvirt v0.8.1 libvirt/volume_image.go
+    # newImage): it expands no `~`, so the settings do.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    unchecked = parse("dev", {"libvirtBaseImage": "~/noble.img", "libvirtBaseImageSha256": ""}).libvirt
+    assert (unchecked.base_image, unchecked.base_image_sha256) == (str(image), "")
+
+
+def test_a_base_image_url_needs_its_checksum():
+    with pytest.raises(SettingsError) as caught:
+        parse("dev", {"libvirtBaseImageSha256": ""})
+    assert [(p.key, p.allowed) for p in caught.value.problems] == [
+        ("libvirtBaseImageSha256", "is required for an https libvirtBaseImage: its SHA-256 from SHA256SUMS")
+    ]
+    with pytest.raises(SettingsError, match=r"libvirtBaseImageSha256.*64 lowercase hexadecimal"):
+        parse("dev", {"libvirtBaseImageSha256": "F1652D29"})
 
 
 def test_dev_stack_settings():
     settings = parse("dev")
     assert settings.platform is Platform.LIBVIRT and settings.aws is None
     assert (settings.server_count, settings.client_count) == (3, 1)
-    assert settings.network_cidr == ipaddress.IPv4Network("10.42.0.0/24")
+    # Not k3s's default pod range 10.42.0.0/16 (k3s docs, --cluster-cidr), which the old default was in.
+    assert settings.network_cidr == ipaddress.IPv4Network("192.168.142.0/24")
+    assert not settings.network_cidr.overlaps(ipaddress.IPv4Network("10.42.0.0/16"))
     assert settings.libvirt.uri == "qemu:///system"
-    assert settings.libvirt.base_image.startswith("https://cloud-images.ubuntu.com/")
+    # A dated release, pinned with its checksum (five independent pins agree on this one, e.g.
+    # lima-vm/lima templates/_images/ubuntu-24.04.yaml's scheme; the archive host keeps dated releases).
+    assert settings.libvirt.base_image == (
+        "https://cloud-images-archive.ubuntu.com/releases/noble/release-20250704/ubuntu-24.04-server-cloudimg-amd64.img"
+    )
+    assert settings.libvirt.base_image_sha256 == "f1652d29d497fb7c623433705c9fca6525d1311b11294a0f495eed55c7639d1f"
+
+
+def _public_key(comment: str) -> str:
+    blob = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + b"\x00\x00\x00\x20" + bytes(32)).decode()
+    return f"ssh-ed25519 {blob} {comment}"
+
+
+def test_dev_nodes_take_the_operators_public_keys_unless_told_not_to(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa.pub").write_text(_public_key("me@rsa") + "\n")
+    (tmp_path / ".ssh" / "id_ed25519.pub").write_text(_public_key("me@laptop") + "\n")
+    (tmp_path / ".ssh" / "notes.pub").write_text("not a key\n")
+    (tmp_path / ".ssh" / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    assert parse("dev").ssh_authorized_keys == (_public_key("me@laptop"), _public_key("me@rsa"))
+    assert parse("dev", {"libvirtOperatorSshKeys": False}).ssh_authorized_keys == ()
+    given = _public_key("team")
+    assert parse("dev", {"sshAuthorizedKeys": [given]}).ssh_authorized_keys == (given,)
+    assert parse("aws", preview=True).ssh_authorized_keys == (), "only libvirt nodes, on the operator's own host"
 
 
 def test_aws_stack_settings():

@@ -1,0 +1,103 @@
+"""The base image: downloaded once into the operator's cache, checked, handed to libvirt as a file.
+
+Served by a local HTTPS server; what the provider would do with a URL instead (one unverified stream,
+no resume) is terraform-provider-libvirt v0.8.1 libvirt/volume_image.go httpImage.Import.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import ssl
+import threading
+
+import pytest
+
+from components.base_image import BaseImageError, cache_dir, cached_path, local_image
+
+IMAGE = hashlib.shake_256(b"noble").digest(3 * 1024 * 1024 + 17)  # not a whole number of chunks
+SHA256 = hashlib.sha256(IMAGE).hexdigest()
+
+
+@pytest.fixture
+def image_server(pki, tmp_path):
+    served = tmp_path / "served"
+    (served / "release-20250704").mkdir(parents=True)
+    (served / "release-20250704" / "noble.img").write_bytes(IMAGE)
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *_):
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki / "server.pem", pki / "server.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    client = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    yield f"https://127.0.0.1:{server.server_address[1]}/release-20250704/noble.img", client, requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_image_url_is_downloaded_once_checked_and_named_by_its_checksum(image_server, tmp_path):
+    url, context, requests = image_server
+    logs: list[str] = []
+    path = local_image(url, SHA256, preview=False, directory=tmp_path / "cache", context=context, log=logs.append)
+    assert path == str(tmp_path / "cache" / f"{SHA256}.img")
+    assert (tmp_path / "cache" / f"{SHA256}.img").read_bytes() == IMAGE
+    assert logs[0].startswith(f"downloading the base image {url}") and logs[-1] == "base image: 3 of 3 MiB"
+    again = local_image(url, SHA256, preview=False, directory=tmp_path / "cache", context=context)
+    assert again == path and len(requests) == 1, "the cached, checked file is used again"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"{SHA256}.img"], "no partial file left"
+
+
+def test_an_image_with_another_checksum_never_reaches_libvirt(image_server, tmp_path):
+    url, context, _ = image_server
+    pinned = "0" * 64
+    with pytest.raises(BaseImageError) as caught:
+        local_image(url, pinned, preview=False, directory=tmp_path / "cache", context=context, log=lambda _: None)
+    assert str(caught.value) == (
+        f"libvirtBaseImage: {url} has SHA-256 {SHA256}, not the pinned {pinned} (libvirtBaseImageSha256). The file"
+        " behind the URL changed or was tampered with: pin the image you mean, with its checksum from the"
+        " release's SHA256SUMS"
+    )
+    assert list((tmp_path / "cache").iterdir()) == [], "nothing cached, no partial file"
+
+
+def test_an_unreachable_image_says_what_to_do(image_server, tmp_path):
+    url, context, _ = image_server
+    missing = url.replace("noble.img", "gone.img")
+    with pytest.raises(BaseImageError, match=r"cannot download .*gone\.img: HTTP Error 404.*set libvirtBaseImage to"):
+        local_image(missing, SHA256, preview=False, directory=tmp_path / "cache", context=context, log=lambda _: None)
+    untrusted = ssl.create_default_context()  # the public CAs do not know the test server
+    with pytest.raises(BaseImageError, match="CERTIFICATE_VERIFY_FAILED"):
+        local_image(url, SHA256, preview=False, directory=tmp_path / "c2", context=untrusted, log=lambda _: None)
+
+
+def test_a_preview_downloads_nothing(tmp_path):
+    url = (
+        "https://cloud-images-archive.ubuntu.com/releases/noble/release-20250704/ubuntu-24.04-server-cloudimg-amd64.img"
+    )
+    assert local_image(url, SHA256, preview=True, directory=tmp_path) == str(tmp_path / f"{SHA256}.img")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_file_is_checked_when_a_checksum_is_given(tmp_path):
+    image = tmp_path / "noble.img"
+    image.write_bytes(IMAGE)
+    assert local_image(str(image), SHA256, preview=False) == str(image)
+    assert local_image(str(image), "", preview=False) == str(image), "the check turned off"
+    with pytest.raises(BaseImageError, match=f"has SHA-256 {SHA256}, not {'1' * 64}"):
+        local_image(str(image), "1" * 64, preview=False)
+    assert local_image(str(image), "1" * 64, preview=True) == str(image), "a preview reads no image"
+
+
+def test_the_cache_follows_xdg():
+    assert cache_dir({"HOME": "/home/op"}) == cache_dir({"HOME": "/home/op", "XDG_CACHE_HOME": ""})
+    assert str(cache_dir({"HOME": "/home/op"})) == "/home/op/.cache/hashistack/images"
+    assert str(cache_dir({"HOME": "/home/op", "XDG_CACHE_HOME": "/srv/cache"})) == "/srv/cache/hashistack/images"
+    assert cached_path("https://x/a/noble.qcow2", SHA256, cache_dir({"HOME": "/h"})).name == f"{SHA256}.qcow2"
+    assert cached_path("https://x/a/noble", SHA256, cache_dir({"HOME": "/h"})).name == f"{SHA256}.img"
