@@ -16,6 +16,7 @@ import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pulumi
 
@@ -35,7 +36,7 @@ def cache_dir(environ: dict[str, str] | os._Environ = os.environ) -> Path:
 
 def cached_path(url: str, sha256: str, directory: Path) -> Path:
     """Where the image of `url` lives once checked: named by its checksum, so a new pin is a new file."""
-    suffix = Path(url.rsplit("/", 1)[-1]).suffix or ".img"
+    suffix = Path(urlparse(url).path).suffix or ".img"
     return directory / f"{sha256}{suffix}"
 
 
@@ -69,9 +70,10 @@ def download_verified(
                         partial.write(chunk)
                         digest.update(chunk)
                         done += len(chunk)
-                        if total and done * 10 // total > reported:
-                            reported = done * 10 // total
-                            log(f"base image: {done // CHUNK} of {total // CHUNK} MiB")
+                        # Every tenth, when the size is known.
+                        if total and (tenths := done * 10 // total) > reported:
+                            reported = tenths
+                            log(f"base image: {tenths * 10}% of {total // CHUNK} MiB")
             except OSError as error:  # URLError, HTTPError and timeouts are OSErrors
                 raise BaseImageError(
                     f"libvirtBaseImage: cannot download {url}: {error}. Check the host's network, or download the "

@@ -112,9 +112,17 @@ class NomadAclBootstrap(pulumi.dynamic.Resource, module="hashistack", name="Noma
 
 
 class _VaultInitProvider(pulumi.dynamic.ResourceProvider):
+    def __init__(self, timeout: float = WAIT_SECONDS, interval: float = 5.0):
+        self._timeout, self._interval = timeout, interval
+
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         vault = HttpsApi(props["address"], TlsMaterial(props["ca_pem"]))
-        keys = vault_init(vault, props["auto_unseal"], props["shares"], props["threshold"], Poller(WAIT_SECONDS))
+        poller = Poller(self._timeout, self._interval)
+        keys = vault_init(vault, props["auto_unseal"], props["shares"], props["threshold"], poller)
+        # Unsealed here, not by its gate: the other servers' gates wait for Vault's raft leader, and with
+        # five servers created together one gate queues (the dynamic provider serves four calls at once:
+        # pulumi/dynamic/__main__.py max_workers=4); no gate may be the one the others wait for.
+        vault_unseal(vault, keys.unseal_keys, poller, "server-0 Vault")
         outs = {
             **props,
             "root_token": keys.root_token,

@@ -89,9 +89,13 @@ class LibvirtNetwork(pulumi.ComponentResource):
             xml=libvirt.PoolXmlArgs(xslt=pool_xslt(qemu_group_gid())),
             opts=child,
         )
+        # Named by its content: a new image is a new volume beside the old one, so each disk moves to it
+        # in its own step of the server chain, and the old image is deleted last, once unused. (One
+        # fixed name would be replaced delete-before-replace, taking every disk and VM down at once.)
+        image = base_image_id(settings.libvirt.base_image, settings.libvirt.base_image_sha256)
         base = libvirt.Volume(
-            f"{name}-base-image",
-            name=f"{prefix}-ubuntu-24.04.qcow2",
+            f"{name}-base-image-{image}",
+            name=f"{prefix}-ubuntu-24.04-{image}.qcow2",
             pool=pool.name,
             # A checked local file, never a URL the provider would stream unverified (components/base_image.py).
             source=local_image(
@@ -110,6 +114,12 @@ class LibvirtNetwork(pulumi.ComponentResource):
         self.pool_name = pool.name
         self.base_volume_id = base.id
         self.register_outputs({"network_id": self.network_id, "pool_name": self.pool_name})
+
+
+def base_image_id(source: str, sha256: str) -> str:
+    """A short name for the image's content: its pinned SHA-256, else (a local file with the check
+    turned off) the file's path."""
+    return (sha256 or hashlib.sha256(source.encode()).hexdigest())[:12]
 
 
 def _network_config(settings: Settings, address: str) -> str:
@@ -200,7 +210,9 @@ class LibvirtNodes(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions,
     ) -> libvirt.Domain:
         name, settings, network = f"{self._name}-{node.name}", self._settings, self._network
-        child = pulumi.ResourceOptions(parent=self)
+        # The node's place in the server chain (no wait for clients): its cloud-init disk and disk are
+        # replaced delete-before-replace, which takes the domain down with them, so they wait too.
+        slot = pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on)
         prefix = _prefix(settings)
         cloudinit = libvirt.CloudInitDisk(
             f"{name}-cloudinit",
@@ -209,7 +221,7 @@ class LibvirtNodes(pulumi.ComponentResource):
             user_data=user_data_text,
             meta_data=user_data_text.apply(lambda text: _meta_data(node.name, text)),
             network_config=_network_config(settings, node.address),
-            opts=child,
+            opts=slot,
         )
         # A node whose user-data changes gets a fresh disk too: replacement, never an in-place re-run.
         disk = libvirt.Volume(
@@ -220,7 +232,9 @@ class LibvirtNodes(pulumi.ComponentResource):
             size=disk_bytes,
             format="qcow2",
             xml=libvirt.VolumeXmlArgs(xslt=volume_xslt()),
-            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=cloudinit.id, delete_before_replace=True),
+            opts=pulumi.ResourceOptions.merge(
+                slot, pulumi.ResourceOptions(replacement_trigger=cloudinit.id, delete_before_replace=True)
+            ),
         )
         return libvirt.Domain(
             name,

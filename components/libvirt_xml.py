@@ -171,7 +171,7 @@ def prepare_console_log(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except PermissionError:
+    except OSError:  # not allowed, or a symbolic link (O_NOFOLLOW): not a file of this user's
         fd = None
     if fd is not None:
         try:

@@ -40,13 +40,13 @@ def log_file_watch(path: str) -> Callable[[], str | None]:
     the log is appended to across boots and machines (libvirt/domain.xsl, append="on"), so only what
     this boot wrote counts. A log that shrank was rolled over (virtlogd, at 2 MiB) and is read from
     its start. No path, no file, or one this user may not read, is no news."""
+    if not path:
+        return lambda: None
     log_path = Path(path)
-    start = _size(log_path) if path else 0
+    start = _size(log_path)
 
     def watch() -> str | None:
         nonlocal start
-        if not path:
-            return None
         try:
             with log_path.open("rb") as log:
                 size = log.seek(0, 2)

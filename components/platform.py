@@ -21,6 +21,7 @@ from components.bootstrap import VAULT_KEY_SHARES, VAULT_KEY_THRESHOLD, VaultIni
 from components.secrets import ClusterSecrets, ServerIdentity
 from components.server_health import ServerHealth, ServerHealthArgs
 from components.settings import Platform, Settings
+from components.stack_epoch import StackEpoch
 
 
 @dataclass(frozen=True)
@@ -112,24 +113,30 @@ def chain_servers(
     create_server: Callable[[PlannedServer, pulumi.ResourceOptions], pulumi.CustomResource],
     console_logs: Mapping[str, str] | None = None,
 ) -> ServerChain:
-    """Creates the servers one after another, each behind the previous one's health gate.
+    """Creates the servers one after another, each behind the previous one's health gate, except on
+    the stack's first `up`, when they are created together (components/stack_epoch.py).
 
     `create_server` makes one server machine with the options given (parent, the dependency on the
     previous gate, delete-before-replace: a server keeps its name and address, so the old machine
-    must be gone first). A change that replaces every server thus replaces one, waits until its
-    Consul, Vault and Nomad have rejoined as healthy voters, then the next: never two at once
-    (DESIGN decision 8). Vault is initialised right after the first server exists, so that every
-    gate, the first included, can unseal its server and wait for it to join Vault's raft.
+    must be gone first), and gives the same `depends_on` to every other per-server resource the
+    machine takes an input from and that can be replaced (libvirt: its cloud-init disk and disk),
+    or a replacement of those would take the machine down outside the chain: the engine deletes the
+    dependents of a delete-before-replace resource first. A change that replaces every server thus
+    replaces one, waits until its Consul, Vault and Nomad have rejoined as healthy voters, then the
+    next: never two at once (DESIGN decision 8). Vault is initialised right after the first server
+    exists, and unsealed there by its initialisation, so that no gate waits for another (the dynamic
+    provider serves four calls at once: with five servers created together, one gate queues).
     `console_logs`: server name -> its serial console log on this host, where a gate reads a failed
     boot's FAILED line (components/node_console.py).
     """
     reachable = {s.name: s.reachable_ip for s in network.servers}
+    epoch = StackEpoch(f"{name}-epoch", pulumi.ResourceOptions(parent=parent))
     gates: list[ServerHealth] = []
     vault_init = None
     for planned in planned_servers(settings):
         machine = create_server(
             planned,
-            pulumi.ResourceOptions(parent=parent, depends_on=gates[-1:], delete_before_replace=True),
+            pulumi.ResourceOptions(parent=parent, depends_on=epoch.after(gates[-1:]), delete_before_replace=True),
         )
         if vault_init is None:
             vault_init = VaultInit(

@@ -9,6 +9,7 @@ does; without that, a secretness test would pass whatever the program did.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import runpy
@@ -91,14 +92,23 @@ def _computed_outputs(typ: str, name: str, inputs: dict[str, Any] | None = None)
     return {}
 
 
+EPOCH = "pulumi-python:dynamic/hashistack:StackEpoch"
+
+
 class ClusterMocks(pulumi.runtime.Mocks):
-    def __init__(self):
+    def __init__(self, earlier_run: str | None = None):
         super().__init__()
         self.calls: list[pulumi.runtime.MockCallArgs] = []
         """Every invoke (data source) the program made, with its arguments."""
+        self.earlier_run = earlier_run
+        """The run that created the stack's epoch, when this run is a later `up` (None: the first)."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        return f"{args.name}-id", {**args.inputs, **_computed_outputs(args.typ, args.name, args.inputs)}
+        outputs = {**args.inputs, **_computed_outputs(args.typ, args.name, args.inputs)}
+        if args.typ == EPOCH:
+            # As the engine answers: the creating run's token, kept by every later run's "same" step.
+            outputs = {"created_in": self.earlier_run or args.inputs["run"]}
+        return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append(args)
@@ -252,8 +262,12 @@ def run_program(
     overrides: dict[str, Any] | None = None,
     preview: bool = False,
     monitor: RecordingMonitor | None = None,
+    later: bool = False,
 ) -> RecordingMonitor:
-    """Runs __main__.py as the engine would for Pulumi.<stack>.yaml."""
+    """Runs __main__.py as the engine would for Pulumi.<stack>.yaml: as the stack's first `up`, or
+    (`later`) as an `up` of a stack whose epoch an earlier run created."""
+    if later:
+        monitor = monitor or RecordingMonitor(ClusterMocks(earlier_run="an-earlier-run"))
     return run_pulumi(
         lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"),
         stack=stack,
@@ -312,27 +326,34 @@ def program(request) -> RecordingMonitor:
     return run_program(request.param, preview=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _operator_home(tmp_path_factory):
-    """An empty home for the whole session (session-scoped program runs are compared with fresh
-    ones): settings read the operator's ~/.ssh/*.pub and the base image cache is under ~/.cache,
-    neither of which may come from the machine running the tests."""
-    home = tmp_path_factory.mktemp("home")
-    # A warm cache of the pinned base image, as after a first `up` (tests/test_base_image.py downloads).
+@contextlib.contextmanager
+def test_host(home: Path) -> Iterator[Path]:
+    """The operator's host as the program sees it under test (pytest session, `make bench`): an empty
+    home with a warm cache of the pinned base image (as after a first `up`; tests/test_base_image.py
+    downloads), and QEMU's group as Debian's postinst makes it when the gid is free
+    (libvirt-daemon-system 9.0.0-4+deb12u2: `addgroup --gid 64055 libvirt-qemu`). Settings read the
+    operator's ~/.ssh/*.pub and the cache is under ~/.cache: neither may come from the machine running
+    the tests."""
     config = PROJECT["config"]
     cached = components.base_image.cached_path(
         config["libvirtBaseImage"]["default"],
         config["libvirtBaseImageSha256"]["default"],
         home / ".cache/hashistack/images",
     )
-    cached.parent.mkdir(parents=True)
+    cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_bytes(b"QFI\xfb")
     with pytest.MonkeyPatch.context() as patch:
-        # The test machine has no libvirt: QEMU's group as Debian's postinst makes it when free
-        # (libvirt-daemon-system 9.0.0-4+deb12u2: `addgroup --gid 64055 libvirt-qemu`).
         patch.setattr(components.libvirt_platform, "qemu_group_gid", lambda: QEMU_GID)
         patch.setenv("HOME", str(home))
         patch.delenv("XDG_CACHE_HOME", raising=False)
+        patch.delenv("XDG_STATE_HOME", raising=False)
+        yield home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _operator_home(tmp_path_factory):
+    """One home for the whole session: session-scoped program runs are compared with fresh ones."""
+    with test_host(tmp_path_factory.mktemp("home")) as home:
         yield home
 
 

@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import ssl
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -44,14 +45,29 @@ def image_server(pki, tmp_path):
 
 def test_an_image_url_is_downloaded_once_checked_and_named_by_its_checksum(image_server, tmp_path):
     url, context, requests = image_server
+    cache = tmp_path / "home" / ".cache" / "images"  # made as needed
     logs: list[str] = []
-    path = local_image(url, SHA256, preview=False, directory=tmp_path / "cache", context=context, log=logs.append)
-    assert path == str(tmp_path / "cache" / f"{SHA256}.img")
-    assert (tmp_path / "cache" / f"{SHA256}.img").read_bytes() == IMAGE
-    assert logs[0].startswith(f"downloading the base image {url}") and logs[-1] == "base image: 3 of 3 MiB"
-    again = local_image(url, SHA256, preview=False, directory=tmp_path / "cache", context=context)
+
+    def log(line: str) -> None:
+        logs.append(line)
+        if line.startswith("base image:"):  # mid-download
+            partial = [p.name for p in cache.iterdir() if p.name.startswith(".download-")]
+            assert len(partial) == 1, "the partial file sits beside its destination (a rename, never a copy)"
+
+    path = local_image(url, SHA256, preview=False, directory=cache, context=context, log=log)
+    assert path == str(cache / f"{SHA256}.img") and (cache / f"{SHA256}.img").read_bytes() == IMAGE
+    assert logs == [
+        f"downloading the base image {url} into {cache}",
+        "base image: 30% of 3 MiB",
+        "base image: 60% of 3 MiB",
+        "base image: 90% of 3 MiB",
+        "base image: 100% of 3 MiB",
+    ]
+    again = local_image(url, SHA256, preview=False, directory=cache, context=context)
     assert again == path and len(requests) == 1, "the cached, checked file is used again"
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"{SHA256}.img"], "no partial file left"
+    assert [p.name for p in cache.iterdir()] == [f"{SHA256}.img"], "no partial file left"
+    other = local_image(url.replace("noble", "other"), "0" * 64, preview=True, directory=cache)
+    assert other == str(cache / f"{'0' * 64}.img"), "a second image beside the first"
 
 
 def test_an_image_with_another_checksum_never_reaches_libvirt(image_server, tmp_path):
@@ -96,8 +112,10 @@ def test_a_local_file_is_checked_when_a_checksum_is_given(tmp_path):
 
 
 def test_the_cache_follows_xdg():
+    assert cache_dir({}) == Path.home() / ".cache" / "hashistack" / "images", "no HOME: the user's home"
     assert cache_dir({"HOME": "/home/op"}) == cache_dir({"HOME": "/home/op", "XDG_CACHE_HOME": ""})
     assert str(cache_dir({"HOME": "/home/op"})) == "/home/op/.cache/hashistack/images"
     assert str(cache_dir({"HOME": "/home/op", "XDG_CACHE_HOME": "/srv/cache"})) == "/srv/cache/hashistack/images"
     assert cached_path("https://x/a/noble.qcow2", SHA256, cache_dir({"HOME": "/h"})).name == f"{SHA256}.qcow2"
     assert cached_path("https://x/a/noble", SHA256, cache_dir({"HOME": "/h"})).name == f"{SHA256}.img"
+    assert cached_path("https://x.y/v1.2/noble?a.b", SHA256, Path("/c")).name == f"{SHA256}.img"

@@ -265,8 +265,29 @@ def test_the_pool_directory_is_root_s_and_qemu_s_group_s_only(tmp_path):
 
 @pytest.mark.parametrize("gid", [-1, "64055", True, 1.5])
 def test_a_gid_is_a_number(gid):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=rf"a gid is a non-negative integer, not {gid!r}"):
         pool_xslt(gid)
+
+
+def test_paths_name_themselves_when_refused():
+    with pytest.raises(ValueError, match=r"^the pool directory must be an absolute path"):
+        domain_xslt("pool", CONSOLE_LOG)
+    with pytest.raises(ValueError, match=r"^the console log must be an absolute path"):
+        domain_xslt(POOL_DIR, "log")
+    with pytest.raises(ValueError, match=r"^the stack name 'a/b' is not a plain file name"):
+        console_log_path("a/b", "server-1", {"HOME": "/h"})
+    with pytest.raises(ValueError, match=r"^the node name '\.\.' is not a plain file name"):
+        console_log_path("dev", "..", {"HOME": "/h"})
+
+
+def test_a_stylesheet_that_lost_its_placeholder_is_a_bug_said_plainly(tmp_path, monkeypatch):
+    (tmp_path / "pool.xsl").write_text("<x/>")
+    (tmp_path / "domain.xsl").write_text("<x>__POOL_DIR__ __CONSOLE_LOG__ __LEFT_OVER__</x>")
+    monkeypatch.setattr(libvirt_xml, "STYLESHEETS", tmp_path)
+    with pytest.raises(RuntimeError, match=r"^libvirt/pool\.xsl must hold __QEMU_GID__ once$"):
+        pool_xslt(1)
+    with pytest.raises(RuntimeError, match=r"^libvirt/domain\.xsl: \['__LEFT_OVER__'\] not filled in$"):
+        domain_xslt(POOL_DIR, CONSOLE_LOG)
 
 
 @pytest.mark.parametrize("xml", [DISK_VOLUME_XML, BASE_VOLUME_XML], ids=["disk", "base-image"])
@@ -321,6 +342,12 @@ def test_qemu_s_group_is_found_when_qemu_is_in_it(monkeypatch, groups, users):
     assert qemu_group_gid() == 64055
 
 
+def test_a_missing_qemu_user_names_itself(monkeypatch):
+    _fake_accounts(monkeypatch, {"libvirt-qemu": (64055, [])}, {})
+    with pytest.raises(QemuGroupError, match=r"^QEMU's user 'libvirt-qemu' does not exist on this host: install"):
+        qemu_group_gid()
+
+
 def test_a_missing_group_names_itself_and_the_fix(monkeypatch):
     _fake_accounts(monkeypatch, {}, {"libvirt-qemu": 992})
     with pytest.raises(QemuGroupError, match=r"'libvirt-qemu' does not exist.*install-host\.sh"):
@@ -357,6 +384,15 @@ def test_the_console_log_is_created_private_and_never_truncated(tmp_path):
     log.write_text("boot 1\n")
     prepare_console_log(log)
     assert log.read_text() == "boot 1\n"
+
+
+def test_a_symbolic_link_is_no_console_log(tmp_path):
+    """virtlogd (root) would write through it wherever it points."""
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    (tmp_path / "server-1.log").symlink_to(target)
+    with pytest.raises(ConsoleLogError, match="is not yours"):
+        prepare_console_log(tmp_path / "server-1.log")
 
 
 def test_a_console_log_that_is_not_the_operator_s_is_reported(tmp_path, monkeypatch):

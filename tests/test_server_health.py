@@ -420,8 +420,8 @@ def test_the_console_watch_reads_what_this_boot_wrote(tmp_path):
     log.write_text(FAILED_BOOT)
     watch = log_file_watch(str(log))
     assert watch() is None, "a failure of an earlier boot or machine (the log is appended to) is not this one's"
-    with log.open("a") as console:
-        console.write("hashistack-bootstrap: FAILED while now: x.\n")
+    with log.open("ab") as console:  # garbage on a serial line, and colour inside the line
+        console.write(b"\xff\xfe\r\nhashistack-bootstrap: FAILED while \x1b[1mnow\x1b[0m: x.\r\n")
     assert watch() == "hashistack-bootstrap: FAILED while now: x."
     log.write_text("hashistack-bootstrap: FAILED while after rollover: y.\n")  # virtlogd rolled it over: shorter
     assert watch() == "hashistack-bootstrap: FAILED while after rollover: y."
