@@ -20,6 +20,7 @@ import yaml
 
 from components.addressing import PlannedServer, planned_servers
 from components.base_image import local_image
+from components.client_node import ClientNode, ClientNodeArgs
 from components.libvirt_xml import (
     console_log_path,
     domain_xslt,
@@ -182,12 +183,28 @@ class LibvirtNodes(pulumi.ComponentResource):
         self._console_logs = console_logs
         chain = chain_servers(name, settings, network, secrets, self, create_server, console_logs)
         self.server_health, self.vault_init = chain.gates, chain.vault_init
+        # Clients never wait for the servers; on every `up` but the first, each waits for the one before
+        # it to be a ready Nomad node again, and a replaced one is drained first (components/client_node.py).
         client_material = material_for(secrets, Role.CLIENT, secrets.client)
+        server_addresses = [s.private_ip for s in network.servers]
+        self.client_nodes: list[ClientNode] = []
         for node in nodes.values():
             if node.role is Role.CLIENT:
                 text = user_data(cluster, node, client_material)
-                self._vm(
-                    node, text, settings.libvirt.client_size, CLIENT_DISK_BYTES, pulumi.ResourceOptions(parent=self)
+                slot = pulumi.ResourceOptions(parent=self, depends_on=chain.epoch.after(self.client_nodes[-1:]))
+                machine = self._vm(node, text, settings.libvirt.client_size, CLIENT_DISK_BYTES, slot)
+                self.client_nodes.append(
+                    ClientNode(
+                        f"{name}-{node.name}-nomad",
+                        ClientNodeArgs(
+                            node_name=node.name,
+                            machine_id=machine.id,
+                            addresses=server_addresses,
+                            ca_pem=secrets.ca_cert_pem,
+                            nomad_token=secrets.nomad_bootstrap_token,
+                        ),
+                        pulumi.ResourceOptions(parent=self),
+                    )
                 )
 
         addresses = {n.name: n.address for n in nodes.values()}

@@ -102,6 +102,8 @@ class ServerChain:
     """One health gate per server, in chain order."""
     vault_init: VaultInit
     """Vault's one-time initialisation, on server-0 before its gate (the gates need its keys)."""
+    epoch: StackEpoch
+    """Which `up` is the stack's first: other chains (libvirt's clients) wait only after it."""
 
 
 def chain_servers(
@@ -172,7 +174,7 @@ def chain_servers(
                 pulumi.ResourceOptions(parent=parent),
             )
         )
-    return ServerChain(gates, vault_init)
+    return ServerChain(gates, vault_init, epoch)
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,7 @@ SECRET_OUTPUTS: dict[str, frozenset[str]] = {
     "pulumi-python:dynamic/hashistack:NomadAclBootstrap": frozenset({"bootstrap_secret"}),
     "pulumi-python:dynamic/hashistack:VaultInit": frozenset({"root_token", "unseal_keys", "recovery_keys"}),
     "pulumi-python:dynamic/hashistack:VaultUnsealed": frozenset({"unseal_keys"}),
+    "pulumi-python:dynamic/hashistack:ClientNode": frozenset({"nomad_token"}),
 }
 
 # EC2 user-data is readable by anyone allowed ec2:DescribeInstanceAttribute and cannot be secret: on AWS

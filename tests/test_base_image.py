@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.base_image import BaseImageError, cache_dir, cached_path, local_image
+from components.base_image import BaseImageError, cache_dir, cached_path, download_verified, local_image
 
 IMAGE = hashlib.shake_256(b"noble").digest(3 * 1024 * 1024 + 17)  # not a whole number of chunks
 SHA256 = hashlib.sha256(IMAGE).hexdigest()
@@ -66,6 +66,8 @@ def test_an_image_url_is_downloaded_once_checked_and_named_by_its_checksum(image
     again = local_image(url, SHA256, preview=False, directory=cache, context=context)
     assert again == path and len(requests) == 1, "the cached, checked file is used again"
     assert [p.name for p in cache.iterdir()] == [f"{SHA256}.img"], "no partial file left"
+    copy = download_verified(url, SHA256, cache / "copy.img", context=context, log=lambda _: None)
+    assert copy.read_bytes() == IMAGE, "a second download into the same directory"
     other = local_image(url.replace("noble", "other"), "0" * 64, preview=True, directory=cache)
     assert other == str(cache / f"{'0' * 64}.img"), "a second image beside the first"
 

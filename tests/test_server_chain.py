@@ -10,6 +10,7 @@ pkg/resource/deploy/step_generator.go, calculateDependentReplacements; audit: ..
 
 from __future__ import annotations
 
+import base64
 import functools
 
 import pytest
@@ -20,9 +21,10 @@ from components.bootstrap import _VaultInitProvider
 from components.stack_epoch import RUN_TOKEN, _StackEpochProvider
 from scripts.critical_path import boots_on_longest_path
 
-from conftest import EPOCH, run_program
+from conftest import EPOCH, run_program, unwrap
 
 GATE = "pulumi-python:dynamic/hashistack:ServerHealth"
+CLIENT_NODE = "pulumi-python:dynamic/hashistack:ClientNode"
 SHAPES = [(stack, servers) for stack in ("dev", "aws") for servers in (3, 5)]
 
 
@@ -37,8 +39,8 @@ def _gates(monitor) -> dict[str, str]:
 
 
 def _server_resources(monitor, server: str) -> list:
-    """Every resource of one server that a replacement could take down: libvirt's domain, cloud-init
-    disk and disk; AWS's instance (its other inputs are updated in place or created once)."""
+    """Every resource of one node that a replacement could take down: libvirt's domain, cloud-init
+    disk and disk; AWS's server instance (its other inputs are updated in place or created once)."""
     kinds = ("libvirt:index/domain:Domain", "libvirt:index/cloudInitDisk:CloudInitDisk", "libvirt:index/volume:Volume")
     return [
         r
@@ -90,6 +92,26 @@ def test_clients_never_wait_for_the_server_chain(stack, later):
         assert not resource.dependencies & gates, f"{resource.urn} waits for a server gate"
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["first-up", "later-up"])
+def test_libvirt_clients_are_replaced_one_at_a_time_and_drained_first(later):
+    """Each client's resources wait for the previous client's ClientNode (a ready Nomad node again) on
+    a later `up`; each ClientNode takes its domain's id, so the engine deletes it, draining the node,
+    before a replaced domain goes (components/client_node.py)."""
+    monitor = run_program("dev", {"clientCount": 3}, preview=True, later=later)
+    nodes = {r.name.removeprefix("cluster-").removesuffix("-nomad"): r for r in monitor.of_type(CLIENT_NODE)}
+    assert sorted(nodes) == ["client-0", "client-1", "client-2"]
+    for i in range(3):
+        client = f"client-{i}"
+        domain = monitor.one("libvirt:index/domain:Domain", f"cluster-{client}")
+        assert domain.urn in nodes[client].dependencies and nodes[client].inputs["machine_id"] == domain.id
+        for resource in _server_resources(monitor, client):
+            waits_for = resource.dependencies & {n.urn for n in nodes.values()}
+            expected = {nodes[f"client-{i - 1}"].urn} if later and i else set()
+            assert waits_for == expected, f"{resource.urn} waits for {waits_for}"
+    boots, _ = boots_on_longest_path(monitor.registrations)
+    assert boots == (3 if later else 1)
+
+
 def test_a_new_base_image_is_a_new_volume_beside_the_old_one():
     """Named by its checksum: a new image is created, each disk moves to it in its server's chain
     step, and the old one is deleted at the end of the run, once nothing uses it. One fixed name would
@@ -110,7 +132,11 @@ def test_the_epoch_keeps_the_run_that_created_it():
     assert provider.create({"run": "run-1"}).outs == {"created_in": "run-1"}
     assert provider.diff("epoch", {"run": "run-1", "created_in": "run-1"}, {"run": "run-2"}).changes is False
     first = run_program("dev", preview=True)
-    assert first.one(EPOCH, "cluster-epoch").inputs["run"] == RUN_TOKEN and len(RUN_TOKEN) == 32
+    epoch = first.one(EPOCH, "cluster-epoch")
+    assert epoch.inputs["run"] == RUN_TOKEN and len(RUN_TOKEN) == 32
+    assert epoch.parent.endswith("hashistack:libvirt:Nodes::cluster"), "inside the nodes, destroyed with them"
+    pickled = base64.b64decode(unwrap(epoch.inputs["__provider"]))
+    assert b"components.stack_epoch" in pickled and b"_StackEpochProvider" in pickled
 
 
 def test_vault_init_unseals_server_0_so_no_gate_waits_for_another(pki, fake_api):

@@ -176,6 +176,32 @@ def nomad_jobs_denied():
     return 403, "Permission denied", TEXT
 
 
+@answers(
+    f"{NOMAD} command/agent/node_endpoint.go NodesRequest L15-43 (a JSON array of api/nodes.go NodeListStub: "
+    f"ID, Name, Status, SchedulingEligibility, Drain, ...; [] when none; node:read)"
+)
+def nomad_nodes(stubs: list[dict[str, Any]]):
+    """stubs: {"ID", "Name", "Status" ("initializing", "ready", "down"), "SchedulingEligibility", "Drain"}."""
+    return 200, stubs
+
+
+@answers(
+    f"{NOMAD} command/agent/node_endpoint.go nodeQuery L173-194 (api/nodes.go Node; DrainStrategy null once a "
+    f'drain is over: api/nodes.go MonitorDrain L277); 404 "node not found" for an unknown id'
+)
+def nomad_node(node: dict[str, Any] | None):
+    return (200, node) if node is not None else (404, "node not found", TEXT)
+
+
+@answers(
+    f"{NOMAD} command/agent/node_endpoint.go nodeToggleDrain L114-149 (PUT or POST; body api/nodes.go "
+    f"NodeUpdateDrainRequest {{DrainSpec {{Deadline ns, IgnoreSystemJobs}}, MarkEligible}}; answers "
+    f"NodeDrainUpdateResponse; node:write)"
+)
+def nomad_drain_updated(eval_ids: list[str]):
+    return 200, {"NodeModifyIndex": 42, "EvalIDs": eval_ids, "EvalCreateIndex": 43}
+
+
 # -- Consul 1.21.2 ----------------------------------------------------------------------------------
 @answers(f"{CONSUL} agent/consul/rpc.go getLeader -> structs.ErrNoLeader after the RPC hold; {CONSUL_HTTP}")
 def consul_no_leader():
