@@ -83,25 +83,35 @@ node_ip() {
   fi
 }
 
+# ssm_get_parameters CREDENTIALS ENDPOINT NAMES: one signed GetParameters call into $WORK/ssm.json; on
+# an HTTP error it logs SSM's own answer (which says what was refused), then fails for retry.
+ssm_get_parameters() {
+  local code
+  code=$(curl -sS -o "$WORK/ssm.json" -w '%{http_code}' -K "$1" --aws-sigv4 "aws:amz:${SSM_REGION}:ssm" \
+    -H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: AmazonSSM.GetParameters' --data "$3" "$2") || return 1
+  [[ "$code" == 200 ]] && return 0
+  log "SSM answered HTTP $code: $(head -c 500 "$WORK/ssm.json")"
+  return 1
+}
+
 fetch_ssm_secrets() {
   # SigV4-signed SSM call with the instance role's credentials from IMDSv2 (curl >= 7.75 signs
   # requests itself, so the image needs no AWS CLI). Each line of the manifest: NAME<TAB>DESTINATION.
-  local manifest=/etc/hashistack/ssm-secrets.tsv credentials="$WORK/ssm-credentials.curlrc" token role creds names response missing
+  local manifest=/etc/hashistack/ssm-secrets.tsv credentials="$WORK/ssm-credentials.curlrc" token role creds domain names response missing
   step "fetching secrets from SSM Parameter Store ($SSM_REGION)"
   token=$(retry 10 curl -fsS -X PUT "$IMDS/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')
   role=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/")
   creds=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/$role")
+  # The partition's domain (amazonaws.com, amazonaws.com.cn, ...): IMDS category services/domain.
+  domain=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/services/domain")
   names=$(cut -f1 "$manifest" | sort -u | jq -R . | jq -cs '{Names: ., WithDecryption: true}')
   # Credentials go to curl in a root-only file, never on a command line; unlike a pipe, every
   # attempt reads it again.
   (umask 077 && jq -r '"user = \"\(.AccessKeyId):\(.SecretAccessKey)\"\nheader = \"x-amz-security-token: \(.Token)\""' \
     <<<"$creds" >"$credentials")
-  response=$(
-    retry 10 curl -fsS -K "$credentials" --aws-sigv4 "aws:amz:${SSM_REGION}:ssm" \
-      -H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: AmazonSSM.GetParameters' \
-      --data "$names" "https://ssm.${SSM_REGION}.amazonaws.com/"
-  )
-  rm -f "$credentials"
+  retry 10 ssm_get_parameters "$credentials" "https://ssm.${SSM_REGION}.${domain}/" "$names"
+  response=$(<"$WORK/ssm.json")
+  rm -f "$credentials" "$WORK/ssm.json"
   missing=$(jq -r '.InvalidParameters | join(" ")' <<<"$response")
   [[ -z "$missing" ]] || fail "SSM parameters missing or not readable by this instance's role: $missing" \
     "Check the parameters under the stack's prefix and the instance role's ssm:GetParameters grant."
@@ -230,6 +240,8 @@ main() {
     agents+=(vault.service)
   else # Nomad requires it, and starts after it: no task runs before tasks.nft is loaded
     agents=(hashistack-task-firewall.service "${agents[@]}")
+    # AWS: stops (so drains) Nomad when the autoscaling group terminates the instance.
+    [[ "$SECRETS_SOURCE" != ssm ]] || agents+=(hashistack-asg-drain.service)
   fi
   step "starting ${agents[*]}"
   systemctl daemon-reload

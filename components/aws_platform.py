@@ -48,7 +48,7 @@ API_PORTS = (NOMAD_HTTP_PORT, CONSUL_HTTPS_PORT, VAULT_API_PORT)
 INGRESS_PORTS = (80, 443)
 # Nomad's default dynamic port range: Connect sidecars and the ingress's backends listen there.
 DYNAMIC_PORTS = (20000, 32000)
-WORLD_IPV4, WORLD_IPV6 = "0.0.0.0/0", "::/0"
+WORLD_IPV4 = "0.0.0.0/0"
 
 # Canonical's account: an image of the same name published by anyone else is never picked.
 UBUNTU_OWNER = "099720109477"
@@ -56,11 +56,43 @@ UBUNTU_IMAGE_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*
 ROOT_VOLUME_GIB = 30
 # The longest window: a deleted key makes Vault's data unreadable, and deletion can be cancelled until then.
 KMS_DELETION_WINDOW_DAYS = 30
+# What the account (its IAM policies) may do with the secrets key: AWS KMS docs, "Default key policy",
+# the key administrators' statement; no use of the key (no Decrypt) among them.
+KMS_ADMINISTRATION = (
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+)
 # ELB names are at most 32 characters and Pulumi's auto-name appends 8 ("-" and 7 random characters).
 _ELB_NAME_MAX = 32 - 8
 _IMDS = {"http_endpoint": "enabled", "http_tokens": "required", "instance_metadata_tags": "disabled"}
 # One hop: a container behind a bridge (one more hop) cannot reach the instance role's credentials.
 _IMDS_HOP_LIMIT = 1
+
+
+# How long a terminating client may take to drain: nomad.service's stop timeout on clients
+# (cloudinit/nomad-drain.conf, 6 min, past drain_on_shutdown's 5-min deadline) plus a margin for the
+# watcher's 5-s poll. AWS allows 30 to 7200 s (API LifecycleHook HeartbeatTimeout).
+CLIENT_DRAIN_HOOK_SECONDS = 420
+# Connections to a deregistered target get this long to finish; a drained client keeps serving
+# until Nomad stops its allocations, so a short delay loses nothing (AWS default: 300 s).
+DEREGISTRATION_DELAY_SECONDS = 30
+
+
+def refresh_headroom(clients: int) -> int:
+    """MaxHealthyPercentage for one extra instance at a time (AWS allows 100 to 200)."""
+    return min(200, 100 + -(-100 // max(clients, 1)))
 
 
 def _tags(settings: Settings, what: str) -> dict[str, str]:
@@ -74,6 +106,27 @@ def _elb_name(name: str) -> str:
             f"{_ELB_NAME_MAX} before Pulumi's random suffix: give the component a shorter name"
         )
     return name
+
+
+# What the API load balancer asks each server before sending it traffic: the agent serving, not merely
+# its port open. Both answer without a token or a client certificate; anything but 200 is unhealthy.
+HEALTH_CHECKS = {
+    # 200 once the server knows a leader, 500 otherwise (hashicorp/nomad v1.10.3
+    # command/agent/agent_endpoint.go HealthRequest; no ACL; verify_https_client = false).
+    NOMAD_HTTP_PORT: "/v1/agent/health?type=server",
+    # 200 active or (standbyok) standby; 501 uninitialised, 503 sealed, 429 never asked for
+    # (hashicorp/vault http/sys_health.go getSysHealth).
+    VAULT_API_PORT: "/v1/sys/health?standbyok=true",
+    # Consul: TCP only. Its servers' HTTPS API requires a client certificate (verify_incoming), which
+    # a load balancer's health check cannot present.
+}
+
+
+def _health_check(port: int) -> aws.lb.TargetGroupHealthCheckArgs:
+    path = HEALTH_CHECKS.get(port)
+    if path is None:
+        return aws.lb.TargetGroupHealthCheckArgs(protocol="TCP", port="traffic-port")
+    return aws.lb.TargetGroupHealthCheckArgs(protocol="HTTPS", port="traffic-port", path=path, matcher="200")
 
 
 def _tcp_forward(
@@ -93,7 +146,9 @@ def _tcp_forward(
         protocol="TCP",
         target_type=target_type,
         vpc_id=vpc_id,
-        health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="TCP", port="traffic-port"),
+        health_check=_health_check(port),
+        deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
+        connection_termination=True,
         tags=_tags(settings, what),
         opts=opts,
     )
@@ -107,6 +162,54 @@ def _tcp_forward(
         opts=opts,
     )
     return target_group
+
+
+class AwsPreflightError(pulumi.RunError):
+    """The account or region cannot hold the stack's shape: said before anything is created."""
+
+
+# Service Quotas code of "EC2-VPC Elastic IPs" (default 5 per region): AWS docs, Amazon EC2 Elastic IP
+# addresses, "Elastic IP address quota".
+ELASTIC_IP_QUOTA_CODE = "L-0263D0A3"
+
+
+def availability_zones(settings: Settings) -> list[str]:
+    """One zone per subnet, in the region's order, among the zones every account has: Local and
+    Wavelength Zones need an opt-in (their opt-in-status is not "opt-in-not-required"), and a load
+    balancer takes one subnet per zone. Refuses a region with fewer such zones than subnets."""
+    zones = aws.get_availability_zones(
+        state="available",
+        filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+    ).names
+    wanted = len(settings.aws.subnet_cidrs)
+    if len(zones) < wanted:
+        raise AwsPreflightError(
+            f"subnetCidrs: {wanted} subnets need {wanted} availability zones, and {settings.aws.region} offers "
+            f"{len(zones)} ({', '.join(zones) or 'none'}) to this account: give as many subnets as zones, or "
+            "choose another region"
+        )
+    return list(zones[:wanted])
+
+
+def check_elastic_ip_quota(settings: Settings, log=pulumi.log.warn) -> None:
+    """Stops before anything is created when the servers' Elastic IPs would exceed the region's
+    quota, counting the addresses this stack already holds as its own. An identity that may not read
+    the quota (servicequotas:GetServiceQuota) is warned, not stopped."""
+    try:
+        quota = aws.servicequotas.get_service_quota(quota_code=ELASTIC_IP_QUOTA_CODE, service_code="ec2").value
+        every = len(aws.ec2.get_eips().allocation_ids)
+        own = len(aws.ec2.get_eips(tags={"Project": PROJECT, "Stack": settings.stack}).allocation_ids)
+    except Exception as error:  # any failure of the lookups only skips the check
+        log(f"could not check the Elastic IP quota in {settings.aws.region} ({error}); going on")
+        return
+    needed = settings.server_count
+    if every - own + needed > quota:
+        raise AwsPreflightError(
+            f"serverCount: {needed} servers need {needed} Elastic IPs in {settings.aws.region}; the quota is "
+            f"{quota:g} and {every - own} are taken by other stacks or tools. Release some, or ask for more "
+            f"(Service Quotas, EC2, {ELASTIC_IP_QUOTA_CODE}: `aws service-quotas request-service-quota-increase "
+            f"--service-code ec2 --quota-code {ELASTIC_IP_QUOTA_CODE} --desired-value {every - own + needed}`)"
+        )
 
 
 class AwsNetwork(pulumi.ComponentResource):
@@ -130,11 +233,13 @@ class AwsNetwork(pulumi.ComponentResource):
     """Server name -> its ENI, known once its Elastic IP is attached."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("hashistack:aws:Network", name, None, opts)
         settings = args.settings
+        # Before anything exists: what the account and region cannot hold stops here.
+        zones = availability_zones(settings)
+        check_elastic_ip_quota(settings)
+        super().__init__("hashistack:aws:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=str(settings.network_cidr),
@@ -157,8 +262,8 @@ class AwsNetwork(pulumi.ComponentResource):
                 f"{name}-subnet-{i}",
                 vpc_id=vpc.id,
                 cidr_block=str(cidr),
-                # Round-robin, like the servers over the subnets (components/addressing.py).
-                availability_zone=zones.names.apply(lambda names, i=i: names[i % len(names)]),
+                # One zone each: a load balancer takes one subnet per zone.
+                availability_zone=zones[i],
                 tags=_tags(settings, f"subnet-{i}"),
                 opts=child,
             )
@@ -256,8 +361,11 @@ class AwsNetwork(pulumi.ComponentResource):
             (NOMAD_SERF_PORT, ("tcp", "udp"), "servers", ["servers"]),
             (VAULT_API_PORT, ("tcp",), "servers", nodes),
             (VAULT_CLUSTER_PORT, ("tcp",), "servers", ["servers"]),
-            # Servers reach clients for log streaming and `nomad alloc exec`.
-            (NOMAD_HTTP_PORT, ("tcp",), "clients", ["servers"]),
+            # Servers reach clients for log streaming and `nomad alloc exec`; Prometheus, a job on a
+            # client, scrapes every Nomad agent's /v1/metrics (jobs/prometheus.nomad.hcl), and a
+            # migrating allocation's data moves from client to client over the same API.
+            (NOMAD_HTTP_PORT, ("tcp",), "clients", ["servers", "clients"]),
+            (NOMAD_HTTP_PORT, ("tcp",), "servers", ["clients"]),
             (SSH_PORT, ("tcp",), "servers", allowed),
             (SSH_PORT, ("tcp",), "clients", allowed),
         ):
@@ -271,7 +379,9 @@ class AwsNetwork(pulumi.ComponentResource):
         for port in INGRESS_PORTS:
             allow("clients", ("tcp",), (port, port), ["ingress-lb"])
             # WARNING: the only rules open to the whole internet, by design: the ingress serves the jobs.
-            allow("ingress-lb", ("tcp",), (port, port), [WORLD_IPV4, WORLD_IPV6])
+            # IPv4 only: the load balancer has no IPv6 address (ip_address_type "ipv4"), so an ::/0 rule
+            # would admit nothing.
+            allow("ingress-lb", ("tcp",), (port, port), [WORLD_IPV4])
 
         child = pulumi.ResourceOptions(parent=self)
         for group, protocol, first, last, source in rules:
@@ -280,7 +390,7 @@ class AwsNetwork(pulumi.ComponentResource):
                 label, peer = source, {"referenced_security_group_id": sg[source].id}
             else:
                 cidr = str(source)
-                label = "world" if cidr in (WORLD_IPV4, WORLD_IPV6) else f"allowed{allowed.index(source)}"
+                label = "world" if cidr == WORLD_IPV4 else f"allowed{allowed.index(source)}"
                 label += "-v6" if ":" in cidr else ""
                 peer = {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
             rule = f"{group}-{protocol}-{ports}-from-{label}"
@@ -332,7 +442,6 @@ class AwsNodes(pulumi.ComponentResource):
     """DNS name of the API load balancer: Nomad 4646, Consul 8501 and Vault 8200."""
     ingress_endpoint: pulumi.Output[str]
     """DNS name of the ingress load balancer (80/443 to the clients)."""
-    ingress_ips: list[pulumi.Output[str]]
     """The ingress load balancer's fixed public addresses, one per availability zone."""
     server_health: list[ServerHealth]
     """One health gate per server, in chain order."""
@@ -380,12 +489,19 @@ class AwsNodes(pulumi.ComponentResource):
             opts=invoke,
         )
 
-        # Roles and parameters first: a node reads them at boot, though nothing it is given names them.
+        # Roles first (the key of the secrets names them), then the key, then each node's secrets under
+        # it: a node reads them at boot, though nothing it is given names them.
+        client = nodes["client"]
+        roles = {
+            ssm_scope(node): self._role(node) for node in (*(nodes[p.name] for p in planned_servers(settings)), client)
+        }
+        secrets_key = self._secrets_key(roles, identity, partition)
         servers = {}
         for planned in planned_servers(settings):
             node = nodes[planned.name]
             material = material_for(secrets, Role.SERVER, secrets.servers[planned.name])
-            profile, boot_needs = self._identity(node, cluster, material, key_arn=key.arn)
+            role, profile = roles[ssm_scope(node)]
+            boot_needs = self._secrets(node, cluster, material, role, secrets_key, vault_key_arn=key.arn)
             servers[planned.name] = (node, material, profile, boot_needs)
 
         def create_server(planned: PlannedServer, server_opts: pulumi.ResourceOptions) -> aws.ec2.Instance:
@@ -421,12 +537,28 @@ class AwsNodes(pulumi.ComponentResource):
                 ),
             )
 
-        chain = chain_servers(name, settings, network, secrets, self, create_server)
+        chain = chain_servers(
+            name,
+            settings,
+            network,
+            secrets,
+            self,
+            create_server,
+            # The boot script's last line is on the serial console (cloudinit/hashistack-bootstrap.sh).
+            console_command=lambda machine: pulumi.Output.concat(
+                "aws ec2 get-console-output --latest --output text --region ",
+                settings.aws.region,
+                " --instance-id ",
+                machine.id,
+            ),
+        )
         self.server_health, self.vault_init = chain.gates, chain.vault_init
 
-        client = nodes["client"]
         client_material = material_for(secrets, Role.CLIENT, secrets.client)
-        client_profile, client_boot_needs = self._identity(client, cluster, client_material, key_arn=None)
+        client_role, client_profile = roles[ssm_scope(client)]
+        client_boot_needs = self._secrets(
+            client, cluster, client_material, client_role, secrets_key, vault_key_arn=None
+        )
         template = aws.ec2.LaunchTemplate(
             f"{name}-client",
             description=f"{PROJECT} {settings.stack} client",
@@ -465,21 +597,14 @@ class AwsNodes(pulumi.ComponentResource):
         )
 
         ingress_targets = []
-        self.ingress_ips = []
-        mappings = []
-        for i, subnet_id in enumerate(network.subnet_ids):
-            # Fixed addresses, so DNS records (and the hosts lines) outlive any change to the load
-            # balancer; AWS charges every public IPv4 address alike, allocated or automatic.
-            address = aws.ec2.Eip(f"{name}-ingress-{i}", domain="vpc", tags=_tags(settings, f"ingress-{i}"), opts=child)
-            self.ingress_ips.append(address.public_ip)
-            mappings.append(
-                aws.lb.LoadBalancerSubnetMappingArgs(subnet_id=subnet_id, allocation_id=address.allocation_id)
-            )
         ingress = aws.lb.LoadBalancer(
             _elb_name(f"{name}-ingress"),
             load_balancer_type="network",
             internal=False,
-            subnet_mappings=mappings,
+            # No Elastic IPs: an account has 5 per region by default and the servers need theirs
+            # (ELASTIC_IP_QUOTA_CODE). AWS gives a network load balancer one static address per
+            # zone anyway; reach it by its DNS name (ingressEndpoint).
+            subnets=network.subnet_ids,
             security_groups=[network.ingress_lb_security_group_id],
             enable_cross_zone_load_balancing=True,
             tags=_tags(settings, "ingress"),
@@ -492,7 +617,8 @@ class AwsNodes(pulumi.ComponentResource):
         group = aws.autoscaling.Group(
             f"{name}-clients",
             min_size=settings.client_count,
-            max_size=settings.client_count,
+            # Room for one more while a refresh launches a replacement before it terminates a client.
+            max_size=settings.client_count + 1,
             desired_capacity=settings.client_count,
             vpc_zone_identifiers=network.subnet_ids,
             launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
@@ -504,9 +630,13 @@ class AwsNodes(pulumi.ComponentResource):
             health_check_type="EC2",
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
                 strategy="Rolling",
-                # Keep nearly all clients serving; at least one is replaced at a time.
+                # Launch before terminate, one client at a time: every client keeps serving until its
+                # replacement is in service (AWS API RefreshPreferences: MinHealthyPercentage 100,
+                # MaxHealthyPercentage up to 200), then it drains (the lifecycle hook below).
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
-                    min_healthy_percentage=90, instance_warmup="300"
+                    min_healthy_percentage=100,
+                    max_healthy_percentage=refresh_headroom(settings.client_count),
+                    instance_warmup="300",
                 ),
             ),
             # The join tag stays off: cloud auto-join must find servers, never clients.
@@ -517,16 +647,30 @@ class AwsNodes(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=client_boot_needs),
         )
 
+        # A terminating client waits in Terminating:Wait while its own Nomad drains it
+        # (cloudinit/hashistack-asg-drain.sh stops Nomad; drain_on_shutdown drains with the node's own
+        # identity). A resource of its own, not the group's initial hooks: `pulumi destroy` deletes
+        # it first, and the clients then go without waiting out the hook.
+        aws.autoscaling.LifecycleHook(
+            f"{name}-client-drain",
+            autoscaling_group_name=group.name,
+            lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+            heartbeat_timeout=CLIENT_DRAIN_HOOK_SECONDS,
+            # The API's default is ABANDON; either way the instance terminates once the hook times out.
+            default_result="CONTINUE",
+            opts=child,
+        )
+
         self.servers = {s.name: s.public_ip for s in network.servers}
         self.clients = pulumi.Output.from_input({"autoscalingGroup": group.name, "size": settings.client_count})
         self.api_endpoint = network.api_dns_name
         self.ingress_endpoint = ingress.dns_name
         self.kms_key_id = key.id
         server_ips = pulumi.Output.all(*self.servers.values())
-        self.hosts_lines = pulumi.Output.all(server_ips, self.ingress_ips[0]).apply(
-            lambda values: hosts_lines(
-                settings, dict(zip(self.servers, values[0], strict=True)), values[1], args.ingress_names
-            )
+        # The servers by name; the ingress's names go to DNS (a CNAME to ingressEndpoint): its
+        # addresses are the load balancer's, not the stack's.
+        self.hosts_lines = server_ips.apply(
+            lambda ips: hosts_lines(settings, dict(zip(self.servers, ips, strict=True)), None, args.ingress_names)
         )
         self.ssh_commands = server_ips.apply(
             lambda ips: {node: f"ssh ubuntu@{ip}" for node, ip in zip(self.servers, ips, strict=True)}
@@ -541,27 +685,11 @@ class AwsNodes(pulumi.ComponentResource):
             }
         )
 
-    def _identity(
-        self, node: NodeSpec, cluster: ClusterSpec, material: NodeMaterialInputs, key_arn: pulumi.Output[str] | None
-    ) -> tuple[aws.iam.InstanceProfile, list[pulumi.Resource]]:
-        """A node's instance profile, and what must exist before it boots: its policy and its secrets."""
+    def _role(self, node: NodeSpec) -> tuple[aws.iam.Role, aws.iam.InstanceProfile]:
+        """The instance role of a server, or of every client, and its instance profile."""
         name, settings = self._name, self._settings
         child = pulumi.ResourceOptions(parent=self)
         scope = ssm_scope(node)
-        parameters = [
-            aws.ssm.Parameter(
-                f"{name}-{scope}-{parameter.rsplit('/', 1)[1]}",
-                name=parameter,
-                # With the account's aws/ssm key, whose key policy lets SSM decrypt for any role
-                # allowed to read the parameter; the Vault key stays usable by the servers alone.
-                type="SecureString",
-                value=value,
-                description=f"{PROJECT} {settings.stack} {scope}: fetched by the node at boot",
-                tags=_tags(settings, f"{scope}-{parameter.rsplit('/', 1)[1]}"),
-                opts=child,
-            )
-            for parameter, value in secret_parameters(cluster, node, material).items()
-        ]
         role = aws.iam.Role(
             f"{name}-{scope}",
             description=f"{PROJECT} {settings.stack} {scope}",
@@ -580,6 +708,104 @@ class AwsNodes(pulumi.ComponentResource):
             tags=_tags(settings, scope),
             opts=child,
         )
+        profile = aws.iam.InstanceProfile(f"{name}-{scope}", role=role.name, tags=_tags(settings, scope), opts=child)
+        return role, profile
+
+    def _secrets_key(
+        self,
+        roles: dict[str, tuple[aws.iam.Role, aws.iam.InstanceProfile]],
+        identity: pulumi.Output,
+        partition: pulumi.Output,
+    ) -> aws.kms.Key:
+        """The stack's own key for its SSM parameters. With the account's aws/ssm key any principal of
+        the account allowed to read a parameter could decrypt it; this key's policy lets the account
+        administer it (never lock it: refresh and destroy keep working) but decrypt nothing, the
+        deploying role encrypt and decrypt through SSM, and each node role decrypt its own parameters
+        only: SSM passes the parameter's ARN as encryption context (AWS docs, "How AWS Systems Manager
+        Parameter Store uses AWS KMS": kms:EncryptionContext:PARAMETER_ARN)."""
+        name, settings = self._name, self._settings
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        # An assumed role's session ARN changes with every session: the key names the role itself.
+        deployer = aws.iam.get_session_context_output(arn=identity.arn, opts=invoke).issuer_arn
+        ssm_service = pulumi.Output.concat("ssm.", settings.aws.region, ".", partition.dns_suffix)
+        account_root = pulumi.Output.concat("arn:", partition.partition, ":iam::", identity.account_id, ":root")
+        statements: list = [
+            {
+                "Sid": "AccountAdministers",
+                "Effect": "Allow",
+                "Principal": {"AWS": account_root},
+                "Action": list(KMS_ADMINISTRATION),
+                "Resource": "*",
+            },
+            {
+                "Sid": "DeployerThroughSsm",
+                "Effect": "Allow",
+                "Principal": {"AWS": deployer},
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:ViaService": ssm_service}},
+            },
+        ]
+        for scope, (role, _profile) in roles.items():
+            statements.append(
+                {
+                    "Sid": f"{scope.replace('-', '').capitalize()}ReadsItsOwn",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": role.arn},
+                    "Action": "kms:Decrypt",
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {"kms:ViaService": ssm_service},
+                        "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": self._parameters_of(scope)},
+                    },
+                }
+            )
+        key = aws.kms.Key(
+            f"{name}-secrets",
+            description=f"{PROJECT} stack {settings.stack}: the nodes' secrets in SSM Parameter Store",
+            enable_key_rotation=True,
+            deletion_window_in_days=KMS_DELETION_WINDOW_DAYS,
+            policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements}),
+            tags=_tags(settings, "secrets"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.kms.Alias(
+            f"{name}-secrets",
+            name=f"alias/{PROJECT}-{settings.stack}-secrets",
+            target_key_id=key.id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return key
+
+    def _parameters_of(self, scope: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat(self._parameter_arn_prefix, f"{ssm_prefix(self._settings)}/{scope}/*")
+
+    def _secrets(
+        self,
+        node: NodeSpec,
+        cluster: ClusterSpec,
+        material: NodeMaterialInputs,
+        role: aws.iam.Role,
+        secrets_key: aws.kms.Key,
+        vault_key_arn: pulumi.Output[str] | None,
+    ) -> list[pulumi.Resource]:
+        """What must exist before a node boots: its secrets, under the stack's key, and its policy."""
+        name, settings = self._name, self._settings
+        child = pulumi.ResourceOptions(parent=self)
+        scope = ssm_scope(node)
+        parameters = [
+            aws.ssm.Parameter(
+                f"{name}-{scope}-{parameter.rsplit('/', 1)[1]}",
+                name=parameter,
+                type="SecureString",
+                key_id=secrets_key.arn,
+                value=value,
+                description=f"{PROJECT} {settings.stack} {scope}: fetched by the node at boot",
+                tags=_tags(settings, f"{scope}-{parameter.rsplit('/', 1)[1]}"),
+                opts=child,
+            )
+            for parameter, value in secret_parameters(cluster, node, material).items()
+        ]
         statements = [
             # DescribeInstances supports no resource-level permissions: "*" is the only resource it
             # accepts. Cloud auto-join needs it to find the servers by tag.
@@ -588,16 +814,16 @@ class AwsNodes(pulumi.ComponentResource):
                 "Sid": "OwnSecrets",
                 "Effect": "Allow",
                 "Action": ["ssm:GetParameters"],
-                "Resource": pulumi.Output.concat(self._parameter_arn_prefix, f"{ssm_prefix(settings)}/{scope}/*"),
+                "Resource": self._parameters_of(scope),
             },
         ]
-        if key_arn is not None:
+        if vault_key_arn is not None:
             statements.append(
                 {
                     "Sid": "VaultAutoUnseal",
                     "Effect": "Allow",
                     "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
-                    "Resource": key_arn,
+                    "Resource": vault_key_arn,
                 }
             )
         policy = aws.iam.RolePolicy(
@@ -606,5 +832,4 @@ class AwsNodes(pulumi.ComponentResource):
             policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements}),
             opts=child,
         )
-        profile = aws.iam.InstanceProfile(f"{name}-{scope}", role=role.name, tags=_tags(settings, scope), opts=child)
-        return profile, [policy, *parameters]
+        return [policy, *parameters]

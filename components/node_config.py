@@ -22,6 +22,7 @@ from components.settings import PackageSource, Versions
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "cloudinit"
 BOOTSTRAP_PATH = "/usr/local/sbin/hashistack-bootstrap"
+ASG_DRAIN_PATH = "/usr/local/sbin/hashistack-asg-drain"
 SSM_MANIFEST_PATH = "/etc/hashistack/ssm-secrets.tsv"
 TLS_DIR = "/etc/hashistack/tls"
 # go-sockaddr template the agents resolve at start, for nodes whose address is not known in advance.
@@ -242,6 +243,12 @@ def node_files(
         public("/etc/systemd/system/hashistack-task-firewall.service", _static("hashistack-task-firewall.service"))
         public("/etc/sysctl.d/60-bridge-netfilter.conf", _static("bridge-netfilter.conf"))
         public("/etc/modules-load.d/br_netfilter.conf", _static("br-netfilter-module.conf"))
+        if isinstance(cluster.delivery, SsmSecrets):
+            # AWS: Nomad drains the client when stopped (nomad.hcl.j2), which the autoscaling group's
+            # termination does through hashistack-asg-drain; systemd waits for the drain.
+            public("/etc/systemd/system/nomad.service.d/drain.conf", _static("nomad-drain.conf"))
+            public(ASG_DRAIN_PATH, _static("hashistack-asg-drain.sh"), "0755")
+            public("/etc/systemd/system/hashistack-asg-drain.service", _static("hashistack-asg-drain.service"))
     return files
 
 

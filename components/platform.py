@@ -114,6 +114,7 @@ def chain_servers(
     parent: pulumi.Resource,
     create_server: Callable[[PlannedServer, pulumi.ResourceOptions], pulumi.CustomResource],
     console_logs: Mapping[str, str] | None = None,
+    console_command: Callable[[pulumi.CustomResource], pulumi.Input[str]] | None = None,
 ) -> ServerChain:
     """Creates the servers one after another, each behind the previous one's health gate, except on
     the stack's first `up`, when they are created together (components/stack_epoch.py).
@@ -129,7 +130,8 @@ def chain_servers(
     exists, and unsealed there by its initialisation, so that no gate waits for another (the dynamic
     provider serves four calls at once: with five servers created together, one gate queues).
     `console_logs`: server name -> its serial console log on this host, where a gate reads a failed
-    boot's FAILED line (components/node_console.py).
+    boot's FAILED line (components/node_console.py); `console_command`: machine -> the command that
+    shows its console, named by a gate that times out (AWS).
     """
     reachable = {s.name: s.reachable_ip for s in network.servers}
     epoch = StackEpoch(f"{name}-epoch", pulumi.ResourceOptions(parent=parent))
@@ -170,6 +172,7 @@ def chain_servers(
                     vault_token=vault_init.root_token,
                     vault_unseal_keys=vault_init.unseal_keys,
                     console_log=(console_logs or {}).get(planned.name, ""),
+                    console_command=console_command(machine) if console_command else "",
                 ),
                 pulumi.ResourceOptions(parent=parent),
             )

@@ -224,11 +224,13 @@ def wait_until_healthy(
     poller: Poller,
     *,
     cluster_existed: bool,
+    console_command: str = "",
 ) -> str:
     """Blocks until every agent of `node_name` is back: Consul, then Vault (unsealed here with the
     Shamir keys, or by itself with auto-unseal), then Nomad. Returns what was established.
 
     `cluster_existed`: the gate guards a server replaced in a cluster that an earlier run built.
+    `console_command`: how the operator reads the server's console (AWS), named when the wait times out.
     """
     try:
         done = [poller.until(f"{node_name} Consul", consul_healthy(apis, node_name, address, peers, cluster_existed))]
@@ -241,9 +243,10 @@ def wait_until_healthy(
             f"are, so the quorums hold. Fix the cause and run `pulumi up` again; it resumes with this server."
         ) from None
     except DeadlineExceeded as error:
+        console = f" Its boot's last words are on its console: `{console_command}`." if console_command else ""
         raise ServerUnhealthyError(
             f"{node_name} is not healthy: {error}. The next servers were left as they are, so the quorums "
-            f"hold. Look at the node (`journalctl -u consul -u vault -u nomad`, "
+            f"hold.{console} Look at the node (`journalctl -u consul -u vault -u nomad`, "
             f"/var/log/hashistack-bootstrap.log, /var/log/cloud-init-output.log), fix the cause and run "
             f"`pulumi up` again; it resumes with this server."
         ) from None
@@ -263,6 +266,7 @@ _INPUTS = (
     "vault_token",
     "vault_unseal_keys",
     "console_log",
+    "console_command",
 )
 _SECRET_INPUTS = ["client_key_pem", "consul_token", "nomad_token", "vault_token", "vault_unseal_keys"]
 # A different server: a new gate. A new machine for the same server: the same gate, updated.
@@ -290,6 +294,7 @@ class _ServerHealthProvider(pulumi.dynamic.ResourceProvider):
             # serial log on this host; "" where there is none to read).
             Poller(self._timeout, self._interval, abort=log_file_watch(props.get("console_log") or "")),
             cluster_existed=cluster_existed,
+            console_command=props.get("console_command") or "",
         )
         return {**props, "status": status}
 
@@ -333,6 +338,8 @@ class ServerHealthArgs:
     """Shamir unseal keys; empty with auto-unseal."""
     console_log: pulumi.Input[str] = ""
     """The server's serial console log on this host, read for the boot script's FAILED line; "" for none."""
+    console_command: pulumi.Input[str] = ""
+    """The command that shows the server's console where the program cannot read it (AWS)."""
 
 
 class ServerHealth(pulumi.dynamic.Resource, module="hashistack", name="ServerHealth"):

@@ -30,6 +30,11 @@ _EXACT_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _KEY_FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# AWS: "Inbound or outbound rules per security group", 60 by default, counted per address family (VPC
+# quotas). The servers' group holds 17 rules of the cluster's own and 4 per apiAllowedCidrs range
+# (SSH and the three APIs): tests/test_aws_platform.py counts them.
+SECURITY_GROUP_RULES = 60
+MAX_API_ALLOWED_CIDRS = (SECURITY_GROUP_RULES - 17) // 4
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 _SSH_KEY_TYPES = (
     "ssh-ed25519",
@@ -576,6 +581,15 @@ def _read_aws(read: _Reader, network: ipaddress.IPv4Network | None, preview: boo
         read.problem(
             "apiAllowedCidrs", [], "is required on aws: the ranges allowed to reach the Nomad, Consul and Vault APIs"
         )
+    for version in (4, 6):
+        ranges = [str(c) for c in allowed if c.version == version]
+        if len(ranges) > MAX_API_ALLOWED_CIDRS:
+            read.problem(
+                "apiAllowedCidrs",
+                ranges,
+                f"may hold at most {MAX_API_ALLOWED_CIDRS} IPv{version} ranges: each adds 4 rules to the servers' "
+                f"security group, which AWS limits to {SECURITY_GROUP_RULES} per address family; use wider ranges",
+            )
 
     instance_types = []
     for key in ("awsServerInstanceType", "awsClientInstanceType"):

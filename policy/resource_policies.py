@@ -220,6 +220,11 @@ def secrets_stay_secret(args: ResourceValidationArgs, report_violation: ReportVi
             f"type is {args.props.get('type')!r}: the stack's parameters hold node secrets; make it "
             "'SecureString' (encrypted with KMS, readable only with kms:Decrypt)"
         )
+    elif args.resource_type == "aws:ssm/parameter:Parameter" and args.props.get("keyId") in (None, "", "alias/aws/ssm"):
+        report_violation(
+            f"keyId is {args.props.get('keyId')!r}: the account's aws/ssm key decrypts for every principal that may "
+            "read the parameter; encrypt it with the stack's own key (its policy names the readers)"
+        )
     if args.resource_type in _IMDS_TYPES:
         fields = (("userData", args.resource_type.endswith("LaunchTemplate")), ("userDataBase64", True))
         for field, encoded in fields:
@@ -340,8 +345,8 @@ POLICIES: list[ResourceValidationPolicy] = [
     ),
     mandatory(
         "secrets-stay-secret",
-        "Keys, tokens and key shares are secret in the state; SSM parameters are SecureStrings; EC2 user-data "
-        "carries no secret.",
+        "Keys, tokens and key shares are secret in the state; SSM parameters are SecureStrings under the "
+        "stack's own KMS key, not aws/ssm; EC2 user-data carries no secret.",
         secrets_stay_secret,
     ),
     mandatory(

@@ -104,6 +104,21 @@ def aws_call(token: str) -> dict[str, Any] | None:
             "arn": f"arn:aws:iam::{AWS_ACCOUNT}:user/ci",
             "userId": "AIDAJQABLZS4A3QDU576Q",
         }
+    if token == "aws:servicequotas/getServiceQuota:getServiceQuota":
+        # A fresh account's default (AWS docs: 5 Elastic IPs per region).
+        return {"id": "ec2/L-0263D0A3", "quotaCode": "L-0263D0A3", "serviceCode": "ec2", "value": 5.0}
+    if token == "aws:ec2/getEips:getEips":
+        return {"id": AWS_REGION, "allocationIds": [], "publicIps": []}
+    if token == "aws:iam/getSessionContext:getSessionContext":
+        # The deploying identity as CI assumes it (aws/aws-sdk: sts AssumeRole session ARNs).
+        return {
+            "id": "ci",
+            "arn": f"arn:aws:sts::{AWS_ACCOUNT}:assumed-role/hashistack-deploy/ci-run-1",
+            "issuerArn": f"arn:aws:iam::{AWS_ACCOUNT}:role/hashistack-deploy",
+            "issuerId": "AROAEXAMPLE",
+            "issuerName": "hashistack-deploy",
+            "sessionName": "ci-run-1",
+        }
     if token == "aws:index/getPartition:getPartition":
         return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsPrefix": "com.amazonaws"}
     return None

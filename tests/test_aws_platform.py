@@ -20,9 +20,10 @@ from test_node_config import appears
 from components import aws_platform
 from components.node_config import EC2_USER_DATA_LIMIT, TLS_DIR
 from components.node_plan import JOIN_TAG_KEY, join_tag_value
+from components.settings import MAX_API_ALLOWED_CIDRS, SECURITY_GROUP_RULES
 from scripts.stack_files import stack_settings
 
-from conftest import is_secret, plaintext_strings, run_program, unwrap
+from conftest import ROOT, ClusterMocks, RecordingMonitor, is_secret, plaintext_strings, run_program, unwrap
 
 STACK = "aws"
 NAME = "cluster"  # as __main__.py names the components
@@ -49,13 +50,13 @@ EXPECTED_INVENTORY = {
     INGRESS_RULE: 37,
     EGRESS_RULE: 7,  # nodes: all; load balancers: their target ports only
     "aws:ec2/networkInterface:NetworkInterface": 3,
-    "aws:ec2/eip:Eip": 6,  # one per server, one per subnet for the ingress load balancer
+    "aws:ec2/eip:Eip": 3,  # one per server: within a fresh account's 5, with 5 servers too
     "aws:lb/loadBalancer:LoadBalancer": 2,
     "aws:lb/targetGroup:TargetGroup": 5,
     "aws:lb/listener:Listener": 5,
     "aws:lb/targetGroupAttachment:TargetGroupAttachment": 9,  # servers x API ports
-    "aws:kms/key:Key": 1,
-    "aws:kms/alias:Alias": 1,
+    "aws:kms/key:Key": 2,  # Vault's seal; the nodes' secrets in SSM
+    "aws:kms/alias:Alias": 2,
     "aws:iam/role:Role": 4,  # one per server, one for all clients
     "aws:iam/rolePolicy:RolePolicy": 4,
     "aws:iam/instanceProfile:InstanceProfile": 4,
@@ -63,6 +64,7 @@ EXPECTED_INVENTORY = {
     INSTANCE: 3,
     TEMPLATE: 1,
     GROUP: 1,
+    "aws:autoscaling/lifecycleHook:LifecycleHook": 1,
     "pulumi-python:dynamic/hashistack:ServerHealth": 3,
 }
 
@@ -129,7 +131,8 @@ def test_inventory_does_not_grow_with_the_clients(monitor):
     assert _inventory(many) == _inventory(monitor)
     (group,) = many.of_type(GROUP)
     inputs = unwrap(group.inputs)
-    assert (inputs["minSize"], inputs["maxSize"], inputs["desiredCapacity"]) == (500, 500, 500), group.urn
+    assert (inputs["minSize"], inputs["maxSize"], inputs["desiredCapacity"]) == (500, 501, 500), group.urn
+    assert inputs["instanceRefresh"]["preferences"]["maxHealthyPercentage"] == 101, "one extra instance at a time"
     assert unwrap(many.stack_outputs["clients"])["size"] == 500
 
 
@@ -222,6 +225,36 @@ def test_every_parameter_is_a_secret_secure_string_on_its_nodes_path(monitor):
     expected = {f"/hashistack/{STACK}/{s}/{f}" for s in SERVERS for f in server_files}
     expected |= {f"/hashistack/{STACK}/clients/{f}" for f in ("consul-secrets", "nomad-secrets", "tls-key")}
     assert names == expected
+
+
+def test_parameters_are_encrypted_with_the_stacks_own_key_whose_policy_reads_only_what_it_must(monitor):
+    """Not the account's aws/ssm key, which decrypts for whoever may read a parameter. The key policy:
+    the account administers (AWS KMS docs, default key policy, key administrators) but may not use it;
+    the deploying role (the session's issuer, not the session: aws iam get_session_context) encrypts
+    and decrypts through SSM; each node role decrypts its own parameters only, through SSM, which
+    passes the parameter's ARN as encryption context (AWS docs: Parameter Store and AWS KMS,
+    kms:EncryptionContext:PARAMETER_ARN)."""
+    key = monitor.one("aws:kms/key:Key", f"{NAME}-secrets")
+    for parameter in monitor.of_type(PARAMETER):
+        assert parameter.inputs["keyId"] == key.outputs["arn"], parameter.urn
+    assert key.inputs["enableKeyRotation"] is True
+    statements = {st["Sid"]: st for st in json.loads(key.inputs["policy"])["Statement"]}
+    admin = statements.pop("AccountAdministers")
+    assert admin["Principal"] == {"AWS": f"arn:aws:iam::{AWS_ACCOUNT}:root"}
+    assert not {"kms:*", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncrypt*"} & set(admin["Action"])
+    assert "kms:ScheduleKeyDeletion" in admin["Action"]
+    deployer = statements.pop("DeployerThroughSsm")
+    assert deployer["Principal"] == {"AWS": f"arn:aws:iam::{AWS_ACCOUNT}:role/hashistack-deploy"}
+    assert deployer["Condition"] == {"StringEquals": {"kms:ViaService": f"ssm.{AWS_REGION}.amazonaws.com"}}
+    roles = {_short(r): r.outputs["arn"] for r in monitor.of_type("aws:iam/role:Role")}
+    assert sorted(statements) == sorted(f"{scope.replace('-', '').capitalize()}ReadsItsOwn" for scope in roles)
+    for scope, arn in roles.items():
+        statement = statements[f"{scope.replace('-', '').capitalize()}ReadsItsOwn"]
+        assert (statement["Principal"], statement["Action"]) == ({"AWS": arn}, "kms:Decrypt"), scope
+        assert statement["Condition"] == {
+            "StringEquals": {"kms:ViaService": f"ssm.{AWS_REGION}.amazonaws.com"},
+            "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": _parameter_pattern(scope)},
+        }, scope
 
 
 def test_each_server_key_is_stored_under_that_server_only(monitor):
@@ -361,7 +394,8 @@ def test_only_the_ingress_load_balancer_is_open_to_the_world_on_80_and_443(monit
     assert world_open, "the ingress must be reachable from the internet"
     for urn, group, protocol, first, last, _ in world_open:
         assert group == "ingress-lb" and protocol == "tcp" and first == last and first in (80, 443), urn
-    assert {(r[3], r[5]) for r in world_open} == {(p, w) for p in (80, 443) for w in WORLD}
+    # IPv4 only: the ingress load balancer has no IPv6 address, so ::/0 would admit nothing.
+    assert {(r[3], r[5]) for r in world_open} == {(80, "0.0.0.0/0"), (443, "0.0.0.0/0")}
 
 
 def test_no_ingress_rule_allows_every_protocol(monitor):
@@ -375,10 +409,11 @@ def test_api_ports_are_reachable_only_from_the_allowed_ranges_and_the_cluster(mo
     assert allowed
     lb = {"sg:api-lb"}
     expected = {
-        ("servers", 4646): lb | allowed,
+        # Prometheus (a job on a client) scrapes every Nomad agent: jobs/prometheus.nomad.hcl.
+        ("servers", 4646): lb | allowed | {"sg:clients"},
         ("servers", 8501): lb | allowed,
         ("servers", 8200): lb | allowed | {"sg:servers", "sg:clients"},
-        ("clients", 4646): {"sg:servers"},  # log streaming and exec, from the servers only
+        ("clients", 4646): {"sg:servers", "sg:clients"},  # log streaming, exec, metrics, alloc migration
         ("clients", 8501): set(),
         ("clients", 8200): set(),
         ("api-lb", 4646): allowed,
@@ -390,6 +425,42 @@ def test_api_ports_are_reachable_only_from_the_allowed_ranges_and_the_cluster(mo
     }
     for (group, port), sources in expected.items():
         _assert_sources(rules, group, port, sources)
+
+
+def test_the_servers_security_group_stays_within_aws_rule_limit_at_the_most_ranges_allowed():
+    """AWS VPC quotas: 60 inbound rules per security group and address family; settings cap the ranges."""
+    ranges = [f"198.51.{i}.0/24" for i in range(MAX_API_ALLOWED_CIDRS)]
+    monitor = _run({"apiAllowedCidrs": ranges})
+    servers = [r for r in _rules(monitor) if r[1] == "servers"]
+    assert len(servers) == 17 + 4 * MAX_API_ALLOWED_CIDRS <= SECURITY_GROUP_RULES
+    with pytest.raises(Exception, match=rf"may hold at most {MAX_API_ALLOWED_CIDRS} IPv4 ranges"):
+        _run({"apiAllowedCidrs": [*ranges, "198.51.100.0/24"]})
+
+
+def test_the_api_load_balancer_asks_nomad_and_vault_whether_they_serve(monitor):
+    """A TCP check passes for a sealed or uninitialised Vault and a Nomad without a leader; the HTTPS
+    ones do not: Vault's /v1/sys/health answers 501 uninitialised, 503 sealed, 200 active or (with
+    standbyok) standby (hashicorp/vault http/sys_health.go getSysHealth); Nomad's agent health answers
+    500 without a leader (hashicorp/nomad v1.10.3 command/agent/agent_endpoint.go HealthRequest).
+    Consul stays TCP: its servers' HTTPS API wants a client certificate the load balancer has not."""
+    checks = {
+        r.inputs["port"]: r.inputs["healthCheck"]
+        for r in monitor.of_type("aws:lb/targetGroup:TargetGroup")
+        if "api" in r.name
+    }
+    assert checks[4646] == {
+        "protocol": "HTTPS",
+        "port": "traffic-port",
+        "path": "/v1/agent/health?type=server",
+        "matcher": "200",
+    }
+    assert checks[8200] == {
+        "protocol": "HTTPS",
+        "port": "traffic-port",
+        "path": "/v1/sys/health?standbyok=true",
+        "matcher": "200",
+    }
+    assert checks[8501] == {"protocol": "TCP", "port": "traffic-port"}
 
 
 def test_ssh_only_from_the_allowed_ranges(monitor):
@@ -551,6 +622,33 @@ def test_the_ingress_serves_the_client_group(monitor):
     assert len(inputs["vpcZoneIdentifiers"]) == 3
 
 
+def test_clients_roll_launch_before_terminate_and_drain_before_they_go(monitor):
+    """AWS API RefreshPreferences: MinHealthyPercentage 100 and MaxHealthyPercentage above it launch a
+    replacement before terminating; the terminating-transition hook (API LifecycleHook: default result
+    ABANDON unless set, heartbeat 30-7200 s) holds a client while its Nomad drains it: longer than
+    nomad.service's stop timeout on clients (cloudinit/nomad-drain.conf)."""
+    (group,) = monitor.of_type(GROUP)
+    inputs = unwrap(group.inputs)
+    assert (inputs["minSize"], inputs["maxSize"], inputs["desiredCapacity"]) == (3, 4, 3)
+    refresh = inputs["instanceRefresh"]
+    assert refresh["strategy"] == "Rolling"
+    assert refresh["preferences"]["minHealthyPercentage"] == 100
+    assert refresh["preferences"]["maxHealthyPercentage"] == 134, "3 clients: one more at a time"
+    assert [aws_platform.refresh_headroom(n) for n in (1, 2, 3, 500)] == [200, 150, 134, 101]
+    (hook,) = monitor.of_type("aws:autoscaling/lifecycleHook:LifecycleHook")
+    assert hook.inputs["autoscalingGroupName"] == group.outputs["name"]
+    assert hook.inputs["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook.inputs["defaultResult"] == "CONTINUE"
+    stop = next(
+        line.split("=", 1)[1]
+        for line in (ROOT / "cloudinit" / "nomad-drain.conf").read_text().splitlines()
+        if line.startswith("TimeoutStopSec=")
+    )
+    assert stop.endswith("min") and hook.inputs["heartbeatTimeout"] > int(stop.removesuffix("min")) * 60
+    for target_group in monitor.of_type("aws:lb/targetGroup:TargetGroup"):
+        assert (target_group.inputs["deregistrationDelay"], target_group.inputs["connectionTermination"]) == (30, True)
+
+
 # -- the server chain ---------------------------------------------------------------------------------
 
 
@@ -568,6 +666,16 @@ def test_servers_are_replaced_one_after_another():
         waits_for = {urn for urn in instance.dependencies if urn in {g.urn for g in gates.values()}}
         assert waits_for == ({gates[SERVERS[i - 1]].urn} if i else set()), f"{instance.urn} waits for {waits_for}"
         assert waits_for <= earlier
+
+
+def test_a_gate_that_times_out_names_the_console_command_of_its_instance(monitor):
+    for node in SERVERS:
+        instance = monitor.one(INSTANCE, f"{NAME}-{node}")
+        gate = monitor.one("pulumi-python:dynamic/hashistack:ServerHealth", f"{NAME}-{node}-healthy")
+        assert gate.inputs["console_command"] == (
+            f"aws ec2 get-console-output --latest --output text --region {AWS_REGION} --instance-id {instance.id}"
+        )
+        assert gate.inputs["console_log"] == "", "AWS has no console log on this host"
 
 
 def test_a_newer_image_replaces_no_node(monitor):
@@ -590,11 +698,70 @@ def test_outputs(monitor):
     assert outputs["ingressEndpoint"] == ingress.outputs["dnsName"]
     (group,) = monitor.of_type(GROUP)
     assert outputs["clients"] == {"autoscalingGroup": group.outputs["name"], "size": 3}
-    lines = outputs["hostsLines"].splitlines()
-    assert lines[: len(SERVERS)] == [f"{ip} {node}" for node, ip in eips.items()]
-    ingress_ip = monitor.one("aws:ec2/eip:Eip", f"{NAME}-ingress-0").outputs["publicIp"]
-    assert lines[-1].split()[0] == ingress_ip and "traefik.hashistack.test" in lines[-1].split()
-    assert len(set(eips.values()) | {ingress_ip}) == len(SERVERS) + 1, "mock addresses must differ"
+    # The servers by name; the ingress's names are DNS's (a CNAME to ingressEndpoint).
+    assert outputs["hostsLines"].splitlines() == [f"{ip} {node}" for node, ip in eips.items()]
+    assert len(set(eips.values())) == len(SERVERS), "mock addresses must differ"
+
+
+def _preflight_run(answers: dict, overrides: dict | None = None):
+    monitor = RecordingMonitor(AnsweringMocks(answers))
+    return run_program(STACK, overrides, preview=True, monitor=monitor)
+
+
+class AnsweringMocks(ClusterMocks):
+    """The mocks, with some invokes answered otherwise (another account, another region)."""
+
+    def __init__(self, answers: dict):
+        super().__init__()
+        self.answers = answers
+
+    def call(self, args):
+        if args.token in self.answers:
+            self.calls.append(args)
+            answer = self.answers[args.token]
+            return answer(args.args) if callable(answer) else answer
+        return super().call(args)
+
+
+def test_the_default_shape_fits_a_fresh_account_with_five_servers_too():
+    """AWS docs (Elastic IP address quota): 5 per region by default; the ingress load balancer takes
+    none (AWS gives it one static address per zone)."""
+    monitor = run_program(STACK, {"serverCount": 5}, preview=True)
+    assert len(monitor.of_type("aws:ec2/eip:Eip")) == 5
+    quota = [c for c in monitor.mocks.calls if c.token == "aws:servicequotas/getServiceQuota:getServiceQuota"]
+    assert [(c.args["quotaCode"], c.args["serviceCode"]) for c in quota] == [("L-0263D0A3", "ec2")]
+
+
+def test_elastic_ips_beyond_the_quota_stop_before_any_resource():
+    taken = {"id": "r", "allocationIds": ["eipalloc-1", "eipalloc-2", "eipalloc-3"], "publicIps": []}
+    ours = {"id": "r", "allocationIds": ["eipalloc-3"], "publicIps": []}
+    answers = {"aws:ec2/getEips:getEips": lambda args: ours if args.get("tags") else taken}
+    with pytest.raises(Exception, match=r"serverCount: 5 servers need 5 Elastic IPs in eu-central-1; the quota is 5 and 2"
+                       r" are taken by other stacks.*--desired-value 7"):  # fmt: skip
+        _preflight_run(answers, {"serverCount": 5})
+    assert _preflight_run(answers).of_type("aws:ec2/eip:Eip"), "3 servers, 2 taken, 1 of them ours: 4 of 5"
+
+
+def test_an_unreadable_quota_is_warned_about_not_fatal():
+    # As the engine reports a provider's refusal: the invoke's failures (the SDK raises "invoke of ... failed").
+    denied = ({}, [("", "AccessDeniedException: not authorized to GetServiceQuota")])
+    monitor = _preflight_run({"aws:servicequotas/getServiceQuota:getServiceQuota": denied})
+    assert len(monitor.of_type("aws:ec2/eip:Eip")) == 3
+
+
+def test_subnets_get_distinct_zones_that_need_no_opt_in():
+    monitor = run_program(STACK, preview=True)
+    (call,) = [c for c in monitor.mocks.calls if c.token == "aws:index/getAvailabilityZones:getAvailabilityZones"]
+    assert call.args["state"] == "available"
+    assert call.args["filters"] == [{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
+    zones = {r.name: r.inputs["availabilityZone"] for r in monitor.of_type("aws:ec2/subnet:Subnet")}
+    assert zones == {f"{NAME}-subnet-{i}": f"eu-central-1{z}" for i, z in enumerate("abc")}
+
+
+def test_a_region_with_fewer_zones_than_subnets_stops_before_any_resource():
+    two = {"id": "r", "names": ["eu-central-1a", "eu-central-1b"], "zoneIds": ["euc1-az2", "euc1-az3"]}
+    with pytest.raises(Exception, match=r"subnetCidrs: 3 subnets need 3 availability zones, and eu-central-1 offers 2"):
+        _preflight_run({"aws:index/getAvailabilityZones:getAvailabilityZones": two})
 
 
 def test_load_balancer_names_too_long_for_aws_are_refused():

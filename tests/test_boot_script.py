@@ -1,5 +1,6 @@
 """The boot script run as on a first boot: tests/boot/bootstrap.bats through bats-core (Debian package
-`bats`), in a private mount namespace with recording stubs (tests/boot/sandbox.sh). Each node's files
+`bats`), in a private mount namespace with recording stubs (tests/boot/sandbox.sh); the AWS clients'
+autoscaling watch against the same stubs (tests/boot/asg-drain.bats). Each node's files
 come from its real user-data, rendered here. The script's own text passes shellcheck in
 tests/test_node_config.py; this runs it."""
 
@@ -43,7 +44,23 @@ def test_the_boot_script_under_bats(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 8, result.stdout
+    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 10, result.stdout
+
+
+def test_the_asg_drain_watch_under_bats():
+    """cloudinit/hashistack-asg-drain.sh (AWS clients) against stubbed curl, systemctl and sleep:
+    tests/boot/asg-drain.bats, whose states are those of
+    https://docs.aws.amazon.com/autoscaling/ec2/userguide/retrieving-target-lifecycle-state-through-imds.html"""
+    assert shutil.which("bats"), "bats is missing: scripts/install-test-tools.sh installs it (Debian)"
+    result = subprocess.run(
+        ["bats", "--tap", str(BOOT / "asg-drain.bats")],
+        env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 4, result.stdout
 
 
 def test_the_harness_passes_shellcheck():

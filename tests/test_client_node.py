@@ -82,10 +82,15 @@ def test_a_client_counts_once_its_nomad_node_is_ready(pki, nomad):
 
 def test_a_client_that_never_gets_ready_stops_the_up_with_where_to_look(pki, nomad):
     nomad.register("n1", "client-0", eligibility="ineligible")
+    nomad.register("n2", "client-0")
+    nomad.nodes["n2"]["Drain"] = True  # ready and eligible, but draining: Node.Ready says no
     with pytest.raises(ClientNotReadyError) as failed:
         _ClientNodeProvider(timeout=0.2, interval=0.01).create(props(pki))
-    assert "client-0: no ready Nomad node yet (n1 ready/ineligible)" in str(failed.value)
+    assert "client-0: no ready Nomad node yet (n1 ready/ineligible, n2 ready/eligible)" in str(failed.value)
     assert str(failed.value).endswith("fix the cause and run `pulumi up` again.")
+    nomad.nodes.clear()
+    attempt = client_node.node_ready(client_node.nomad_api("127.0.0.1", props(pki)["ca_pem"], TOKEN), "client-0")
+    assert attempt() == (False, "client-0: no ready Nomad node yet (not registered)")
 
 
 def test_a_replaced_client_is_drained_first(pki, nomad):
@@ -104,7 +109,7 @@ def test_a_replaced_client_is_drained_first(pki, nomad):
     assert nomad.nodes["live-node"]["DrainStrategy"] is None and len(nomad.api.seen("GET", "/v1/node/live-node")) == 2
 
 
-def test_drain_reports_what_it_could_not_do_and_never_keeps_the_machine(pki, nomad):
+def test_drain_reports_what_it_could_not_do_and_never_keeps_the_machine(pki, nomad, monkeypatch):
     logs: list[str] = []
     api = client_node.nomad_api("127.0.0.1", props(pki)["ca_pem"], TOKEN)
     assert client_node.drain(api, "client-0", None, logs.append) == "client-0: no live Nomad node to drain"
@@ -115,13 +120,20 @@ def test_drain_reports_what_it_could_not_do_and_never_keeps_the_machine(pki, nom
     nomad.api.down = True
     assert "not drained, Nomad does not answer" in client_node.drain(api, "client-0", None, logs.append)
     assert logs == []
+    # No server answers: the first is asked, and named in what is reported.
+    reported = []
+    monkeypatch.setattr(client_node.pulumi.log, "info", reported.append)
+    _ClientNodeProvider(interval=0.01).delete("client-0", props(pki))
+    (line,) = reported
+    assert line.startswith(f"client-0: not drained, Nomad does not answer (https://127.0.0.9:{nomad.api.port}: ")
 
 
 def test_diff_replaces_for_a_new_machine_only(pki):
     provider, old = _ClientNodeProvider(), props(pki)
     assert not provider.diff("client-0", old, {**old, "nomad_token": "rotated"}).changes
     new = provider.diff("client-0", old, {**old, "machine_id": "domain-2"})
-    assert new.replaces == ["machine_id"] and new.delete_before_replace, "drain the old node, then wait for the new"
+    assert new.changes is True and new.replaces == ["machine_id"] and new.delete_before_replace, "drain, then wait"
+    assert provider.diff("client-0", old, {**old, "node_name": "client-9"}).replaces == ["node_name"]
     unknown = provider.diff("client-0", old, {**old, "machine_id": Unknown()})
     assert unknown.replaces == ["machine_id"], (
         "in a preview, and in the engine's walk of a replaced domain's dependents"

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import itertools
 import os
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ import pulumi
 import pytest
 import yaml
 
+from components.client_node import DRAIN_DEADLINE_SECONDS
 from components.job_rules import JOBS_DIR, load_job
 from components.node_config import (
     EC2_USER_DATA_LIMIT,
@@ -179,10 +181,14 @@ def test_every_agent_config_parses_as_hcl(combo):
         assert parse_hcl(files_of(*combo)[path]), path
 
 
-@pytest.mark.parametrize("node", [SERVER, LIBVIRT_CLIENT], ids=["server", "client"])
-def test_shell_passes_shellcheck(node, tmp_path):
+@pytest.mark.parametrize(
+    ("cluster", "node"),
+    [(LIBVIRT, SERVER), (LIBVIRT, LIBVIRT_CLIENT), (AWS, ASG_CLIENT)],
+    ids=["server", "client", "asg"],
+)
+def test_shell_passes_shellcheck(cluster, node, tmp_path):
     shellcheck = shellcheck_path()
-    for path, content in files_of(LIBVIRT, node).items():
+    for path, content in files_of(cluster, node).items():
         # bootstrap.env is sourced by bash; vault.env is a systemd EnvironmentFile, not shell.
         if path == "/etc/hashistack/bootstrap.env" or content.startswith("#!"):
             script = tmp_path / path.strip("/").replace("/", "_")
@@ -400,6 +406,90 @@ def test_clients_load_the_task_firewall_before_nomad():
     assert unit["Service"]["Type"] == "oneshot" and unit["Service"]["RemainAfterExit"] == "yes"
     assert "nftables" in rendered(LIBVIRT, LIBVIRT_CLIENT)["packages"]
     assert "/etc/hashistack/tasks.nft" not in files_of(LIBVIRT, SERVER), "servers run no tasks"
+
+
+def _seconds(duration: str) -> int:
+    """A Go duration ("5m") or a systemd time span ("6min", "90s"), whole units only."""
+    units = {"h": 3600, "min": 60, "m": 60, "s": 1, "": 1}
+    match = re.fullmatch(r"(\d+)(h|min|m|s|)", duration)
+    assert match, f"unparsed duration {duration!r}"
+    return int(match[1]) * units[match[2]]
+
+
+# What a stopped client's agent does, read in hashicorp/nomad at v1.10.3.
+NOMAD_GRACEFUL_TIMEOUT = 5
+"""command/agent/command.go@v1.10.3 gracefulTimeout: the agent exits at most deadline + 5 s after
+SIGINT (terminateGracefully); client/drain.go@v1.10.3 DrainSelf polls until deadline + 5 s."""
+SYSTEMD_DEFAULT_STOP_TIMEOUT = 90
+"""DefaultTimeoutStopSec (systemd-system.conf(5)): the packaged unit sets no TimeoutStopSec
+(.release/linux/package/usr/lib/systemd/system/nomad.service@v1.10.3: KillSignal=SIGINT, KillMode=process)."""
+
+
+def _autoscaled_aws_client(cluster: ClusterSpec, node: NodeSpec) -> bool:
+    """A client on AWS: SsmSecrets delivery is AWS's (components/node_config.py)."""
+    return node.role is Role.CLIENT and isinstance(cluster.delivery, SsmSecrets)
+
+
+def test_aws_clients_drain_themselves_when_nomad_stops():
+    """website/content/docs/configuration/client.mdx@v1.10.3 (drain_on_shutdown: deadline, force,
+    ignore_system_jobs; acts only with leave_on_interrupt or leave_on_terminate); command/agent/
+    command.go@v1.10.3 handleSignals (SIGINT + LeaveOnInt -> terminateGracefully -> Agent.Leave ->
+    client/drain.go DrainSelf, authenticated by the node's secret ID). The packaged unit stops Nomad with
+    SIGINT, so leave_on_interrupt is the one that counts. Deadline and system jobs as the libvirt
+    clients' API drain (components/client_node.py, "DrainSpec")."""
+    nomad = parse_hcl(files_of(AWS, ASG_CLIENT)["/etc/nomad.d/agent.hcl"])
+    drain = block(nomad, "client", "drain_on_shutdown")
+    assert drain == {"deadline": "5m", "force": False, "ignore_system_jobs": False}
+    assert _seconds(drain["deadline"]) == DRAIN_DEADLINE_SECONDS
+    assert nomad["leave_on_interrupt"] is True, "without it SIGINT ends Nomad undrained"
+    for cluster, node in COMBINATIONS:
+        config = parse_hcl(files_of(cluster, node)["/etc/nomad.d/agent.hcl"])
+        drains = any("drain_on_shutdown" in client for client in config.get("client", []))
+        assert drains == _autoscaled_aws_client(cluster, node), f"{_id((cluster, node))}: servers and libvirt never"
+
+
+def test_systemd_waits_for_the_drain():
+    """The drop-in raises the stop timeout above the agent's own bound (deadline + gracefulTimeout), so
+    systemd never SIGKILLs Nomad mid-drain; without it systemd's default 90 s would cut a 5-minute
+    drain short. Sources: NOMAD_GRACEFUL_TIMEOUT and SYSTEMD_DEFAULT_STOP_TIMEOUT above."""
+    files = files_of(AWS, ASG_CLIENT)
+    drop_in = _unit(files["/etc/systemd/system/nomad.service.d/drain.conf"])
+    assert drop_in.sections() == ["Service"] and list(drop_in["Service"]) == ["TimeoutStopSec"]
+    timeout = _seconds(drop_in["Service"]["TimeoutStopSec"])
+    assert timeout >= DRAIN_DEADLINE_SECONDS + NOMAD_GRACEFUL_TIMEOUT + 30, "a margin for the agent's own shutdown"
+    assert timeout > SYSTEMD_DEFAULT_STOP_TIMEOUT
+    assert (
+        files["/etc/systemd/system/nomad.service.d/drain.conf"] == (ROOT / "cloudinit" / "nomad-drain.conf").read_text()
+    )
+    for cluster, node in COMBINATIONS:
+        shipped = "/etc/systemd/system/nomad.service.d/drain.conf" in files_of(cluster, node)
+        assert shipped == _autoscaled_aws_client(cluster, node), _id((cluster, node))
+
+
+def test_aws_clients_watch_the_autoscaling_group():
+    """hashistack-asg-drain (run in tests/boot/asg-drain.bats) polls autoscaling/target-lifecycle-state
+    through IMDSv2 and stops Nomad on "Terminated"
+    (https://docs.aws.amazon.com/autoscaling/ec2/userguide/retrieving-target-lifecycle-state-through-imds.html).
+    Shipped to AWS clients only, run from system.slice (the one slice tasks.nft lets reach instance
+    metadata), restarted if it fails, and started by the bootstrap on SSM (AWS) clients."""
+    files = {f.path: f for f in node_files(AWS, ASG_CLIENT, CLIENT_MATERIAL)}
+    script = files["/usr/local/sbin/hashistack-asg-drain"]
+    assert script.mode == "0755" and script.content == (ROOT / "cloudinit" / "hashistack-asg-drain.sh").read_text()
+    unit = _unit(files["/etc/systemd/system/hashistack-asg-drain.service"].content)
+    assert unit["Service"]["ExecStart"] == "/usr/local/sbin/hashistack-asg-drain"
+    assert unit["Service"]["Restart"] == "on-failure" and unit["Install"]["WantedBy"] == "multi-user.target"
+    assert "Slice" not in unit["Service"], "system.slice, the default: tasks.nft lets it reach metadata"
+    assert 'socket cgroupv2 level 1 != "system.slice" drop' in files["/etc/hashistack/tasks.nft"].content
+    assert "/meta-data/autoscaling/target-lifecycle-state" in script.content
+    assert "systemctl stop nomad.service" in script.content
+    for cluster, node in COMBINATIONS:
+        shipped = {"/usr/local/sbin/hashistack-asg-drain", "/etc/systemd/system/hashistack-asg-drain.service"} & set(
+            files_of(cluster, node)
+        )
+        assert len(shipped) == (2 if _autoscaled_aws_client(cluster, node) else 0), _id((cluster, node))
+    bootstrap = (ROOT / "cloudinit" / "hashistack-bootstrap.sh").read_text()
+    assert '[[ "$SECRETS_SOURCE" != ssm ]] || agents+=(hashistack-asg-drain.service)' in bootstrap
+    assert "SECRETS_SOURCE=ssm\n" in files["/etc/hashistack/bootstrap.env"].content
 
 
 def test_the_task_firewall_loads():

@@ -131,7 +131,9 @@ CASES: dict[str, list[tuple[str, str, dict, tuple[str, ...], str | None]]] = {
         ("private-key", "tls:index/privateKey:PrivateKey", {"algorithm": "ECDSA"}, ("privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"), None),
         ("private-key-pem-in-clear", "tls:index/privateKey:PrivateKey", {"algorithm": "ECDSA"}, ("privateKeyOpenssh", "privateKeyPemPkcs8"), "'privateKeyPem'"),
         ("vault-init-without-recovery-keys", "pulumi-python:dynamic/hashistack:VaultInit", {}, ("root_token", "unseal_keys"), "'recovery_keys'"),
-        ("parameter", "aws:ssm/parameter:Parameter", {"type": "SecureString", "value": "k"}, ("value",), None),
+        ("parameter", "aws:ssm/parameter:Parameter", {"type": "SecureString", "value": "k", "keyId": "arn:aws:kms:eu-central-1:1:key/x"}, ("value",), None),
+        ("parameter-aws-ssm-key", "aws:ssm/parameter:Parameter", {"type": "SecureString", "value": "k"}, ("value",), "keyId is None"),
+        ("parameter-aws-ssm-alias", "aws:ssm/parameter:Parameter", {"type": "SecureString", "value": "k", "keyId": "alias/aws/ssm"}, ("value",), "aws/ssm key"),
         ("parameter-plain", "aws:ssm/parameter:Parameter", {"type": "String", "value": "k"}, ("value",), "'SecureString'"),
         ("user-data-ca-only", INSTANCE, {"userDataBase64": gzipped_base64(CA_ONLY)}, (), None),
         ("user-data-key", INSTANCE, {"userDataBase64": gzipped_base64(CA_ONLY + "-----BEGIN EC PRIVATE KEY-----\nMHc\n")}, (), "a private key"),
@@ -318,5 +320,13 @@ def test_the_pack_process_sees_values_but_not_secretness_of_inputs(analyzer):
     [diagnostic] = analyze(analyzer, "aws:ssm/parameter:Parameter", parameter, ("value",))
     assert diagnostic.policyName == "secrets-stay-secret" and "'SecureString'" in diagnostic.message
     assert (
-        list(analyze(analyzer, "aws:ssm/parameter:Parameter", {**parameter, "type": "SecureString"}, ("value",))) == []
+        list(
+            analyze(
+                analyzer,
+                "aws:ssm/parameter:Parameter",
+                {**parameter, "type": "SecureString", "keyId": "arn:k"},
+                ("value",),
+            )
+        )
+        == []
     )

@@ -318,6 +318,20 @@ def test_nothing_listening_times_out(pki, cluster):
         gate(pki, cluster, "server-0", timeout=10)
 
 
+def test_a_timed_out_gate_names_the_console_command_where_it_has_one(pki, cluster):
+    time = FakeTime()
+    apis = server_apis(operator_tls(pki), CONSUL_TOKEN, NOMAD_TOKEN, VAULT_ROOT, ports=cluster.ports)
+    command = "aws ec2 get-console-output --latest --output text --region eu-central-1 --instance-id i-0abc"
+    with pytest.raises(ServerUnhealthyError) as failed:
+        wait_until_healthy(
+            apis, "server-0", cluster.address("server-0"), [], (), Poller(10, 5, log=lambda _: None,
+            clock=time.clock, sleep=time.sleep), cluster_existed=False, console_command=command,
+        )  # fmt: skip
+    assert f"the quorums hold. Its boot's last words are on its console: `{command}`. Look at the node" in str(
+        failed.value
+    )
+
+
 def test_wrong_consul_token_never_counts_as_healthy(pki, built):
     cluster, keys = built
     with pytest.raises(ServerUnhealthyError, match="403: ACL not found"):

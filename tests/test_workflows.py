@@ -257,3 +257,13 @@ def test_the_operations_guide_lists_and_links_every_section():
     for path in WORKFLOWS.glob("*.yml"):  # the workflows' pointers into the guide
         for target in re.findall(r"docs/operations\.md#([\w-]+)", path.read_text()):
             assert target in anchors, f"{path.name}: broken link docs/operations.md#{target}"
+
+
+@pytest.mark.parametrize("workflow", ["deploy", "preview"])
+def test_the_aws_stack_stops_at_once_without_a_runner_inside_api_allowed_cidrs(workflow):
+    """A hosted runner's address is not in apiAllowedCidrs: the gates would wait 20 minutes each."""
+    document = yaml.safe_load((ROOT / ".github" / "workflows" / f"{workflow}.yml").read_text())
+    job = next(j for j in document["jobs"].values() if "HASHISTACK_AWS_RUNNER" in str(j.get("runs-on")))
+    first = job["steps"][0]
+    assert first["if"] == "matrix.stack == 'aws' && vars.HASHISTACK_AWS_RUNNER == ''"
+    assert first["run"].rstrip().endswith("exit 1") and "::error::" in first["run"]

@@ -45,10 +45,23 @@ last_line() { tail -n 1 "$1"; }
   grep -Fxq "systemctl enable hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
   grep -Fxq "systemctl start --no-block hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
   ! grep -q vault "$SANDBOX/calls.log"
+  ! grep -q hashistack-asg-drain "$SANDBOX/calls.log" "$SANDBOX/modes.txt" # an AWS client's only
   [ "$(jq -c . "$SANDBOX/upper_etc/docker/daemon.json")" = '{"dns":["10.42.0.20"],"cgroup-parent":"docker.slice"}' ]
   [ "$(mode_of /etc/hashistack/tasks.nft)" = "644 root:root" ]
   [ "$(mode_of /etc/hashistack/public/ca.pem)" = "644 root:root" ]
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+}
+
+@test "an AWS client (SSM) also enables and starts its autoscaling watch, hashistack-asg-drain" {
+  boot client-ssm
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -Fxq "systemctl enable hashistack-task-firewall.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
+  [ "$(mode_of /usr/local/sbin/hashistack-asg-drain)" = "755 root:root" ]
+  [ "$(mode_of /etc/systemd/system/hashistack-asg-drain.service)" = "644 root:root" ]
+  [ "$(mode_of /etc/systemd/system/nomad.service.d/drain.conf)" = "644 root:root" ]
+  [ "$(mode_of /usr/local/sbin/hashistack-bootstrap)" = "700 root:root" ]
+  ! grep -q "^systemctl stop" "$SANDBOX/calls.log"
 }
 
 @test "an SSM fetch whose first attempt fails signs the second, and the secrets land root-only" {
@@ -61,6 +74,14 @@ last_line() { tail -n 1 "$1"; }
   [ "$(mode_of /etc/hashistack/tls/node-key.pem)" = "600 root:root" ]
   ! grep -q "secret-access-key\|session-token" "$SANDBOX/output" "$SANDBOX/upper_var_log/hashistack-bootstrap.log"
   ! grep -q "retrying.*\(imds\|session\|hashistack-client\)" "$SANDBOX/output"
+}
+
+@test "SSM's own refusal is in the log, and the endpoint is the partition's" {
+  STUB_SSM_DENIED="not authorized to perform kms:Decrypt" boot client-ssm
+  [ "$STATUS" -ne 0 ]
+  grep -q 'SSM answered HTTP 400: {"__type":"AccessDeniedException","Message":"not authorized to perform kms:Decrypt"}' "$SANDBOX/output"
+  grep -q '^curl .*https://ssm\.eu-central-1\.amazonaws\.com/$' "$SANDBOX/calls.log"
+  [[ "$(last_line "$SANDBOX/console")" == "hashistack-bootstrap: FAILED while fetching secrets from SSM Parameter Store"* ]]
 }
 
 @test "a retried metadata call leaves its log line out of the value it returns" {
@@ -84,7 +105,7 @@ last_line() { tail -n 1 "$1"; }
 @test "an unforeseen failure names the command that failed, once" {
   STUB_FAIL_ALWAYS="systemctl daemon-reload" boot client-ssm
   [ "$STATUS" -eq 100 ]
-  expected="hashistack-bootstrap: FAILED while starting hashistack-task-firewall.service consul.service nomad.service: \`systemctl daemon-reload\` exited 100"
+  expected="hashistack-bootstrap: FAILED while starting hashistack-task-firewall.service consul.service nomad.service hashistack-asg-drain.service: \`systemctl daemon-reload\` exited 100"
   [[ "$(last_line "$SANDBOX/console")" == "$expected"* ]]
   [ "$(grep -c FAILED "$SANDBOX/console")" -eq 1 ]
 }
