@@ -14,12 +14,14 @@ value built from them stays an expression (`${...}`), and the rules that need a 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import hcl2
 import pulumi
@@ -48,15 +50,55 @@ _VAR_REFERENCE = re.compile(rf"\bvar\.({_VAR_NAME})")
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{([^}]*)\}")
 _EXPRESSION = re.compile(r"^\$\{(.*)\}$", re.S)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# Tags that move: the image behind them changes without the job changing.
+# Tags that move by name: the image behind them changes without the job changing.
 FLOATING_TAGS = frozenset({"latest", "stable", "edge", "nightly", "main", "master"})
+# A pinned tag: a full version, MAJOR.MINOR.PATCH with an optional leading "v", optionally followed by
+# a suffix that starts with "-", "_" or "." (`1.27.0-alpine`, `12.1.0-ubuntu`, `v3.4.3`, `1.2.3.4`).
+# `v3`, `12` and `1.27` are not: each moves to the next patch (or minor) release. A "+build" suffix
+# cannot occur: "+" is not in a Docker tag (`[\w][\w.-]{0,127}`, distribution/reference
+# regexp.go@v0.6.0, the grammar Nomad parses images with), so such a reference is reported as invalid.
+_PINNED_TAG = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+(?:[-_.][\w.-]+)?", re.ASCII)
+# Image repositories that may use a tag which is not a full version (still never a FLOATING_TAGS
+# name), each with the reason: images whose publisher makes no version tags, so that only a digest
+# would otherwise do. Keys as written in jobs ("nginx", "ghcr.io/org/app"); they are compared in
+# Docker's canonical form, so "nginx" also covers "docker.io/library/nginx".
+UNVERSIONED_IMAGES: dict[str, str] = {
+    # HashiCorp's Connect demo (jobs/countdash.nomad.hcl): tagged only v1, v2, v3 (and -amd64/-arm64
+    # variants); Nomad's own example runs ":v3" (command/asset/connect.nomad.hcl at v1.10.3). A
+    # production job pins a digest instead (image = "repo@sha256:...").
+    "hashicorpdev/counter-api": "publishes only major-version tags (v1, v2, v3)",
+    "hashicorpdev/counter-dashboard": "publishes only major-version tags (v1, v2, v3)",
+}
 # Drivers whose `config.image` is a container image reference.
 IMAGE_DRIVERS = frozenset({"docker", "podman", "containerd-driver"})
+# Drivers that run a task in its group's network namespace, which is the host's unless the group's
+# network mode isolates it: the exec and java drivers support the "host" and "group" isolation modes
+# only (driverCapabilities in drivers/exec/driver.go and drivers/java/driver.go@v1.10.3), and the
+# executor joins a network namespace only when the alloc has one (NetworkIsolation,
+# drivers/shared/executor/executor_linux.go@v1.10.3).
+GROUP_NETWORK_DRIVERS = frozenset({"exec", "java"})
 # The task meta key by which a job states why a task runs in the host's network namespace (the rule
 # "host-network-exception"); Nomad passes it to the task as NOMAD_META_host_network_reason, harmlessly.
 HOST_NETWORK_REASON = "host_network_reason"
-_SECRET_PATH = re.compile(r"""\bsecrets?\s+["`]([^"`]+)["`]""")
-_VAULT_TOKEN_READ = re.compile(r"VAULT_TOKEN|vault_token")
+# Docker run options that put a container in a namespace of the host's (pid, ipc, userns, uts,
+# cgroupns = "host"); the task config keys of drivers/docker/config.go@v1.10.3.
+DOCKER_HOST_NAMESPACE_OPTIONS = ("pid_mode", "ipc_mode", "userns_mode", "uts_mode", "cgroupns")
+# The exec and java drivers' own namespace options (taskConfigSpec, drivers/exec/driver.go@v1.10.3).
+EXEC_HOST_NAMESPACE_OPTIONS = ("pid_mode", "ipc_mode")
+# Checksum types that pin an artifact: go-getter and Nomad also take md5 and sha1 (checksum.go@v1.7.8,
+# TaskArtifact.validateChecksum in nomad/structs/structs.go@v1.10.3), whose collisions can be made.
+ARTIFACT_CHECKSUM_HEX_DIGITS = {"sha256": 64, "sha512": 128}
+# A Vault token file read: Nomad's vault hook writes the task's token to secrets/vault_token
+# (client/allocrunner/taskrunner/vault_hook.go@v1.10.3), i.e. ${NOMAD_SECRETS_DIR}/vault_token.
+_VAULT_TOKEN_FILE = re.compile(r"(?:^|/)(?:secrets|\$\{\s*NOMAD_SECRETS_DIR\s*\})/vault_token$")
+# `${VAULT_TOKEN}` in a value Nomad interpolates from the task's environment (env values); HCL's
+# `$${VAULT_TOKEN}` is the same by then, as the loader resolves the escape as jobspec2 does.
+_VAULT_TOKEN_INTERPOLATION = re.compile(r"\$\{\s*VAULT_TOKEN\s*\}")
+# consul-template's functions that read the task's environment (template/template.go@v0.41.0, the
+# consul-template of Nomad v1.10.3's go.mod).
+_ENV_FUNCTIONS = frozenset({"env", "mustEnv", "envOrDefault"})
+# Its functions that read (secret "path"), write (secret "path" "k=v") or list (secrets "path") Vault.
+_VAULT_FUNCTIONS = frozenset({"secret", "secrets"})
 
 
 class JobError(pulumi.RunError):
@@ -182,13 +224,16 @@ class Job:
 
     @property
     def upstreams(self) -> tuple[tuple[str, str], ...]:
-        """(service, upstream service) for every Connect upstream: the intentions the mesh needs."""
+        """(service, upstream service) for every Connect upstream: the intentions the mesh needs. An
+        upstream without a literal destination_name has none to derive; the rule "mesh-upstreams-named"
+        reports it."""
         pairs = []
         for service in self.services:
-            for sidecar in _blocks(service.connect or {}, "sidecar_service"):
-                for proxy in _blocks(sidecar, "proxy"):
-                    for upstream in _blocks(proxy, "upstreams"):
-                        pairs.append((service.name, upstream["destination_name"]))
+            for proxy in _proxies(service):
+                for upstream in _blocks(proxy, "upstreams"):
+                    name = upstream_name(upstream)
+                    if name is not None:
+                        pairs.append((service.name, name))
         return tuple(pairs)
 
     @property
@@ -500,24 +545,68 @@ def _is_expression(value: Any) -> bool:
     return isinstance(value, str) and "${" in value
 
 
-def image_problem(image: Any) -> str | None:
-    """Why an image reference is not pinned, or None. A digest (`@sha256:...`) pins it by itself."""
+# -- images --------------------------------------------------------------------------------------------------
+# distribution/reference regexp.go@v0.6.0 (Nomad v1.10.3's go.mod), which drivers/docker/utils.go@v1.10.3
+# parseDockerImage matches images against: an image it does not match is rejected by the driver.
+_REF_ALNUM = r"[a-z0-9]+"
+_REF_SEPARATOR = r"(?:[._]|__|[-]+)"
+_REF_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_REF_DOMAIN = rf"(?:{_REF_DOMAIN_COMPONENT}(?:\.{_REF_DOMAIN_COMPONENT})*|\[(?:[a-fA-F0-9:]+)\])(?::[0-9]+)?"
+_REF_PATH_COMPONENT = rf"{_REF_ALNUM}(?:{_REF_SEPARATOR}{_REF_ALNUM})*"
+_REF_NAME = rf"(?:{_REF_DOMAIN}/)?{_REF_PATH_COMPONENT}(?:/{_REF_PATH_COMPONENT})*"
+_REF_TAG = r"[\w][\w.-]{0,127}"
+_REF_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
+_IMAGE_REFERENCE = re.compile(rf"({_REF_NAME})(?::({_REF_TAG}))?(?:@({_REF_DIGEST}))?", re.ASCII)
+
+
+def image_repository(name: str) -> str:
+    """A repository name in Docker's canonical form (`nginx` -> `docker.io/library/nginx`), as
+    splitDockerDomain in distribution/reference normalize.go@v0.6.0 makes it."""
+    domain, slash, rest = name.partition("/")
+    if not slash:
+        return f"docker.io/library/{name}"
+    if domain == "index.docker.io":
+        domain = "docker.io"
+    elif not (domain == "localhost" or any(c in domain for c in ".:") or domain.lower() != domain):
+        domain, rest = "docker.io", name
+    if domain == "docker.io" and "/" not in rest:
+        rest = f"library/{rest}"
+    return f"{domain}/{rest}"
+
+
+def image_problem(image: Any, unversioned: Mapping[str, str] | None = None) -> str | None:
+    """Why an image reference is not pinned, or None. Pinned: a digest (`@sha256:<64 hex>`, which
+    Nomad pulls by whatever the tag), or a full version tag (`_PINNED_TAG`). A repository named in
+    `unversioned` (UNVERSIONED_IMAGES by default) may use another tag, never a FLOATING_TAGS one."""
+    unversioned = UNVERSIONED_IMAGES if unversioned is None else unversioned
     if not isinstance(image, str) or not image:
         return f"image {image!r} is not a string — pin an exact version tag"
     if _is_expression(image):
         return f'image "{image}" is an expression the validator cannot resolve — use a variable with a default'
-    if "@" in image:
-        digest = image.split("@", 1)[1]
-        if re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            return None
+    if "@" in image and not re.fullmatch(r"sha256:[0-9a-f]{64}", image.split("@", 1)[1]):
         return f'image "{image}" has a malformed digest — use @sha256:<64 hex digits>'
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return f'image "{image}" has no tag — pin an exact version tag'
-    tag = last.split(":", 1)[1]
-    if not tag or tag.lower() in FLOATING_TAGS:
+    reference = _IMAGE_REFERENCE.fullmatch(image)
+    if reference is None:
+        return (
+            f'image "{image}" is not a valid image reference (Nomad\'s docker driver rejects it): a lowercase'
+            " repository, then :<tag> of letters, digits, '_', '.' or '-', or @sha256:<digest>"
+        )
+    name, tag, digest = reference.groups()
+    if digest is not None:  # sha256:<64 hex>, checked above
+        return None
+    if tag is None:
+        return f'image "{image}" has no tag (Nomad would pull "latest") — pin an exact version tag'
+    if tag.lower() in FLOATING_TAGS:
         return f'image "{image}" — pin an exact version tag'
-    return None
+    if _PINNED_TAG.fullmatch(tag):
+        return None
+    if image_repository(name) in {image_repository(key) for key in unversioned}:
+        return None
+    return (
+        f'image "{image}": tag "{tag}" is not a full version, so the image behind it moves — pin MAJOR.MINOR.PATCH'
+        ' (an optional leading "v" and a suffix such as "-alpine") or a digest (@sha256:...), or add the repository'
+        " to UNVERSIONED_IMAGES in components/job_rules.py with the reason it has no version tags"
+    )
 
 
 def _images_pinned(ctx: JobContext) -> str | None:
@@ -561,35 +650,130 @@ def _no_raw_exec(ctx: JobContext) -> str | None:
     return None
 
 
-def _docker_unprivileged(ctx: JobContext) -> str | None:
-    task = ctx.task
-    assert task is not None
-    if task.driver not in IMAGE_DRIVERS:
-        return None
+# -- the sandbox ---------------------------------------------------------------------------------------------
+# Where the rules place the allocation directory to resolve a mount source; any absolute path does,
+# as the real one (<data_dir>/alloc/<alloc id>) is not known before the allocation exists.
+_ALLOC_DIR = "/nomad-alloc-dir"
+
+
+def host_path_problem(source: Any, task_name: str) -> str | None:
+    """Why a bind-mount source is not inside the allocation directory, or None: the check Nomad's
+    docker driver makes with `volumes.enabled = false` (the default; drivers/docker/config.go@v1.10.3).
+    A relative source is resolved against the task directory (<alloc dir>/<task>) and cleaned, an
+    absolute one only cleaned (expandPath, drivers/docker/utils.go@v1.10.3), and the result must be
+    the alloc dir or under it (isParentPath: its path relative to the alloc dir does not start with
+    ".."). So `local/x`, `secrets/x`, `../alloc/data` and `..` pass; `/etc` and `../../etc` do not.
+    An absolute source can only be inside the alloc dir by naming the client's data_dir, which no job
+    can know, so every absolute source counts as a host path."""
+    if not isinstance(source, str):
+        return f"source {source!r} is not a string"
+    if _is_expression(source):
+        return (
+            f'source "{source}" is interpolated by Nomad at run time, which the rules cannot resolve (and'
+            " ${NOMAD_ALLOC_DIR} and the like are absolute container paths there, which Nomad rejects)"
+        )
+    task_dir = posixpath.join(_ALLOC_DIR, task_name)
+    resolved = posixpath.normpath(source if source.startswith("/") else posixpath.join(task_dir, source))
+    if posixpath.relpath(resolved, _ALLOC_DIR).startswith(".."):
+        return f'source "{source}" is a host path outside the allocation directory'
+    return None
+
+
+def _docker_sandbox_problems(task: Task) -> list[str]:
     config = task.config
     problems = []
     if config.get("privileged") is True:
         problems.append("privileged = true")
     if config.get("cap_add"):
         problems.append(f"cap_add = {json.dumps(config['cap_add'])}")
-    if config.get("volumes"):
-        problems.append(f"volumes = {json.dumps(config['volumes'])}")
     if config.get("devices"):
-        problems.append("devices")
-    mounts = [*_blocks(config, "mount"), *(m for m in config.get("mounts") or () if isinstance(m, dict))]
-    for mount in mounts:
-        if mount.get("type", "volume") in ("bind", "volume"):
-            problems.append(f'mount of type "{mount.get("type", "volume")}" ({mount.get("source", "?")})')
-    for mode in ("pid_mode", "ipc_mode", "userns_mode", "uts_mode"):
-        if config.get(mode) == "host":
-            problems.append(f'{mode} = "host"')
+        problems.append("devices (host devices)")
+    for option in DOCKER_HOST_NAMESPACE_OPTIONS:
+        if config.get(option) == "host":
+            problems.append(f'{option} = "host"')
+    # seccomp/apparmor/systempaths=unconfined and label=disable switch a confinement off
+    # (parseSecurityOpts, drivers/docker/driver.go@v1.10.3, takes "key=value" or "key:value").
+    for option in config.get("security_opt") or ():
+        key, value = _split_opt(str(option))
+        if value == "unconfined" or (key == "label" and value == "disable"):
+            problems.append(f'security_opt "{option}"')
+    # With a volume driver, `volumes` are named volumes: refused unless volumes are enabled
+    # (containerBinds, drivers/docker/driver.go@v1.10.3).
+    if config.get("volume_driver"):
+        problems.append(f'volume_driver = "{config["volume_driver"]}" (a Docker volume, outside the allocation)')
+    else:
+        for volume in config.get("volumes") or ():
+            parts = volume.split(":") if isinstance(volume, str) else []
+            if len(parts) < 2:  # parseVolumeSpecLinux, drivers/docker/utils.go@v1.10.3
+                problems.append(f"volumes entry {json.dumps(volume)} is not <source>:<destination>[:<mode>]")
+                continue
+            problem = host_path_problem(parts[0], task.name)
+            if problem:
+                problems.append(f'volumes entry "{volume}": {problem}')
+    # `mount` blocks and the `mounts` list (toDockerMount, drivers/docker/driver.go@v1.10.3): a bind
+    # is checked like a volume; tmpfs has no source; any other type (default "volume") is refused.
+    for mount in [*_blocks(config, "mount"), *_blocks(config, "mounts")]:
+        kind = mount.get("type", "volume")
+        if kind == "bind":
+            problem = host_path_problem(mount.get("source", ""), task.name)
+            if problem:
+                problems.append(f'mount of type "bind": {problem}')
+        elif kind != "tmpfs":
+            problems.append(f'mount of type "{kind}" ({mount.get("source", "?")}), a Docker volume')
+    return problems
+
+
+def _split_opt(option: str) -> tuple[str, str]:
+    """A security_opt as (key, value): "key=value", else "key:value" (parseSecurityOpts)."""
+    for separator in ("=", ":"):
+        if separator in option:
+            key, value = option.split(separator, 1)
+            return key, value
+    return option, ""
+
+
+def _exec_sandbox_problems(task: Task) -> list[str]:
+    config = task.config
+    problems = [f'{option} = "host"' for option in EXEC_HOST_NAMESPACE_OPTIONS if config.get(option) == "host"]
+    if config.get("cap_add"):
+        problems.append(f"cap_add = {json.dumps(config['cap_add'])}")
+    return problems
+
+
+def _task_sandboxed(ctx: JobContext) -> str | None:
+    task = ctx.task
+    assert task is not None
+    if task.driver in IMAGE_DRIVERS:
+        problems = _docker_sandbox_problems(task)
+    elif task.driver in GROUP_NETWORK_DRIVERS:
+        problems = _exec_sandbox_problems(task)
+    else:
+        return None
     if problems:
         return (
-            ", ".join(problems)
-            + " — no privileged containers or host mounts; use a Nomad volume/volume_mount (e.g. the read-only"
-            ' "cluster-ca" host volume)'
+            "; ".join(problems)
+            + " — a task keeps to its sandbox: no privileged mode, added capabilities, host namespaces or"
+            " host mounts; mount only paths inside the allocation (local/..., secrets/..., ../alloc/...) or a"
+            ' Nomad volume with volume_mount (e.g. the read-only "cluster-ca" host volume)'
         )
     return None
+
+
+# -- the host's network namespace ---------------------------------------------------------------------------
+def group_network_mode(group: Group) -> str:
+    """The group's network mode; Nomad's default is "host" (newNetworkManager,
+    client/allocrunner/network_manager_linux.go@v1.10.3)."""
+    network = _one(group.raw, "network") or {}
+    mode = network.get("mode")
+    return mode if isinstance(mode, str) and mode else "host"
+
+
+def isolates_network(mode: str) -> bool:
+    """Whether a group network mode gives the allocation its own network namespace: "bridge", "none"
+    and "cni/<name>" do, "host" and anything else not (netModeToIsolationMode,
+    client/allocrunner/network_manager_linux.go@v1.10.3)."""
+    mode = mode.lower()
+    return mode in ("bridge", "none") or mode.startswith("cni/")
 
 
 def is_numeric_non_root(user: Any) -> bool:
@@ -602,9 +786,23 @@ def is_numeric_non_root(user: Any) -> bool:
 
 
 def _host_network_exception(ctx: JobContext) -> str | None:
-    task = ctx.task
-    assert task is not None
-    if task.driver not in IMAGE_DRIVERS or task.config.get("network_mode") != "host":
+    task, group = ctx.task, ctx.group
+    assert task is not None and group is not None
+    if task.driver in IMAGE_DRIVERS:
+        # A container without network_mode gets Docker's own network (or the group's namespace), never
+        # the host's (createContainerConfig, drivers/docker/driver.go@v1.10.3).
+        if task.config.get("network_mode") != "host":
+            return None
+        what, instead = 'network_mode = "host"', "or leave network_mode unset"
+    elif task.driver in GROUP_NETWORK_DRIVERS:
+        mode = group_network_mode(group)
+        if isolates_network(mode):
+            return None
+        what = f'driver "{task.driver}" in a group whose network mode is "{mode}" runs in the host\'s network namespace'
+        # The exec driver looks its user up by name (HasValidIDs, drivers/exec/driver.go@v1.10.3), so a
+        # numeric uid fails there: for exec, bridge mode is the way.
+        instead = 'or give the group network { mode = "bridge" }'
+    else:
         return None
     problems = []
     reason = (_one(task.raw, "meta") or {}).get(HOST_NETWORK_REASON)
@@ -617,8 +815,128 @@ def _host_network_exception(ctx: JobContext) -> str | None:
             " port and open raw sockets on the node's interfaces)"
         )
     if problems:
-        return 'network_mode = "host": ' + "; ".join(problems) + " — or leave network_mode unset"
+        return f"{what}: " + "; ".join(problems) + f" — {instead}"
     return None
+
+
+# -- templates -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    """string, field, var, ident, number, pipe, lparen, rparen or other."""
+    text: str
+
+    @property
+    def literal(self) -> str | None:
+        """A string token's value (Go's escapes as JSON's), else None."""
+        if self.kind != "string":
+            return None
+        if self.text.startswith("`"):
+            return self.text[1:-1]
+        try:
+            return json.loads(self.text)
+        except ValueError:  # a Go escape JSON lacks (\x41, \a): what is between the quotes
+            return self.text[1:-1]
+
+
+# Go text/template's lexemes inside an action, enough to tell a function's arguments apart.
+_GO_TOKEN = re.compile(
+    r"""(?P<string>"(?:[^"\\\n]|\\.)*"|`[^`]*`)
+      |(?P<char>'(?:[^'\\\n]|\\.)*')
+      |(?P<comment>/\*.*?\*/)
+      |(?P<field>(?:\.[A-Za-z_][A-Za-z0-9_]*)+|\.)
+      |(?P<var>\$[A-Za-z0-9_]*)
+      |(?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+      |(?P<number>[0-9][0-9A-Za-z_.+-]*)
+      |(?P<space>\s+)
+      |(?P<pipe>\|)
+      |(?P<lparen>\()
+      |(?P<rparen>\))
+      |(?P<other>.)""",
+    re.X | re.S,
+)
+
+
+def template_actions(text: str, left: str = "{{", right: str = "}}") -> list[tuple[str, list[_Token]]]:
+    """Each action of a Go template (consul-template's language) as (its text, its tokens, spaces,
+    comments and trim markers left out). As in Go's text/template lexer, a right delimiter inside a
+    string does not end an action, and "{{- " and " -}}" trim the text around it."""
+    trim_left = re.compile(r"-[ \t\r\n]")
+    trim_right = re.compile(r"[ \t\r\n]-" + re.escape(right))
+    actions = []
+    start = text.find(left)
+    while start != -1:
+        pos = start + len(left)
+        if trim_left.match(text, pos):
+            pos += 1
+        tokens: list[_Token] = []
+        while pos < len(text) and not text.startswith(right, pos):
+            if trim_right.match(text, pos):
+                pos += 2
+                break
+            match = _GO_TOKEN.match(text, pos)
+            assert match is not None  # `other` matches any character
+            kind = match.lastgroup or "other"
+            if kind == "char":
+                kind = "other"
+            if kind not in ("space", "comment"):
+                tokens.append(_Token(kind, match.group()))
+            pos = match.end()
+        actions.append((text[start : pos + len(right)], tokens))
+        start = text.find(left, pos + len(right))
+    return actions
+
+
+def _template_actions_of(template: Mapping[str, Any]) -> list[tuple[str, list[_Token]]]:
+    data = template.get("data")
+    if not isinstance(data, str):
+        return []
+    return template_actions(data, template.get("left_delimiter", "{{"), template.get("right_delimiter", "}}"))
+
+
+@dataclass(frozen=True)
+class _Call:
+    function: str
+    arguments: tuple[tuple[_Token, ...], ...]
+    """Each argument's tokens (a parenthesised argument is one); none when the value is piped in."""
+
+
+def _calls(tokens: Sequence[_Token], functions: frozenset[str]) -> list[_Call]:
+    """Calls of the named functions in an action's tokens."""
+    calls = []
+    for index, token in enumerate(tokens):
+        if token.kind != "ident" or token.text not in functions:
+            continue
+        arguments: list[tuple[_Token, ...]] = []
+        current: list[_Token] = []
+        depth = 0
+        for following in tokens[index + 1 :]:
+            if depth == 0 and following.kind in ("pipe", "rparen"):
+                break
+            current.append(following)
+            depth += {"lparen": 1, "rparen": -1}.get(following.kind, 0)
+            if depth == 0:
+                arguments.append(tuple(current))
+                current = []
+        calls.append(_Call(token.text, tuple(arguments)))
+    return calls
+
+
+def _reads_vault_token(template: Mapping[str, Any]) -> bool:
+    """Whether a template reads the task's Vault token: `env "VAULT_TOKEN"` (or mustEnv, envOrDefault),
+    the token file secrets/vault_token named in an action, or that file as the template's source."""
+    source = template.get("source")
+    if isinstance(source, str) and _VAULT_TOKEN_FILE.search(posixpath.normpath(source)):
+        return True
+    for _, tokens in _template_actions_of(template):
+        for call in _calls(tokens, _ENV_FUNCTIONS):
+            if call.arguments and call.arguments[0][0].literal == "VAULT_TOKEN":
+                return True
+        for token in tokens:
+            value = token.literal
+            if value and _VAULT_TOKEN_FILE.search(posixpath.normpath(value)):
+                return True
+    return False
 
 
 def _vault_workload_identity(ctx: JobContext) -> str | None:
@@ -632,8 +950,11 @@ def _vault_workload_identity(ctx: JobContext) -> str | None:
             problems.append("vault block sets a token")
     if "VAULT_TOKEN" in task.env:
         problems.append("env sets VAULT_TOKEN")
+    copied = sorted(k for k, v in task.env.items() if isinstance(v, str) and _VAULT_TOKEN_INTERPOLATION.search(v))
+    if copied:
+        problems.append(f"env {', '.join(copied)} copies ${{VAULT_TOKEN}}")
     for template in task.templates:
-        if _VAULT_TOKEN_READ.search(str(template.get("data", "")) + str(template.get("source", ""))):
+        if _reads_vault_token(template):
             problems.append(f'template "{template.get("destination", "?")}" reads the Vault token')
     if problems:
         return (
@@ -643,34 +964,143 @@ def _vault_workload_identity(ctx: JobContext) -> str | None:
     return None
 
 
+def vault_request(function: str, path: str) -> tuple[str, str]:
+    """(operation, Vault path) that consul-template v0.41.0 (Nomad v1.10.3's) sends for `secret "path"`
+    (read) or `secrets "path"` (list) on this cluster's KV v2 mount: spaces and slashes trimmed,
+    a read's query string dropped (NewVaultReadQuery, NewVaultListQuery); a read gets "data/" after
+    the mount unless it names data/, metadata/ or subkeys/ (shimKVv2Path, dependency/vault_read.go),
+    a list gets "metadata/" unless it starts with it (shimKvV2ListPath, dependency/vault_list.go).
+    Paths on other mounts are returned trimmed."""
+    path = path.strip().strip("/")
+    mount = KV_MOUNT
+    if function == "secrets":
+        if path == mount:
+            return "list", posixpath.join(mount, "metadata")
+        if not path.startswith(mount + "/") or path.startswith(posixpath.join(mount, "metadata")):
+            return "list", path
+        return "list", posixpath.normpath(posixpath.join(mount, "metadata", path[len(mount) + 1 :]))
+    path = urlsplit(path).path
+    if path == mount:
+        return "read", posixpath.join(mount, "data")
+    if not path.startswith(mount + "/"):
+        return "read", path
+    rest = path[len(mount) + 1 :]
+    if rest.startswith(("data/", "metadata/", "subkeys/")):
+        return "read", path
+    return "read", posixpath.join(mount, "data", rest)
+
+
+def vault_grants(operation: str, path: str, namespace: str, job_id: str) -> bool:
+    """Whether the nomad-workloads policy (policies/vault/nomad-workloads.hcl) grants a task of this
+    job `operation` on `path`: read on kv/data/<namespace>/<job>[/...], list on
+    kv/metadata/<namespace>[/...] (Vault gives a list path a trailing slash, so kv/metadata/<ns> itself
+    matches kv/metadata/<ns>/*: "List Operations Always Use Trailing Slash", Vault 0.7.0 upgrade guide)."""
+    segments = path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        return False
+    if operation == "read":
+        return segments[:4] == [KV_MOUNT, "data", namespace, job_id]
+    return operation == "list" and segments[:3] == [KV_MOUNT, "metadata", namespace]
+
+
 def _vault_paths_scoped(ctx: JobContext) -> str | None:
     task = ctx.task
     assert task is not None
     job = ctx.job
-    scope = f"{KV_MOUNT}/data/{job.namespace}/{job.id}"
-    outside = [
-        path
-        for template in task.templates
-        for path in _SECRET_PATH.findall(str(template.get("data", "")))
-        if path.startswith(f"{KV_MOUNT}/") and not (path == scope or path.startswith(scope + "/"))
-    ]
+    outside: list[str] = []
+    computed: list[str] = []
+    for template in task.templates:
+        destination = template.get("destination", "?")
+        for action, tokens in _template_actions_of(template):
+            for call in _calls(tokens, _VAULT_FUNCTIONS):
+                # A parenthesised first argument starts with "(", which is no literal.
+                path = call.arguments[0][0].literal if call.arguments else None
+                if path is None:
+                    computed.append(f'template "{destination}": {action}')
+                    continue
+                operation, effective = vault_request(call.function, path)
+                if call.function == "secret" and len(call.arguments) > 1:
+                    operation = "write"  # secret "path" "k=v" writes (secretFunc, template/funcs.go@v0.41.0)
+                if not effective.startswith(KV_MOUNT + "/") or vault_grants(
+                    operation, effective, job.namespace, job.id
+                ):
+                    continue
+                described = f"{operation}s {effective}"
+                if operation == "write":
+                    described += f' (secret "{path}" with key=value arguments)'
+                elif effective != path:
+                    described += f' ({call.function} "{path}")'
+                outside.append(described)
+    problems = []
     if outside:
-        return (
-            f"template reads {', '.join(sorted(set(outside)))}, outside {scope}[/...] — the nomad-workloads Vault policy"
-            " grants a task its own namespace and job only, so the template would never render"
+        problems.append(
+            f"template {', '.join(sorted(set(outside)))}, outside kv/data/{job.namespace}/{job.id}[/...] (read) and"
+            f" kv/metadata/{job.namespace}/... (list) — the nomad-workloads Vault policy grants a task read on its"
+            " own namespace and job and list on its namespace only, so the template would never render"
         )
+    if computed:
+        problems.append(
+            f"{'; '.join(computed)}: the Vault path is not a string literal, so the rules cannot check where it"
+            ' reads — write it as one (secret "kv/data/<namespace>/<job>/...")'
+        )
+    return "; ".join(problems) or None
+
+
+# -- artifacts -----------------------------------------------------------------------------------------------------
+def checksum_problem(checksum: Any, *, in_url: bool) -> str | None:
+    """Why an artifact checksum does not pin the download, or None. "sha256:<64 hex>" or
+    "sha512:<128 hex>"; in the URL, go-getter also takes the hex alone and tells the type by its
+    length (extractChecksum, newChecksumFromValue: checksum.go@v1.7.8). A value Nomad interpolates at
+    run time passes, as Nomad lets it (TaskArtifact.validateChecksum, nomad/structs/structs.go@v1.10.3)."""
+    if not isinstance(checksum, str):
+        return f"checksum {checksum!r} is not a string"
+    if _is_expression(checksum):
+        return None
+    value = checksum.strip()
+    kind, separator, digest = value.partition(":")
+    if not separator:
+        if in_url and re.fullmatch(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{128}", value):
+            return None
+        return f'checksum "{checksum}" is not "<type>:<hex>"'
+    if kind == "file":
+        return f'checksum "{checksum}" is fetched from a URL at download time, so it pins nothing in the job'
+    if kind not in ARTIFACT_CHECKSUM_HEX_DIGITS:
+        return f'checksum type "{kind}" — use sha256 or sha512 (md5 and sha1 collisions can be made)'
+    digits = ARTIFACT_CHECKSUM_HEX_DIGITS[kind]
+    if not re.fullmatch(rf"[0-9a-fA-F]{{{digits}}}", digest):
+        return f'checksum "{checksum}" is not a {kind} digest ({digits} hex digits)'
     return None
+
+
+def artifact_problem(artifact: Mapping[str, Any]) -> str | None:
+    """Why an artifact is not pinned, or None. Its checksum is options.checksum, else the source
+    URL's `checksum` parameter: Nomad sets each option as a query parameter of the URL, over one of
+    the same name (getURL, client/allocrunner/taskrunner/getter/util.go@v1.10.3)."""
+    source = artifact.get("source", "?")
+    options = _one(artifact, "options") or {}
+    if "checksum" in options:
+        problem = checksum_problem(options["checksum"], in_url=False)
+        where = "options.checksum"
+    else:
+        query = parse_qs(urlsplit(source).query) if isinstance(source, str) else {}
+        if "checksum" not in query:
+            return (
+                f'artifact {source} has no checksum — pin it with options {{ checksum = "sha256:..." }} or'
+                " ?checksum=sha256:... in its URL"
+            )
+        problem = checksum_problem(query["checksum"][0], in_url=True)  # url.Values.Get: the first
+        where = "the URL's checksum parameter"
+    return f"artifact {source}: {where}: {problem}" if problem else None
 
 
 def _artifacts_checksummed(ctx: JobContext) -> str | None:
     task = ctx.task
     assert task is not None
-    unchecked = [a.get("source", "?") for a in task.artifacts if not (_one(a, "options") or {}).get("checksum")]
-    if unchecked:
-        return f'artifact {", ".join(unchecked)} has no options.checksum — pin it with checksum = "sha256:..."'
-    return None
+    problems = [problem for problem in map(artifact_problem, task.artifacts) if problem]
+    return "; ".join(problems) or None
 
 
+# -- services --------------------------------------------------------------------------------------------------
 def _service_name_dns(ctx: JobContext) -> str | None:
     service = ctx.service
     assert service is not None
@@ -689,6 +1119,49 @@ def _service_consul_checked(ctx: JobContext) -> str | None:
     return None
 
 
+def _proxies(service: Service) -> list[dict[str, Any]]:
+    """The service's Connect sidecar proxy blocks."""
+    return [
+        proxy for sidecar in _blocks(service.connect or {}, "sidecar_service") for proxy in _blocks(sidecar, "proxy")
+    ]
+
+
+def upstream_name(upstream: Mapping[str, Any]) -> str | None:
+    """An upstream's destination_name when it is a literal service name, else None."""
+    name = upstream.get("destination_name")
+    return name if isinstance(name, str) and name and not _is_expression(name) else None
+
+
+def _mesh_upstreams_named(ctx: JobContext) -> str | None:
+    service = ctx.service
+    assert service is not None
+    unnamed = [
+        json.dumps(upstream, sort_keys=True)
+        for proxy in _proxies(service)
+        for upstream in _blocks(proxy, "upstreams")
+        if upstream_name(upstream) is None
+    ]
+    if unnamed:
+        return (
+            f"upstream(s) {', '.join(unnamed)} without a literal destination_name — the program allows mesh calls"
+            " (Consul intentions) only to upstreams named by destination_name, so every call through it would be"
+            " refused; name the Consul service it calls"
+        )
+    return None
+
+
+def _mesh_no_transparent_proxy(ctx: JobContext) -> str | None:
+    service = ctx.service
+    assert service is not None
+    if any("transparent_proxy" in proxy for proxy in _proxies(service)):
+        return (
+            "transparent_proxy — the program derives Consul intentions only from explicit upstreams"
+            " (components/workloads.py), so under Consul's default-deny every call this service makes would be"
+            ' refused; list its upstreams explicitly (proxy { upstreams { destination_name = "..." } }) instead'
+        )
+    return None
+
+
 def _variables_documented(ctx: JobContext) -> str | None:
     undocumented = sorted(name for name, v in ctx.job.declared.items() if not v.type or not v.description)
     if undocumented:
@@ -701,44 +1174,64 @@ RULES: tuple[Rule, ...] = (
     Rule("variables-documented", "every variable has a type and a description", Scope.JOB, _variables_documented),
     Rule(
         "images-pinned",
-        "container images carry an exact version tag or a digest, never latest",
+        "container images carry a full version tag (MAJOR.MINOR.PATCH, optional leading v and -suffix) or a"
+        " sha256 digest; another tag only for a repository in UNVERSIONED_IMAGES, never latest",
         Scope.TASK,
         _images_pinned,
     ),
     Rule("resources-set", "every task sets cpu and memory", Scope.TASK, _resources_set),
     Rule("no-raw-exec", "no task uses the raw_exec driver", Scope.TASK, _no_raw_exec),
     Rule(
-        "docker-unprivileged",
-        "no privileged containers, capabilities, docker volumes or host mounts",
+        "task-sandboxed",
+        "a task keeps to its sandbox: no privileged mode, added capabilities, host devices, host pid/ipc/userns/"
+        "uts/cgroup namespace, unconfined security_opt, Docker volumes or bind mounts from outside the allocation",
         Scope.TASK,
-        _docker_unprivileged,
+        _task_sandboxed,
     ),
     Rule(
         "host-network-exception",
-        "a container in the host's network namespace states why (meta host_network_reason) and runs as a"
-        " numeric non-root uid",
+        "a task in the host's network namespace (docker network_mode = host; exec/java in a group without"
+        " bridge, none or cni networking) states why (meta host_network_reason) and runs as a numeric non-root uid",
         Scope.TASK,
         _host_network_exception,
     ),
     Rule(
         "vault-workload-identity",
-        "Vault only through workload identity: no policies, no token in env or templates",
+        "Vault only through workload identity: no policies, no token read in env or templates",
         Scope.TASK,
         _vault_workload_identity,
     ),
     Rule(
         "vault-paths-scoped",
-        "templates read Vault KV under kv/data/<namespace>/<job> only",
+        "templates read Vault KV where the nomad-workloads policy allows (read kv/data/<namespace>/<job>, list"
+        " kv/metadata/<namespace>), at literal paths",
         Scope.TASK,
         _vault_paths_scoped,
     ),
-    Rule("artifacts-checksummed", "every artifact is pinned with a checksum", Scope.TASK, _artifacts_checksummed),
+    Rule(
+        "artifacts-checksummed",
+        "every artifact is pinned with a sha256 or sha512 checksum (options.checksum or ?checksum= in its URL)",
+        Scope.TASK,
+        _artifacts_checksummed,
+    ),
     Rule("service-names-dns", "service names are DNS labels", Scope.SERVICE, _service_name_dns),
     Rule(
         "services-consul-checked",
         "services register in Consul with a health check",
         Scope.SERVICE,
         _service_consul_checked,
+    ),
+    Rule(
+        "mesh-upstreams-named",
+        "every Connect upstream names its service (destination_name), from which the program derives intentions",
+        Scope.SERVICE,
+        _mesh_upstreams_named,
+    ),
+    Rule(
+        "mesh-no-transparent-proxy",
+        "no Connect transparent_proxy: upstreams are listed explicitly, as intentions are derived from them",
+        Scope.SERVICE,
+        _mesh_no_transparent_proxy,
     ),
 )
 
@@ -813,3 +1306,22 @@ def validate_jobs(
     if errors or violations:
         raise JobValidationError(violations, errors)
     return jobs
+
+
+def validate_directory(
+    allowed_namespaces: Iterable[str],
+    variables: Mapping[str, object] | None = None,
+    directory: Path = JOBS_DIR,
+    rules: Iterable[Rule] = RULES,
+) -> dict[str, Job]:
+    """Loads and checks every job file of `directory` (jobs/ by default), whether the stack deploys it
+    or not, each with the same program-wide `variables` (a file ignores values for variables it does
+    not declare). Returns {file name without .nomad.hcl: Job} in file-name order, or raises
+    JobValidationError listing every problem of every file at once: load errors, rule violations,
+    duplicate job ids, and values for variables no file declares (see validate_jobs)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise JobValidationError((), [f"{_display(directory)}: no such directory of job files"])
+    files = job_files(directory)
+    jobs = validate_jobs([(path, variables) for path in files], allowed_namespaces, rules)
+    return {path.name.removesuffix(JOB_SUFFIX): job for path, job in zip(files, jobs, strict=True)}

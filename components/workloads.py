@@ -20,8 +20,8 @@ import pulumi_nomad as nomad
 import pulumi_random as random
 import pulumi_vault as vault
 
-from components.job_rules import KV_MOUNT, Job, validate_jobs
-from components.settings import JOB_SUFFIX, JOBS_DIR, Settings
+from components.job_rules import KV_MOUNT, Job, validate_directory
+from components.settings import JOBS_DIR, Settings
 
 
 def job_variables(settings: Settings) -> dict[str, Any]:
@@ -30,9 +30,11 @@ def job_variables(settings: Settings) -> dict[str, Any]:
 
 
 def load_jobs(settings: Settings, allowed_namespaces: Sequence[str]) -> list[Job]:
-    """The stack's jobs, parsed and checked; any violation stops the program (JobValidationError)."""
-    values = job_variables(settings)
-    return validate_jobs([(JOBS_DIR / f"{name}{JOB_SUFFIX}", values) for name in settings.jobs], allowed_namespaces)
+    """The stack's jobs, in the `jobs` setting's order. Every file in jobs/ is parsed and checked,
+    enabled or not, so a broken file stops every stack (and CI), not only the one that enables it;
+    any violation stops the program (JobValidationError)."""
+    checked = validate_directory(allowed_namespaces, job_variables(settings), JOBS_DIR)
+    return [checked[name] for name in settings.jobs]
 
 
 INGRESS_TAG = "traefik.enable=true"

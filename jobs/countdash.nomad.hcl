@@ -102,7 +102,11 @@ job "countdash" {
       tags     = ["traefik.enable=true"]
 
       connect {
+        # Tags of its own: a sidecar without tags inherits its service's (Consul does;
+        # command/agent/consul/service_client.go sidecarTagsDifferent at v1.10.3), and Traefik would
+        # publish Envoy's mesh-only listener beside the dashboard.
         sidecar_service {
+          tags = ["mesh"]
           proxy {
             upstreams {
               destination_name = "count-api"

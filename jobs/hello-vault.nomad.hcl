@@ -60,11 +60,14 @@ job "hello-vault" {
       driver = "docker"
 
       # Workload identity: no policies and no token in the job; Vault's JWT backend gives the task
-      # its default role's token. `env = false`: the task itself never sees the token, only the
-      # template does.
+      # its default role's token. The task itself never sees it, only the template does: `env = false`
+      # keeps VAULT_TOKEN out of its environment, `disable_file = true` keeps Nomad from writing it to
+      # secrets/vault_token, mode 0666, otherwise (client/allocrunner/taskrunner/vault_hook.go
+      # writeToken at v1.10.3; the template hook gets the token from the vault hook, not the file).
       vault {
-        env         = false
-        change_mode = "restart"
+        env          = false
+        disable_file = true
+        change_mode  = "restart"
       }
 
       config {

@@ -3,8 +3,11 @@
 #
 # Discovery goes through the local Consul agent's HTTPS API (127.0.0.1:8501, cluster CA from the
 # "cluster-ca" host volume) with the Consul token Nomad derives from this task's workload identity;
-# Prometheus sends it from the secrets file as `Authorization: Bearer`, which Consul accepts, and
-# re-reads the file on every request.
+# Prometheus sends it from a file as `Authorization: Bearer`, which Consul accepts, and re-reads the
+# file on every request. The file is a copy the task's user can read (the template below): Nomad
+# writes secrets/consul_token 0640 as root (client/allocrunner/taskrunner/consul_hook.go at v1.10.3),
+# which nobody (65534) cannot. Like every task's, the token is also in the environment Nomad gives
+# the task (CONSUL_TOKEN, CONSUL_HTTP_TOKEN), which `docker inspect` shows to root on the node.
 #
 # What this needs that is not verified here (no cluster in the tests):
 # - Consul ACLs. The task's token has the role nomad-default-tasks (components/access.py: policies
@@ -99,8 +102,20 @@ job "prometheus" {
         host_network_reason = "the local Consul agent's API listens on the host's loopback only"
       }
 
-      # A Consul token from this task's workload identity, in secrets/consul_token.
+      # A Consul token from this task's workload identity, in secrets/consul_token and CONSUL_TOKEN.
       consul {}
+
+      # The token again, readable by the task's user: a template renders it from CONSUL_TOKEN, which
+      # the consul hook puts in the task environment before the template hook runs (v1.10.3
+      # client/allocrunner/taskrunner/task_runner_hooks.go; uid/gid/perms: api/tasks.go Template).
+      template {
+        destination = "secrets/prometheus-consul-token"
+        data        = "{{ env \"CONSUL_TOKEN\" }}"
+        uid         = 65534
+        gid         = 65534
+        perms       = "0400"
+        change_mode = "restart"
+      }
 
       volume_mount {
         volume      = "cluster-ca"
@@ -143,7 +158,7 @@ job "prometheus" {
                   scheme: https
                   datacenter: {{ env "NOMAD_DC" }}
                   authorization:
-                    credentials_file: /secrets/consul_token
+                    credentials_file: /secrets/prometheus-consul-token
                   tls_config:
                     ca_file: /cluster-ca/ca.pem
                   services: [nomad]
@@ -165,7 +180,7 @@ job "prometheus" {
                   scheme: https
                   datacenter: {{ env "NOMAD_DC" }}
                   authorization:
-                    credentials_file: /secrets/consul_token
+                    credentials_file: /secrets/prometheus-consul-token
                   tls_config:
                     ca_file: /cluster-ca/ca.pem
                   services: [nomad-client]
@@ -181,7 +196,7 @@ job "prometheus" {
               params:
                 format: [prometheus]
               authorization:
-                credentials_file: /secrets/consul_token
+                credentials_file: /secrets/prometheus-consul-token
               tls_config:
                 ca_file: /cluster-ca/ca.pem
               static_configs:
@@ -197,7 +212,7 @@ job "prometheus" {
                   scheme: https
                   datacenter: {{ env "NOMAD_DC" }}
                   authorization:
-                    credentials_file: /secrets/consul_token
+                    credentials_file: /secrets/prometheus-consul-token
                   tls_config:
                     ca_file: /cluster-ca/ca.pem
                   tags: [prometheus]

@@ -10,7 +10,7 @@ from components import settings as settings_module
 from components import workloads as workloads_module
 from components.job_rules import JobValidationError
 
-from conftest import ClusterMocks, RecordingMonitor, is_secret, run_program, unwrap
+from conftest import ROOT, ClusterMocks, RecordingMonitor, is_secret, run_program, unwrap
 
 JOB = "nomad:index/job:Job"
 
@@ -108,3 +108,18 @@ job "bad" {
     assert 'job "bad" group "web" task "server": images-pinned' in message
     assert "resources-set" in message
     assert monitor.registrations == []
+
+
+def test_a_broken_job_file_stops_every_stack_even_when_no_stack_enables_it(tmp_path, monkeypatch):
+    """The `jobs` setting says every file is validated at start: a broken file fails CI and every
+    stack, not only the one that enables it."""
+    for name in ("traefik", "prometheus"):
+        (tmp_path / f"{name}.nomad.hcl").write_text((ROOT / "jobs" / f"{name}.nomad.hcl").read_text())
+    (tmp_path / "draft.nomad.hcl").write_text('job "draft" {\n  namespace = "apps"\n  group "g" {\n')
+    monkeypatch.setattr(settings_module, "JOBS_DIR", tmp_path)
+    monkeypatch.setattr(workloads_module, "JOBS_DIR", tmp_path)
+    with pytest.raises(JobValidationError, match=r"draft\.nomad\.hcl: not valid HCL"):
+        run_program("dev", {"jobs": ["traefik"]}, preview=True)
+    (tmp_path / "draft.nomad.hcl").unlink()
+    monitor = run_program("dev", {"jobs": ["prometheus", "traefik"]}, preview=True)
+    assert [r.name for r in monitor.of_type(JOB)] == ["cluster-prometheus", "cluster-traefik"], "in the setting's order"
