@@ -23,6 +23,7 @@ import pulumi_aws as aws
 
 from components.addressing import PlannedServer, planned_servers
 from components.node_config import ClusterSpec, NodeSpec, Role, ssm_scope
+from components.node_os import RELEASES
 from components.node_plan import JOIN_TAG_KEY, cluster_spec, join_tag_value, node_specs, ssm_prefix
 from components.platform import NetworkArgs, NodesArgs, ServerAddress, chain_servers, hosts_lines
 from components.server_health import ServerHealth
@@ -50,9 +51,6 @@ INGRESS_PORTS = (80, 443)
 DYNAMIC_PORTS = (20000, 32000)
 WORLD_IPV4 = "0.0.0.0/0"
 
-# Canonical's account: an image of the same name published by anyone else is never picked.
-UBUNTU_OWNER = "099720109477"
-UBUNTU_IMAGE_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 ROOT_VOLUME_GIB = 30
 # The longest window: a deleted key makes Vault's data unreadable, and deletion can be cancelled until then.
 KMS_DELETION_WINDOW_DAYS = 30
@@ -480,10 +478,11 @@ class AwsNodes(pulumi.ComponentResource):
             "arn:", partition.partition, ":ssm:", settings.aws.region, ":", identity.account_id, ":parameter"
         )
         image = aws.ec2.get_ami_output(
-            owners=[UBUNTU_OWNER],
+            # The release's publisher only: an image of the same name by anyone else is never picked.
+            owners=[RELEASES[settings.node_os].ami_owner],
             most_recent=True,
             filters=[
-                aws.ec2.GetAmiFilterArgs(name="name", values=[UBUNTU_IMAGE_NAME]),
+                aws.ec2.GetAmiFilterArgs(name="name", values=[RELEASES[settings.node_os].ami_name]),
                 aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
             ],
             opts=invoke,

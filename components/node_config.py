@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from components.node_os import RELEASES, NodeOs
 from components.settings import PackageSource, Versions
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "cloudinit"
@@ -28,11 +29,6 @@ TLS_DIR = "/etc/hashistack/tls"
 # go-sockaddr template the agents resolve at start, for nodes whose address is not known in advance.
 DISCOVERED_ADDRESS = "{{ GetPrivateIP }}"
 EC2_USER_DATA_LIMIT = 16 * 1024
-
-# Ubuntu archive packages, installed by cloud-init before the bootstrap runs. Docker and Java follow
-# the archive's security updates; the HashiCorp agents are pinned to exact versions by the bootstrap.
-BASE_PACKAGES = ["ca-certificates", "curl", "gnupg", "jq"]
-CLIENT_PACKAGES = ["docker.io", "nftables", "openjdk-21-jre-headless"]
 
 
 class Role(StrEnum):
@@ -96,6 +92,7 @@ class ClusterSpec:
     delivery: InlineSecrets | SsmSecrets
     package_source: PackageSource
     ssh_authorized_keys: tuple[str, ...] = ()
+    node_os: NodeOs = NodeOs.UBUNTU_24_04
 
 
 @dataclass(frozen=True)
@@ -286,6 +283,7 @@ _Dumper.add_representer(
 def user_data(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> str:
     """The node's #cloud-config. Deterministic: same inputs, byte-identical output."""
     ssm = isinstance(cluster.delivery, SsmSecrets)
+    release = RELEASES[cluster.node_os]
     files = node_files(cluster, node, material, with_secrets=not ssm)
     written = [f for f in files if not (ssm and f.secret)]
     if ssm:
@@ -295,7 +293,9 @@ def user_data(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> s
         written.append(NodeFile(SSM_MANIFEST_PATH, manifest, "0600"))
     document: dict = {
         "package_update": True,
-        "packages": BASE_PACKAGES + (CLIENT_PACKAGES if node.role is Role.CLIENT else []),
+        # From the release's archive, installed by cloud-init before the bootstrap runs: Docker and
+        # Java follow its security updates; the HashiCorp agents are pinned by the bootstrap.
+        "packages": [*release.base_packages, *(release.client_packages if node.role is Role.CLIENT else ())],
         # Root-only until the bootstrap hands each directory to its agent's group.
         "write_files": [
             {"path": f.path, "content": f.content, "owner": "root:root", "permissions": f.mode} for f in written

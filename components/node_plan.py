@@ -44,6 +44,7 @@ def cluster_spec(settings: Settings) -> ClusterSpec:
         versions=settings.versions,
         ssh_authorized_keys=settings.ssh_authorized_keys,
         package_source=settings.package_source,
+        node_os=settings.node_os,
     )
     if settings.platform is Platform.AWS:
         region = settings.aws.region

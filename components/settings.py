@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 
 import pulumi
 
+from components.node_os import NodeOs
+
 PROJECT = "hashistack"
 JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
 JOB_SUFFIX = ".nomad.hcl"
@@ -162,6 +164,7 @@ class Settings:
     package_source: PackageSource
     tls: TlsSettings
     ssh_authorized_keys: tuple[str, ...]
+    node_os: NodeOs
     jobs: tuple[str, ...]
     """Names of the jobs to deploy: jobs/<name>.nomad.hcl."""
     libvirt: LibvirtSettings | None
@@ -194,6 +197,7 @@ KNOWN_KEYS = frozenset(
         "certValidityHours",
         "certEarlyRenewalHours",
         "sshAuthorizedKeys",
+        "nodeOs",
         "jobs",
         "libvirtUri",
         "libvirtPoolDir",
@@ -368,6 +372,7 @@ def parse_settings(
         consul_cni=read.version("consulCniVersion"),
     )
     package_source = PackageSource(read.https_url("hashicorpAptUrl"), read.key_fingerprint("hashicorpKeyFingerprint"))
+    node_os = read.choice("nodeOs", NodeOs) or NodeOs.UBUNTU_24_04
     tls = _read_tls(read)
     ssh_keys = read.string_list("sshAuthorizedKeys")
     for key in ssh_keys:
@@ -416,6 +421,7 @@ def parse_settings(
         package_source=package_source,
         tls=tls,
         ssh_authorized_keys=tuple(k.strip() for k in ssh_keys),
+        node_os=node_os,
         jobs=tuple(jobs),
         libvirt=libvirt,
         aws=aws,

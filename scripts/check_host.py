@@ -41,6 +41,7 @@ from xml.etree import ElementTree
 from components.base_image import cache_dir, cached_path
 from components.libvirt_platform import CLIENT_DISK_BYTES, SERVER_DISK_BYTES
 from components.node_config import Role
+from components.node_os import RELEASES
 from components.node_plan import node_specs
 from components.settings import PROJECT, Platform, Settings, SettingsError
 from scripts.stack_files import ROOT, stack_settings
@@ -68,10 +69,9 @@ SERVER_DISK_ALLOWANCE = 3 * GIB
 CLIENT_DISK_ALLOWANCE = 6 * GIB
 BASE_IMAGE_ESTIMATE = 600 * MIB
 
-# The nodes are Ubuntu 24.04 on amd64 on both platforms (the libvirt base image, the AWS AMI filter in
-# components/aws_platform.py), and cloudinit/hashistack-bootstrap.sh adds
-# `deb [arch=$ARCH signed-by=...] $HASHICORP_APT_URL $VERSION_CODENAME main`, then installs `<pkg>=<version>-1`.
-NODE_RELEASE = "noble"
+# The nodes run the `nodeOs` release on amd64 (components/node_os.py), and
+# cloudinit/hashistack-bootstrap.sh adds `deb [arch=$ARCH signed-by=...] $HASHICORP_APT_URL
+# $VERSION_CODENAME main`, then installs `<pkg>=<version>-1`.
 NODE_ARCH = "amd64"
 PACKAGE_REVISION = "-1"
 
@@ -703,7 +703,8 @@ def _newest(versions: Iterable[str]) -> str | None:
 
 def check_package_source(host, settings: Settings) -> Result:
     name = "package-source"
-    base = f"{settings.package_source.apt_url}/dists/{NODE_RELEASE}/main/binary-{NODE_ARCH}"
+    release = RELEASES[settings.node_os].codename
+    base = f"{settings.package_source.apt_url}/dists/{release}/main/binary-{NODE_ARCH}"
     tried, index, url = [], None, None
     for file in ("Packages.gz", "Packages"):
         url = f"{base}/{file}"
@@ -724,8 +725,8 @@ def check_package_source(host, settings: Settings) -> Result:
         if len(tried) == 2 and all(": HTTP 404 " in t or ": not a gzip file" in t for t in tried):
             return failed(
                 name,
-                f"no {NODE_RELEASE}/main {NODE_ARCH} package index at hashicorpAptUrl: tried {'; '.join(tried)}",
-                f"point hashicorpAptUrl at a repository that serves dists/{NODE_RELEASE}/main, "
+                f"no {release}/main {NODE_ARCH} package index at hashicorpAptUrl: tried {'; '.join(tried)}",
+                f"point hashicorpAptUrl at a repository that serves dists/{release}/main, "
                 "like https://apt.releases.hashicorp.com",
             )
         if settings.platform is Platform.AWS:

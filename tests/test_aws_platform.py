@@ -538,6 +538,14 @@ def test_every_volume_is_encrypted_gp3(monitor):
         assert mapping["ebs"]["encrypted"] == "true" and mapping["ebs"]["volumeType"] == "gp3", template.urn
 
 
+def test_debian_12_nodes_boot_the_debian_cloud_team_s_image():
+    """The Debian cloud team's AWS account and image names (debian-12-amd64-<date>-<build>)."""
+    monitor = _run({"nodeOs": "debian-12"})
+    (call,) = [c for c in monitor.mocks.calls if c.token == "aws:ec2/getAmi:getAmi"]
+    assert call.args["owners"] == ["136693071363"]
+    assert {f["name"]: f["values"] for f in call.args["filters"]}["name"] == ["debian-12-amd64-*"]
+
+
 def test_the_image_is_canonicals_ubuntu_noble(monitor):
     (call,) = [c for c in monitor.mocks.calls if c.token == "aws:ec2/getAmi:getAmi"]
     assert call.args["owners"] == ["099720109477"]

@@ -694,6 +694,14 @@ def test_package_index_without_a_pinned_version_fails_with_the_newest(apt_repo):
     assert result.fix == "pulumi config set hashistack:vaultVersion 1.20.1 --stack dev"
 
 
+def test_debian_12_nodes_read_the_bookworm_index(apt_repo):
+    url, routes, host = apt_repo
+    routes.clear()
+    routes[INDEX.replace("noble", "bookworm") + ".gz"] = (200, gzip.compress(packages_index(*DEV_PACKAGES).encode()))
+    assert ch.check_package_source(host, dev(hashicorpAptUrl=url, nodeOs="debian-12")).status == "PASS"
+    assert ch.check_package_source(host, dev(hashicorpAptUrl=url)).status == "FAIL", "Ubuntu's noble index is not there"
+
+
 def test_package_index_missing_fails(apt_repo):
     url, routes, host = apt_repo
     routes.clear()

@@ -38,6 +38,7 @@ from components.node_config import (
     secret_parameters,
     user_data,
 )
+from components.node_os import NodeOs
 from components.settings import PackageSource, Versions
 from components.user_data import ec2_user_data_base64
 from scripts.stack_files import project_file
@@ -106,7 +107,7 @@ COMBINATIONS = [
     )
     for node in (SERVER, LIBVIRT_CLIENT, ASG_CLIENT)
     if not (node is ASG_CLIENT and isinstance(delivery, InlineSecrets))
-]
+] + [(replace(LIBVIRT, node_os=NodeOs.DEBIAN_12), node) for node in (SERVER, LIBVIRT_CLIENT)]
 
 
 def _id(combo) -> str:
@@ -117,8 +118,22 @@ def _id(combo) -> str:
             type(cluster.delivery).__name__,
             cluster.seal.type,
             type(cluster.join).__name__,
+            cluster.node_os.value,
         ]
     )
+
+
+def test_each_node_os_gets_its_own_release_s_packages():
+    """Package names differ: bookworm has no openjdk-21-jre-headless (Debian 12's default JDK is 17)
+    and ships systemd-resolved as a package of its own (systemd 252); noble has both as named."""
+    debian = replace(LIBVIRT, node_os=NodeOs.DEBIAN_12)
+    assert rendered(LIBVIRT, LIBVIRT_CLIENT)["packages"] == [
+        "ca-certificates", "curl", "gnupg", "jq", "docker.io", "nftables", "openjdk-21-jre-headless",
+    ]  # fmt: skip
+    assert rendered(debian, LIBVIRT_CLIENT)["packages"] == [
+        "ca-certificates", "curl", "gnupg", "jq", "systemd-resolved", "docker.io", "nftables", "openjdk-17-jre-headless",
+    ]  # fmt: skip
+    assert rendered(debian, SERVER)["packages"] == ["ca-certificates", "curl", "gnupg", "jq", "systemd-resolved"]
 
 
 def appears(value: str, text: str) -> bool:

@@ -69,6 +69,7 @@ BAD = [
     ("dev", {"certValidityHours": 100000}, "certValidityHours", "100000", "must not exceed caValidityHours"),
     ("dev", {"certEarlyRenewalHours": 8760}, "certEarlyRenewalHours", "8760", "less than certValidityHours"),
     ("dev", {"libvirtUri": "system"}, "libvirtUri", "'system'", "connection URI"),
+    ("dev", {"nodeOs": "debian-11"}, "nodeOs", "'debian-11'", "ubuntu-24.04, debian-12"),
     ("dev", {"libvirtUri": "qemu+ssh://kvm1/system"}, "libvirtUri", "'qemu+ssh://kvm1/system'", "this host's"),
     (
         "dev",
