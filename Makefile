@@ -10,7 +10,7 @@ NODE ?= server-0
 .PHONY: help up preview destroy refresh outputs unseal render bench test lint docs prereqs check-host
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
 # The virtualenv Pulumi.yaml names, with the pinned program and test dependencies.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -53,6 +53,12 @@ unseal: prereqs $(VENV)/.installed ## Unseal STACK's Vault servers (Shamir, e.g.
 .PHONY: doctor
 doctor: prereqs $(VENV)/.installed ## Check STACK's cluster: leaders, peers, Vault seals, ACLs, tokens, jobs
 	$(VENV)/bin/python -m scripts.doctor --stack $(STACK)
+
+# Deploys STACK for real, checks it (doctor + functional checks), writes e2e-report.json, then destroys it
+# unless KEEP=1; a failed run keeps the stack for inspection (scripts/e2e.py).
+.PHONY: e2e
+e2e: prereqs $(VENV)/.installed ## Deploy STACK, prove it works end to end, tear it down (KEEP=1 keeps it)
+	$(VENV)/bin/python -m scripts.e2e --stack $(STACK) --pulumi-version $(PULUMI_VERSION) $(if $(KEEP),--keep) $(if $(ROLL),--roll)
 
 render: $(VENV)/.installed ## Write what NODE of STACK gets into rendered/ (SHOW_SECRETS=1 for real values)
 	$(VENV)/bin/python -m scripts.render_node --stack $(STACK) --node $(NODE) $(if $(SHOW_SECRETS),--show-secrets)

@@ -1,0 +1,394 @@
+"""`make e2e STACK=dev`: deploy a stack for real, prove it works end to end, and tear it down.
+
+    python -m scripts.e2e --stack dev [--keep] [--pulumi-version 3.272.0] [--report e2e-report.json]
+
+Phases, in order, each timed: `check-host` (scripts/check_host.py for the stack: on aws it checks only
+the CLI and packages), `up` (scripts/pulumi.sh <stack> up --yes --skip-preview), `doctor` (the checks of
+`make doctor`, scripts/doctor.py), `checks` (the functional checks below), then `destroy` unless `--keep`.
+One PASS/FAIL line per check on the terminal, and `e2e-report.json` with the stack, every phase (seconds,
+verdict), every check (name, ok, reason) and when the run started and finished. The exit status is 1
+when anything failed; a failed run never destroys the stack, so it can be looked at, and says how to
+tear it down.
+
+The functional checks, each a small function of the stack's outputs (`Endpoints`), TLS verified against
+the cluster CA with the stack's own tokens, like `make doctor`:
+  * the ingress routes `hello-docker` and `hello-java` by name and they answer 200;
+  * `hello-vault` answers with the greeting the program seeded in Vault (read back with the operator
+    token): workload identity -> Vault -> template works;
+  * the count dashboard is served, and Consul's intentions allow count-dashboard -> count-api and deny
+    the reverse and an outsider;
+  * Prometheus has every expected scrape job, every target up;
+  * Grafana's Prometheus data source passes Grafana's own health check.
+The ingress is reached over plain HTTP with the service's name in the Host header, as the `appUrls`
+output says: its 443 serves Traefik's self-signed default certificate, which nothing could verify.
+
+Phases come from a runner object (`RealRunner` here), so the tests drive order, timing, keep and
+teardown without the Pulumi CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from components.http_api import HttpsApi, Response, TlsMaterial
+from components.job_rules import KV_MOUNT
+from scripts import doctor
+from scripts.doctor import Check, Failed, Ports, _check, _expect_ok, _short
+from scripts.stack_files import ROOT, stack_outputs
+
+REPORT = "e2e-report.json"
+
+REQUIRED_OUTPUTS = (
+    "apiEndpoint",
+    "ingressEndpoint",
+    "appUrls",
+    "caCertPem",
+    "operatorCertPem",
+    "operatorKeyPem",
+    "consulManagementToken",
+    "vaultOperatorToken",
+)
+# The demo jobs' services the ingress must route by name (jobs/hello-docker.nomad.hcl, hello-java).
+ROUTED = ("hello-docker", "hello-java")
+# jobs/prometheus.nomad.hcl's scrape_configs: every one must have targets, all up.
+SCRAPE_JOBS = ("nomad-servers", "nomad-clients", "consul-agent", "consul-services")
+# jobs/countdash.nomad.hcl: the only upstream, from which the program derives the only allow intention.
+MESH_ALLOWED = ("count-dashboard", "count-api")
+# Pairs Consul must deny (default deny, components/workloads.py): the reverse direction, and a service
+# outside the mesh calling into it.
+MESH_DENIED = (("count-api", "count-dashboard"), ("hello-docker", "count-api"))
+# The Prometheus data source's uid (jobs/grafana.nomad.hcl provisioning).
+GRAFANA_DATASOURCE = "prometheus"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """How the checks reach the cluster: from the stack's outputs; the tests point the ports at fakes."""
+
+    outputs: dict[str, Any]
+    ports: Ports = field(default_factory=Ports)
+    ingress_port: int = 80
+    timeout: float = 10.0
+
+    def _tls(self, client_cert: bool = False) -> TlsMaterial:
+        ca = self.outputs["caCertPem"]
+        if client_cert:  # Consul's verify_incoming wants the operator's certificate (as in make doctor)
+            return TlsMaterial(ca, self.outputs["operatorCertPem"], self.outputs["operatorKeyPem"])
+        return TlsMaterial(ca)
+
+    def consul(self) -> HttpsApi:
+        base = f"https://{self.outputs['apiEndpoint']}:{self.ports.consul}"
+        return HttpsApi(
+            base, self._tls(client_cert=True), {"X-Consul-Token": self.outputs["consulManagementToken"]}, self.timeout
+        )
+
+    def vault(self) -> HttpsApi:
+        base = f"https://{self.outputs['apiEndpoint']}:{self.ports.vault}"
+        return HttpsApi(base, self._tls(), {"X-Vault-Token": self.outputs["vaultOperatorToken"]}, self.timeout)
+
+    def ingress(self, service: str) -> HttpsApi:
+        """The ingress, asked for `service` by name: the Host of its `appUrls` entry. Plain HTTP (see the
+        module docstring); HttpsApi sends http:// URLs without TLS, and urllib keeps a given Host."""
+        url = (self.outputs.get("appUrls") or {}).get(service)
+        if not url:
+            raise Failed(f"appUrls has no {service}: is its job in the stack's `jobs` setting?")
+        host = urllib.parse.urlsplit(url).hostname
+        base = f"http://{self.outputs['ingressEndpoint']}:{self.ingress_port}"
+        return HttpsApi(base, self._tls(), {"Host": host}, self.timeout)
+
+
+def _host(endpoints: Endpoints, service: str) -> str:
+    return endpoints.ingress(service).headers["Host"]
+
+
+def _ingress_body(service: str, path: str, answer: Response) -> Any:
+    """The body of a 2xx answer through the ingress; anything else fails with its likely cause."""
+    if answer.status == 404 and path == "/":
+        raise Failed(f"the ingress has no route for {service} (404): is it registered in Consul and healthy?")
+    if answer.status == 403 and isinstance(answer.body, dict):  # the service's own JSON refusal
+        raise Failed(f"{service} refused the request (403): {_short(answer.body.get('message', answer.body))}")
+    if answer.status == 403:  # Traefik's ipallowlist answers a bare "Forbidden"
+        raise Failed(
+            f"the ingress refused {service} (403, Traefik's admin-only middleware): run from the libvirt "
+            "host or a source in apiAllowedCidrs"
+        )
+    if answer.status in (502, 503, 504):
+        raise Failed(f"the ingress routes {service} but its backend did not answer ({answer.status})")
+    return _expect_ok(answer, f"{service} {path} through the ingress")
+
+
+def _through_ingress(endpoints: Endpoints, service: str, path: str) -> Any:
+    return _ingress_body(service, path, endpoints.ingress(service).get(path))
+
+
+def routed(endpoints: Endpoints, service: str) -> Callable[[], str]:
+    def probe() -> str:
+        _through_ingress(endpoints, service, "/")
+        return f"{_host(endpoints, service)} answered 200 through the ingress"
+
+    return probe
+
+
+def vault_greeting(endpoints: Endpoints) -> Callable[[], str]:
+    """The greeting hello-vault serves is the one in Vault. The values are secret: never in a reason."""
+
+    def probe() -> str:
+        namespace = endpoints.outputs.get("appsNamespace") or "apps"
+        path = f"/v1/{KV_MOUNT}/data/{namespace}/hello-vault/config"
+        secret = _expect_ok(endpoints.vault().get(path), f"Vault GET {path}")
+        greeting = ((secret or {}).get("data") or {}).get("data", {}).get("greeting")
+        if not greeting:
+            raise Failed(f"Vault has no greeting at {path}: the program seeds it (components/workloads.py)")
+        served = _through_ingress(endpoints, "hello-vault", "/")
+        text = served if isinstance(served, str) else json.dumps(served)
+        if text.strip() != greeting:
+            raise Failed(
+                f"hello-vault answered {len(text.strip())} characters, not the {len(greeting)}-character "
+                "greeting in Vault: is its template rendering (workload identity, Vault role, policy)?"
+            )
+        return f"hello-vault serves the greeting read back from Vault {path}"
+
+    return probe
+
+
+def intentions(endpoints: Endpoints) -> Callable[[], str]:
+    """Consul's GET /v1/connect/intentions/check answers {"Allowed": bool} for one source and destination."""
+
+    def allowed(source: str, destination: str) -> bool:
+        query = urllib.parse.urlencode({"source": source, "destination": destination})
+        answer = endpoints.consul().get(f"/v1/connect/intentions/check?{query}")
+        body = _expect_ok(answer, f"Consul intention check {source} -> {destination}")
+        if not isinstance(body, dict) or "Allowed" not in body:
+            raise Failed(f"Consul's intention check answered {_short(body)}, expected {{'Allowed': …}}")
+        return bool(body["Allowed"])
+
+    def probe() -> str:
+        wrong = [] if allowed(*MESH_ALLOWED) else [f"{' -> '.join(MESH_ALLOWED)} denied"]
+        wrong += [
+            f"{source} -> {destination} allowed" for source, destination in MESH_DENIED if allowed(source, destination)
+        ]
+        if wrong:
+            raise Failed(f"intentions wrong: {', '.join(wrong)}")
+        denied = ", ".join(f"{s} -> {d}" for s, d in MESH_DENIED)
+        return f"{' -> '.join(MESH_ALLOWED)} allowed; {denied} denied"
+
+    return probe
+
+
+def prometheus_targets(endpoints: Endpoints) -> Callable[[], str]:
+    """GET /api/v1/targets: {"status": "success", "data": {"activeTargets": [{"labels": {"job": …},
+    "health": "up"|"down"|"unknown", "lastError": …, "scrapeUrl": …}], "droppedTargets": […]}}."""
+
+    def probe() -> str:
+        body = _through_ingress(endpoints, "prometheus", "/api/v1/targets?state=active")
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise Failed(f"Prometheus /api/v1/targets answered {_short(body)}")
+        targets = (body.get("data") or {}).get("activeTargets") or []
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for target in targets:
+            by_job.setdefault((target.get("labels") or {}).get("job", target.get("scrapePool", "?")), []).append(target)
+        missing = [job for job in SCRAPE_JOBS if job not in by_job]
+        down = [
+            f"{job} {target.get('scrapeUrl', '?')} {target.get('health')}"
+            + (f" ({_short(target['lastError'], 80)})" if target.get("lastError") else "")
+            for job in SCRAPE_JOBS
+            for target in by_job.get(job, [])
+            if target.get("health") != "up"
+        ]
+        if missing or down:
+            problems = ([f"no targets for {', '.join(missing)}"] if missing else []) + down
+            raise Failed("; ".join(problems))
+        counts = ", ".join(f"{job} {len(by_job[job])}" for job in SCRAPE_JOBS)
+        return f"every target up ({counts})"
+
+    return probe
+
+
+def grafana_datasource(endpoints: Endpoints) -> Callable[[], str]:
+    """GET /api/datasources/uid/<uid>/health as the anonymous viewer: 200 {"status": "OK", "message": …},
+    or 400 {"status": "ERROR", "message": …} when the data source fails its check."""
+
+    def probe() -> str:
+        path = f"/api/datasources/uid/{GRAFANA_DATASOURCE}/health"
+        answer = endpoints.ingress("grafana").get(path)
+        if answer.status == 400 and isinstance(answer.body, dict) and answer.body.get("status"):
+            raise Failed(f"data source {GRAFANA_DATASOURCE}: {answer.body['status']}: {answer.body.get('message', '')}")
+        body = _ingress_body("grafana", path, answer)
+        if not isinstance(body, dict) or body.get("status") != "OK":
+            raise Failed(f"Grafana {path} answered {_short(body)}")
+        return f"data source {GRAFANA_DATASOURCE}: {body.get('message') or 'OK'}"
+
+    return probe
+
+
+def functional_checks(
+    endpoints: Endpoints,
+    wait: float = 0.0,
+    interval: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Check]:
+    """Every functional check; one that fails is asked again every `interval` s for up to `wait` s, since
+    right after `up` a scrape or a route can still be on its way (Prometheus reports "unknown" until its
+    first scrape; Traefik polls the Consul catalog)."""
+    missing = [name for name in REQUIRED_OUTPUTS if not endpoints.outputs.get(name)]
+    if missing:
+        raise SystemExit(f"the stack lacks the outputs {', '.join(missing)}: is it deployed (`make up`)?")
+    probes = [(f"ingress {name}", routed(endpoints, name)) for name in ROUTED]
+    probes += [
+        ("vault greeting", vault_greeting(endpoints)),
+        ("countdash dashboard", routed(endpoints, "count-dashboard")),
+        ("countdash intentions", intentions(endpoints)),
+        ("prometheus targets", prometheus_targets(endpoints)),
+        ("grafana datasource", grafana_datasource(endpoints)),
+    ]
+    deadline = clock() + wait
+    checks = []
+    for name, probe in probes:
+        check = _check(name, probe)
+        while not check.ok and clock() < deadline:
+            sleep(interval)
+            check = _check(name, probe)
+        checks.append(check)
+    return checks
+
+
+# -- the phases ---------------------------------------------------------------------------------------
+
+
+class Runner(Protocol):
+    """What the phases do; each returns the checks it made (a command is one check: its exit status)."""
+
+    def check_host(self, stack: str) -> list[Check]: ...
+    def up(self, stack: str) -> list[Check]: ...
+    def doctor(self, stack: str) -> list[Check]: ...
+    def checks(self, stack: str) -> list[Check]: ...
+    def destroy(self, stack: str) -> list[Check]: ...
+
+
+def _command(name: str, argv: Sequence[str]) -> list[Check]:
+    """Runs a command with the terminal attached (pulumi's progress stays visible): one check."""
+    code = subprocess.run(list(argv), cwd=ROOT).returncode
+    return [Check(name, code == 0, "exit 0" if code == 0 else f"`{' '.join(argv)}` exited {code}")]
+
+
+@dataclass
+class RealRunner:
+    pulumi_version: str | None = None
+    wait: float = 300.0
+    """How long a functional check may take to pass after `up`."""
+    _outputs: dict[str, Any] | None = field(default=None, repr=False)
+
+    def check_host(self, stack: str) -> list[Check]:
+        version = ["--pulumi-version", self.pulumi_version] if self.pulumi_version else []
+        return _command("check-host", [sys.executable, "-m", "scripts.check_host", "--stack", stack, *version])
+
+    def up(self, stack: str) -> list[Check]:
+        return _command("up", [str(ROOT / "scripts" / "pulumi.sh"), stack, "up", "--yes", "--skip-preview"])
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        if self._outputs is None:
+            self._outputs = stack_outputs(stack)
+        return self._outputs
+
+    def doctor(self, stack: str) -> list[Check]:
+        return doctor.diagnose(self.outputs(stack), stack)
+
+    def checks(self, stack: str) -> list[Check]:
+        return functional_checks(Endpoints(self.outputs(stack)), wait=self.wait)
+
+    def destroy(self, stack: str) -> list[Check]:
+        return _command("destroy", [str(ROOT / "scripts" / "pulumi.sh"), stack, "destroy", "--yes", "--skip-preview"])
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    seconds: float
+    ok: bool
+    checks: list[Check]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run(
+    runner: Runner,
+    stack: str,
+    keep: bool = False,
+    report: Path = Path(REPORT),
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], str] = _now,
+    out: Callable[[str], None] = print,
+) -> int:
+    """The phases in order; stops at the first failed phase before `checks`, runs `destroy` only when
+    everything passed and `keep` is not set. Writes the report; returns the exit status."""
+    started, phases = now(), []
+
+    def phase(name: str, step: Callable[[str], list[Check]]) -> bool:
+        out(f"==> {name}")
+        begin = clock()
+        try:
+            checks = step(stack)
+        except SystemExit as stop:  # outputs missing or `pulumi stack output` failed: the reason is its text
+            checks = [Check(name, False, str(stop.code))]
+        seconds = round(clock() - begin, 1)
+        ok = all(check.ok for check in checks)
+        for check in checks:
+            out(check.line())
+        out(f"<== {name}: {'PASS' if ok else 'FAIL'} in {seconds} s")
+        phases.append(Phase(name, seconds, ok, checks))
+        return ok
+
+    ok = phase("check-host", runner.check_host) and phase("up", runner.up)
+    if ok:
+        # The functional checks run even when the doctor found a problem: both lists help find the cause.
+        ok = phase("doctor", runner.doctor) & phase("checks", runner.checks)
+    if ok and not keep:
+        ok = phase("destroy", runner.destroy)
+    failed = [check for p in phases for check in p.checks if not check.ok]
+    document = {
+        "stack": stack,
+        "started": started,
+        "finished": now(),
+        "ok": ok,
+        "phases": [{"name": p.name, "seconds": p.seconds, "verdict": "PASS" if p.ok else "FAIL"} for p in phases],
+        "checks": [{"phase": p.name, "name": c.name, "ok": c.ok, "reason": c.reason} for p in phases for c in p.checks],
+    }
+    report.write_text(json.dumps(document, indent=2) + "\n")
+    out(f"e2e: {sum(len(p.checks) for p in phases)} checks, {len(failed)} failed; report in {report}")
+    deployed = any(p.name == "up" for p in phases) and not any(p.name == "destroy" and p.ok for p in phases)
+    if deployed:
+        why = "kept (--keep)" if ok else "kept for inspection"
+        out(f"e2e: stack {stack} {why}; tear it down with `make destroy STACK={stack}`")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None, runner: Runner | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", default="dev")
+    parser.add_argument("--keep", action="store_true", help="leave the stack up after a passing run")
+    parser.add_argument("--roll", action="store_true", help="also roll the servers (not implemented yet)")
+    parser.add_argument("--pulumi-version", help="passed to check-host (the Makefile's PULUMI_VERSION)")
+    parser.add_argument("--report", type=Path, default=Path(REPORT))
+    args = parser.parse_args(argv)
+    if args.roll:
+        # Refused rather than ignored: a run that said it rolled the servers must have rolled them.
+        print("e2e: --roll (ROLL=1) is not implemented yet; see docs/operations.md, Verifying a deployment")
+        return 2
+    return run(runner or RealRunner(args.pulumi_version), args.stack, keep=args.keep, report=args.report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

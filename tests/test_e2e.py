@@ -1,0 +1,486 @@
+"""`make e2e` (scripts/e2e.py) without a cluster: each functional check against local fakes, with a pass
+and a fail case; the phases' order, timing, report, keep and teardown through a fake runner.
+
+Consul and Vault are tests/fake_https.py FakeApi servers (TLS from the test PKI; Consul requires the
+operator's client certificate, as its verify_incoming does). The ingress is `FakeIngress` below: plain
+HTTP on the loopback, routing by the Host header, as Traefik's `web` entrypoint does for `appUrls`.
+
+The answers, and where each shape was read (not in tests/upstream.py: these APIs are no part of the
+bootstrap's contract, and only this file relies on them):
+  * Consul GET /v1/connect/intentions/check?source=&destination= -> 200 {"Allowed": bool}:
+    hashicorp/consul agent/intentions_endpoint.go IntentionCheck (stored version at 1c3e9af3, "GET
+    /v1/connect/intentions/check": required `source` and `destination`, RPC Intention.Check, returns
+    &reply) and agent/structs/intention.go `IntentionQueryCheckResponse struct { Allowed bool }` (stored
+    version 028aa78e). Not at the pinned v1.21.2 tag, which is not readable here.
+  * Vault GET /v1/kv/data/<path> (KV v2) -> {"data": {"data": {...}, "metadata": {...}}}: the
+    versioned KV plugin's pathDataRead (hashicorp/vault-plugin-secrets-kv path_data.go: Data "data"
+    and "metadata"), inside Vault's response envelope whose `data` is the plugin's Data.
+  * Prometheus GET /api/v1/targets -> {"status": "success", "data": {"activeTargets": [{"labels":
+    {"job": …}, "scrapePool", "scrapeUrl", "lastError", "health": "up"|"down"|"unknown", …}],
+    "droppedTargets": […]}}: prometheus/prometheus web/api/v1/api.go (stored version d0dc365f) Target
+    and TargetDiscovery; the envelope {"status": "success", "data": …} is the same file's response.
+  * Grafana GET /api/datasources/uid/:uid/health -> 200 {"status": "OK", "message": …} or 400
+    {"status": "ERROR", "message": …}: grafana/grafana pkg/api/api.go (route registered with
+    `authorize(ac.EvalPermission(datasources.ActionQuery))`, which a Viewer has) and pkg/api/datasources.go
+    checkDatasourceHealth (`resp.Status != backend.HealthStatusOk` -> http.StatusBadRequest).
+  * Traefik's ipallowlist refusal -> 403 with the text "Forbidden": traefik/traefik
+    pkg/middlewares/ipallowlist/ip_allowlist.go reject() (http.StatusText(http.StatusForbidden)).
+  * Traefik without a matching router -> 404 "404 page not found": derived (Go's net/http NotFound,
+    which Traefik's entrypoint falls back to); only the status matters to the check.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from fake_https import FakeTime
+
+from scripts import e2e
+from scripts.doctor import Check, Ports
+from scripts.e2e import Endpoints, functional_checks
+
+ROOT = Path(__file__).resolve().parent.parent
+DOMAIN = "hashistack.test"
+CONSUL_TOKEN = "e2e-consul-management"
+VAULT_TOKEN = "hvs.e2e-operator"
+GREETING = "a-random-greeting-0123456789"
+SERVICES = ("count-dashboard", "grafana", "hello-docker", "hello-java", "hello-vault", "prometheus", "traefik")
+TEXT = "text/plain; charset=utf-8"
+
+
+class FakeIngress:
+    """Traefik's `web` entrypoint as the checks see it: plain HTTP, routes chosen by the Host header."""
+
+    def __init__(self):
+        self.routes: dict[tuple[str, str], tuple[int, Any]] = {}
+        """(host, path with its query) -> (status, body): a str body is sent as text, anything else as JSON."""
+        self.requests: list[tuple[str, str]] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                host = self.headers.get("Host", "")
+                fake.requests.append((host, self.path))
+                status, body = fake.routes.get((host, self.path), (404, "404 page not found\n"))
+                text = isinstance(body, str)
+                payload = (body if text else json.dumps(body)).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", TEXT if text else "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *_):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+
+    def on(self, service: str, path: str, status: int, body: Any) -> None:
+        self.routes[(f"{service}.{DOMAIN}", path)] = (status, body)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def target(job: str, health: str = "up", error: str = "") -> dict[str, Any]:
+    return {
+        "discoveredLabels": {"__address__": "10.0.0.5:4646"},
+        "labels": {"job": job, "instance": "10.0.0.5:4646"},
+        "scrapePool": job,
+        "scrapeUrl": f"https://10.0.0.5:4646/v1/metrics?job={job}",
+        "lastError": error,
+        "health": health,
+    }
+
+
+def targets(*active: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "success", "data": {"activeTargets": list(active), "droppedTargets": []}}
+
+
+class Cluster:
+    """Healthy answers for every check; a test breaks one."""
+
+    def __init__(self, pki: Path, fake_api):
+        self.consul = fake_api()  # client certificate required, like Consul's verify_incoming
+        self.vault = fake_api(client_cert=False)
+        self.ingress = FakeIngress()
+        self.allowed = {("count-dashboard", "count-api")}
+        self.consul.on("GET", "/v1/connect/intentions/check", self._intention)
+        self.vault.on("GET", "/v1/kv/data/apps/hello-vault/config", self._secret)
+        for service in ("hello-docker", "hello-java", "count-dashboard"):
+            self.ingress.on(service, "/", 200, f"<html>{service}</html>")
+        self.ingress.on("hello-vault", "/", 200, GREETING + "\n")  # http-echo ends its text with a newline
+        self.ingress.on("prometheus", "/api/v1/targets?state=active", 200, targets(*map(target, e2e.SCRAPE_JOBS)))
+        self.ingress.on("grafana", "/api/datasources/uid/prometheus/health", 200, {"status": "OK", "message": "Successfully queried the Prometheus API."})  # fmt: skip
+        self.outputs = {
+            "apiEndpoint": "127.0.0.1",
+            "ingressEndpoint": "127.0.0.1",
+            "appUrls": {name: f"http://{name}.{DOMAIN}" for name in SERVICES},
+            "appsNamespace": "apps",
+            "caCertPem": (pki / "ca.pem").read_text(),
+            "operatorCertPem": (pki / "operator.pem").read_text(),
+            "operatorKeyPem": (pki / "operator.key").read_text(),
+            "consulManagementToken": CONSUL_TOKEN,
+            "vaultOperatorToken": VAULT_TOKEN,
+        }
+
+    def _intention(self, seen):
+        if seen.headers.get("X-Consul-Token") != CONSUL_TOKEN:
+            return 403, "Permission denied: token with AccessorID '00000000-0000-0000-0000-000000000002' lacks permission 'intention:read'"  # fmt: skip
+        return 200, {"Allowed": (seen.query["source"], seen.query["destination"]) in self.allowed}
+
+    def _secret(self, seen):
+        if seen.headers.get("X-Vault-Token") != VAULT_TOKEN:
+            return 403, {"errors": ["permission denied"]}
+        metadata = {"version": 1, "created_time": "2026-11-29T10:00:00Z", "deletion_time": "", "destroyed": False}
+        return 200, {"request_id": "r", "data": {"data": {"greeting": GREETING}, "metadata": metadata}}
+
+    def endpoints(self, **outputs) -> Endpoints:
+        ports = Ports(consul=self.consul.port, vault=self.vault.port)
+        return Endpoints({**self.outputs, **outputs}, ports, ingress_port=self.ingress.port, timeout=5)
+
+    def results(self, **outputs) -> dict[str, Check]:
+        return {check.name: check for check in functional_checks(self.endpoints(**outputs))}
+
+    def failures(self, **outputs) -> dict[str, str]:
+        return {name: check.line() for name, check in self.results(**outputs).items() if not check.ok}
+
+
+@pytest.fixture
+def cluster(pki, fake_api):
+    fake = Cluster(pki, fake_api)
+    yield fake
+    fake.ingress.close()
+
+
+def test_a_working_deployment_passes_every_functional_check(cluster):
+    results = cluster.results()
+    assert {name: check.line() for name, check in results.items() if not check.ok} == {}
+    assert list(results) == [
+        "ingress hello-docker",
+        "ingress hello-java",
+        "vault greeting",
+        "countdash dashboard",
+        "countdash intentions",
+        "prometheus targets",
+        "grafana datasource",
+    ]
+    assert results["ingress hello-java"].line() == (
+        "PASS  ingress hello-java: hello-java.hashistack.test answered 200 through the ingress"
+    )
+    assert results["countdash intentions"].reason == (
+        "count-dashboard -> count-api allowed; count-api -> count-dashboard, hello-docker -> count-api denied"
+    )
+    assert results["prometheus targets"].reason == (
+        "every target up (nomad-servers 1, nomad-clients 1, consul-agent 1, consul-services 1)"
+    )
+    assert results["grafana datasource"].reason == "data source prometheus: Successfully queried the Prometheus API."
+    # Routed by name through the one ingress address; the cluster APIs with the stack's tokens over mTLS.
+    assert ("hello-docker.hashistack.test", "/") in cluster.ingress.requests
+    assert all(seen.client_cert for seen in cluster.consul.requests)
+    assert {seen.query["source"] for seen in cluster.consul.requests} == {
+        "count-dashboard",
+        "count-api",
+        "hello-docker",
+    }
+
+
+def test_a_service_the_ingress_does_not_route_fails(cluster):
+    del cluster.ingress.routes[("hello-java.hashistack.test", "/")]
+    assert cluster.failures() == {
+        "ingress hello-java": "FAIL  ingress hello-java: the ingress has no route for hello-java (404): "
+        "is it registered in Consul and healthy?"
+    }
+
+
+def test_a_service_missing_from_app_urls_fails_with_the_setting_to_look_at(cluster):
+    urls = {k: v for k, v in cluster.outputs["appUrls"].items() if k != "hello-docker"}
+    assert cluster.failures(appUrls=urls) == {
+        "ingress hello-docker": "FAIL  ingress hello-docker: appUrls has no hello-docker: "
+        "is its job in the stack's `jobs` setting?"
+    }
+
+
+def test_hello_vault_serving_another_text_fails_without_printing_the_secret(cluster):
+    cluster.ingress.on("hello-vault", "/", 200, "<no value>\n")  # a template that rendered nothing
+    failures = cluster.failures()
+    assert set(failures) == {"vault greeting"}
+    assert "not the 28-character greeting in Vault" in failures["vault greeting"]
+    assert GREETING not in json.dumps(failures)
+
+
+def test_a_greeting_vault_does_not_give_the_operator_fails(cluster):
+    failures = cluster.failures(vaultOperatorToken="hvs.revoked")
+    assert set(failures) == {"vault greeting"}
+    assert "Vault GET /v1/kv/data/apps/hello-vault/config answered 403" in failures["vault greeting"]
+
+
+def test_a_vault_certificate_from_another_ca_fails_the_check(cluster, fake_api):
+    impostor = fake_api(cert="impostor", client_cert=False)
+    endpoints = cluster.endpoints()
+    endpoints = Endpoints(endpoints.outputs, Ports(cluster.consul.port, 0, impostor.port), cluster.ingress.port, 5)
+    check = {c.name: c for c in functional_checks(endpoints)}["vault greeting"]
+    assert not check.ok and "TLS failed" in check.reason and not impostor.requests
+
+
+@pytest.mark.parametrize(
+    ("allowed", "wrong"),
+    [
+        (set(), "count-dashboard -> count-api denied"),
+        ({("count-dashboard", "count-api"), ("count-api", "count-dashboard")}, "count-api -> count-dashboard allowed"),
+        ({("count-dashboard", "count-api"), ("hello-docker", "count-api")}, "hello-docker -> count-api allowed"),
+    ],
+)
+def test_intentions_other_than_exactly_dashboard_to_api_fail(cluster, allowed, wrong):
+    cluster.allowed = allowed
+    assert cluster.failures() == {"countdash intentions": f"FAIL  countdash intentions: intentions wrong: {wrong}"}
+
+
+def test_a_consul_token_without_intention_read_fails_the_intention_check(cluster):
+    failures = cluster.failures(consulManagementToken="not-the-token")
+    assert set(failures) == {"countdash intentions"}
+    assert "answered 403: Permission denied" in failures["countdash intentions"]
+
+
+def test_a_down_or_missing_scrape_job_fails_and_is_named(cluster):
+    active = [target(job) for job in e2e.SCRAPE_JOBS if job != "consul-services"]
+    active[1] = target("nomad-clients", "down", 'Get "https://10.0.0.5:4646/v1/metrics": connection refused')
+    cluster.ingress.on("prometheus", "/api/v1/targets?state=active", 200, targets(*active))
+    assert cluster.failures() == {
+        "prometheus targets": "FAIL  prometheus targets: no targets for consul-services; nomad-clients "
+        "https://10.0.0.5:4646/v1/metrics?job=nomad-clients down "
+        '(Get "https://10.0.0.5:4646/v1/metrics": connection refused)'
+    }
+
+
+def test_a_runner_outside_the_admin_ranges_is_told_where_to_run_from(cluster):
+    cluster.ingress.on("prometheus", "/api/v1/targets?state=active", 403, "Forbidden")
+    assert cluster.failures() == {
+        "prometheus targets": "FAIL  prometheus targets: the ingress refused prometheus (403, Traefik's "
+        "admin-only middleware): run from the libvirt host or a source in apiAllowedCidrs"
+    }
+
+
+def test_an_unhealthy_grafana_data_source_fails_with_grafanas_message(cluster):
+    failed = {"status": "ERROR", "message": 'Post "http://10.0.0.7:9090/api/v1/query": dial tcp: connection refused'}
+    cluster.ingress.on("grafana", "/api/datasources/uid/prometheus/health", 400, failed)
+    assert cluster.failures() == {
+        "grafana datasource": "FAIL  grafana datasource: data source prometheus: ERROR: "
+        'Post "http://10.0.0.7:9090/api/v1/query": dial tcp: connection refused'
+    }
+
+
+def test_a_failing_check_is_asked_again_until_it_passes_or_the_wait_ends(cluster):
+    """Right after `up` a target may still be "unknown" (no scrape yet)."""
+    path = "/api/v1/targets?state=active"
+    cluster.ingress.on("prometheus", path, 200, targets(target("nomad-servers", "unknown")))
+    time = FakeTime()
+
+    def first_scrape_done() -> None:
+        if time.now >= 10:
+            cluster.ingress.on("prometheus", path, 200, targets(*map(target, e2e.SCRAPE_JOBS)))
+
+    time.on_sleep = first_scrape_done
+    checks = functional_checks(cluster.endpoints(), wait=60, interval=5, clock=time.clock, sleep=time.sleep)
+    assert all(check.ok for check in checks) and time.now == 10
+
+    cluster.ingress.on("prometheus", path, 200, targets(target("nomad-servers", "unknown")))
+    time, asked = FakeTime(), len(cluster.ingress.requests)
+    checks = functional_checks(cluster.endpoints(), wait=30, interval=5, clock=time.clock, sleep=time.sleep)
+    assert [c.name for c in checks if not c.ok] == ["prometheus targets"] and time.now == 30
+    assert len(cluster.ingress.requests) - asked == 5 + 7, "7 attempts of the failing check, 1 of each other"
+
+
+def test_missing_outputs_stop_with_a_clear_message(cluster):
+    with pytest.raises(SystemExit, match="lacks the outputs ingressEndpoint: is it deployed"):
+        functional_checks(cluster.endpoints(ingressEndpoint=None))
+
+
+# -- the phases ---------------------------------------------------------------------------------------
+
+
+class FakeRunner:
+    """Phases that record their order and advance a fake clock by a known number of seconds each."""
+
+    SECONDS: ClassVar[dict[str, float]] = {
+        "check-host": 2.0,
+        "up": 600.0,
+        "doctor": 3.0,
+        "checks": 40.0,
+        "destroy": 120.0,
+    }
+
+    def __init__(self, fail: str | None = None, stop: str | None = None):
+        self.calls: list[str] = []
+        self.now = 0.0
+        self.fail, self.stop = fail, stop
+
+    def clock(self) -> float:
+        return self.now
+
+    def _phase(self, name: str) -> list[Check]:
+        self.calls.append(name)
+        self.now += self.SECONDS[name]
+        if name == self.stop:
+            raise SystemExit("`pulumi stack output --json --show-secrets` failed:\nno stack named 'test'")
+        return [Check(f"{name} a", True, "fine"), Check(f"{name} b", name != self.fail, "broken" if name == self.fail else "fine")]  # fmt: skip
+
+    def check_host(self, stack):
+        return self._phase("check-host")
+
+    def up(self, stack):
+        return self._phase("up")
+
+    def doctor(self, stack):
+        return self._phase("doctor")
+
+    def checks(self, stack):
+        return self._phase("checks")
+
+    def destroy(self, stack):
+        return self._phase("destroy")
+
+
+def run(tmp_path, runner: FakeRunner, keep: bool = False) -> tuple[int, list[str], dict]:
+    printed: list[str] = []
+    stamps = iter(["2026-11-29T10:00:00+00:00", "2026-11-29T10:12:45+00:00"])
+    report = tmp_path / "e2e-report.json"
+    code = e2e.run(runner, "test", keep, report, clock=runner.clock, now=lambda: next(stamps), out=printed.append)
+    return code, printed, json.loads(report.read_text())
+
+
+def test_a_passing_run_goes_through_every_phase_in_order_then_destroys(tmp_path):
+    runner = FakeRunner()
+    code, printed, report = run(tmp_path, runner)
+    assert code == 0
+    assert runner.calls == ["check-host", "up", "doctor", "checks", "destroy"]
+    assert report["stack"] == "test" and report["ok"] is True
+    assert (report["started"], report["finished"]) == ("2026-11-29T10:00:00+00:00", "2026-11-29T10:12:45+00:00")
+    assert report["phases"] == [
+        {"name": "check-host", "seconds": 2.0, "verdict": "PASS"},
+        {"name": "up", "seconds": 600.0, "verdict": "PASS"},
+        {"name": "doctor", "seconds": 3.0, "verdict": "PASS"},
+        {"name": "checks", "seconds": 40.0, "verdict": "PASS"},
+        {"name": "destroy", "seconds": 120.0, "verdict": "PASS"},
+    ]
+    assert report["checks"][2] == {"phase": "up", "name": "up a", "ok": True, "reason": "fine"}
+    assert len(report["checks"]) == 10
+    assert "PASS  checks b: fine" in printed and "<== up: PASS in 600.0 s" in printed
+    assert printed[-1] == f"e2e: 10 checks, 0 failed; report in {tmp_path / 'e2e-report.json'}"
+    assert not any("make destroy" in line for line in printed)
+
+
+def test_keep_leaves_a_passing_stack_up_and_says_how_to_tear_it_down(tmp_path):
+    runner = FakeRunner()
+    code, printed, report = run(tmp_path, runner, keep=True)
+    assert code == 0 and "destroy" not in runner.calls
+    assert [p["name"] for p in report["phases"]] == ["check-host", "up", "doctor", "checks"]
+    assert printed[-1] == "e2e: stack test kept (--keep); tear it down with `make destroy STACK=test`"
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_failed_check_keeps_the_stack_for_inspection_and_exits_non_zero(tmp_path, keep):
+    runner = FakeRunner(fail="checks")
+    code, printed, report = run(tmp_path, runner, keep=keep)
+    assert code == 1 and runner.calls == ["check-host", "up", "doctor", "checks"]
+    assert report["ok"] is False and report["phases"][-1] == {"name": "checks", "seconds": 40.0, "verdict": "FAIL"}
+    assert {"phase": "checks", "name": "checks b", "ok": False, "reason": "broken"} in report["checks"]
+    assert "FAIL  checks b: broken" in printed
+    assert printed[-1] == "e2e: stack test kept for inspection; tear it down with `make destroy STACK=test`"
+
+
+def test_a_doctor_failure_still_runs_the_functional_checks_and_keeps_the_stack(tmp_path):
+    runner = FakeRunner(fail="doctor")
+    code, _printed, report = run(tmp_path, runner)
+    assert code == 1 and runner.calls == ["check-host", "up", "doctor", "checks"]
+    assert [p["verdict"] for p in report["phases"]] == ["PASS", "PASS", "FAIL", "PASS"]
+
+
+def test_a_host_that_cannot_run_the_stack_stops_before_anything_is_deployed(tmp_path):
+    runner = FakeRunner(fail="check-host")
+    code, printed, report = run(tmp_path, runner)
+    assert code == 1 and runner.calls == ["check-host"]
+    assert [p["name"] for p in report["phases"]] == ["check-host"]
+    assert not any("make destroy" in line for line in printed), "nothing was deployed"
+
+
+def test_a_failed_up_stops_and_says_how_to_tear_down_what_was_made(tmp_path):
+    runner = FakeRunner(fail="up")
+    code, printed, _report = run(tmp_path, runner)
+    assert code == 1 and runner.calls == ["check-host", "up"]
+    assert printed[-1].endswith("tear it down with `make destroy STACK=test`")
+
+
+def test_unreadable_outputs_are_a_failed_phase_with_pulumis_message_not_a_crash(tmp_path):
+    runner = FakeRunner(stop="doctor")
+    code, _printed, report = run(tmp_path, runner)
+    assert code == 1
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert failed == [
+        {
+            "phase": "doctor",
+            "name": "doctor",
+            "ok": False,
+            "reason": "`pulumi stack output --json --show-secrets` failed:\nno stack named 'test'",
+        }
+    ]
+
+
+def test_a_failed_destroy_fails_the_run_and_says_how_to_retry(tmp_path):
+    code, printed, _report = run(tmp_path, FakeRunner(fail="destroy"))
+    assert code == 1 and printed[-1].endswith("tear it down with `make destroy STACK=test`")
+
+
+def test_main_writes_the_report_and_returns_the_exit_status(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    assert e2e.main(["--stack", "test", "--report", str(report)], runner=FakeRunner()) == 0
+    assert json.loads(report.read_text())["ok"] is True
+    assert e2e.main(["--stack", "test", "--report", str(report)], runner=FakeRunner(fail="checks")) == 1
+    assert capsys.readouterr().out.splitlines()[-1].startswith("e2e: stack test kept for inspection")
+
+
+def test_roll_is_refused_until_it_is_built(capsys):
+    runner = FakeRunner()
+    assert e2e.main(["--stack", "test", "--roll"], runner=runner) == 2 and runner.calls == []
+    assert "--roll (ROLL=1) is not implemented yet" in capsys.readouterr().out
+
+
+def test_the_real_runner_runs_the_commands_of_the_makefile(monkeypatch):
+    ran = []
+    monkeypatch.setattr(e2e.subprocess, "run", lambda argv, cwd: ran.append(argv) or type("R", (), {"returncode": 3})())
+    runner = e2e.RealRunner("3.272.0")
+    assert runner.check_host("dev") == [
+        Check(
+            "check-host",
+            False,
+            f"`{e2e.sys.executable} -m scripts.check_host --stack dev --pulumi-version 3.272.0` exited 3",
+        )
+    ]
+    runner.up("dev")
+    runner.destroy("dev")
+    assert [argv[1:] for argv in ran[1:]] == [
+        ["dev", "up", "--yes", "--skip-preview"],
+        ["dev", "destroy", "--yes", "--skip-preview"],
+    ]
+    assert ran[1][0] == str(ROOT / "scripts" / "pulumi.sh")
+
+
+def test_the_makefile_target_runs_the_script_with_keep_and_roll():
+    makefile = (ROOT / "Makefile").read_text()
+    target = re.search(r"^e2e: (.*)\n\t(.*)$", makefile, re.M)
+    assert target, "the Makefile has an e2e target"
+    assert target.group(1).startswith("prereqs $(VENV)/.installed ## ")
+    assert target.group(2) == (
+        "$(VENV)/bin/python -m scripts.e2e --stack $(STACK) --pulumi-version $(PULUMI_VERSION)"
+        " $(if $(KEEP),--keep) $(if $(ROLL),--roll)"
+    )
+    assert re.search(r"^\.PHONY:.*\be2e\b", makefile, re.M)
