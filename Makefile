@@ -57,7 +57,7 @@ doctor: prereqs $(VENV)/.installed ## Check STACK's cluster: leaders, peers, Vau
 # Deploys STACK for real, checks it (doctor + functional checks), writes e2e-report.json, then destroys it
 # unless KEEP=1; a failed run keeps the stack for inspection (scripts/e2e.py).
 .PHONY: e2e
-e2e: prereqs $(VENV)/.installed ## Deploy STACK, prove it works end to end, tear it down (KEEP=1 keeps it)
+e2e: prereqs $(VENV)/.installed ## Deploy STACK, prove it works end to end, tear it down (KEEP=1 keeps it; ROLL=1 replaces server-1 first)
 	$(VENV)/bin/python -m scripts.e2e --stack $(STACK) --pulumi-version $(PULUMI_VERSION) $(if $(KEEP),--keep) $(if $(ROLL),--roll)
 
 render: $(VENV)/.installed ## Write what NODE of STACK gets into rendered/ (SHOW_SECRETS=1 for real values)

@@ -22,7 +22,15 @@ the cluster CA with the stack's own tokens, like `make doctor`:
 The ingress is reached over plain HTTP with the service's name in the Host header, as the `appUrls`
 output says: its 443 serves Traefik's self-signed default certificate, which nothing could verify.
 
-Phases come from a runner object (`RealRunner` here), so the tests drive order, timing, keep and
+With `--roll` (ROLL=1) a `roll` phase runs between `checks` and `destroy`: server-1 is replaced with
+`scripts/pulumi.sh <stack> up --yes --skip-preview --replace <urn>` (the URN of its machine, from
+`pulumi stack export`: `libvirt:index/domain:Domain` or `aws:ec2/instance:Instance` named
+`cluster-server-1`) while a background poller asks hello-docker through the ingress every 2 s. The phase
+passes when the replacement succeeds, no probe failed, and the checks of `make doctor` pass again; it
+reports the probes, the failed ones, and the seconds from the start of the replacement until the doctor
+passed. It runs only when every earlier phase passed.
+
+Phases come from a runner object (`RealRunner` here), so the tests drive order, timing, keep, roll and
 teardown without the Pulumi CLI.
 """
 
@@ -32,6 +40,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -44,7 +53,7 @@ from components.http_api import HttpsApi, Response, TlsMaterial
 from components.job_rules import KV_MOUNT
 from scripts import doctor
 from scripts.doctor import Check, Failed, Ports, _check, _expect_ok, _short
-from scripts.stack_files import ROOT, stack_outputs
+from scripts.stack_files import ROOT, pulumi_json, stack_outputs
 
 REPORT = "e2e-report.json"
 
@@ -69,6 +78,12 @@ MESH_ALLOWED = ("count-dashboard", "count-api")
 MESH_DENIED = (("count-api", "count-dashboard"), ("hello-docker", "count-api"))
 # The Prometheus data source's uid (jobs/grafana.nomad.hcl provisioning).
 GRAFANA_DATASOURCE = "prometheus"
+# --roll: the server replaced, the Pulumi types of its machine (libvirt_platform.py, aws_platform.py), the
+# service asked through the ingress meanwhile and how often.
+ROLLED = "cluster-server-1"
+MACHINE_TYPES = ("libvirt:index/domain:Domain", "aws:ec2/instance:Instance")
+ROLL_SERVICE = "hello-docker"
+ROLL_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -263,6 +278,110 @@ def functional_checks(
     return checks
 
 
+# -- rolling a server ---------------------------------------------------------------------------------
+
+
+def machine_urn(export: dict[str, Any], name: str = ROLLED) -> str:
+    """The URN of `name`'s machine in a `pulumi stack export` document ({"deployment": {"resources":
+    [{"urn", "type", …}]}}); a URN ends with `::<name>`. Several resources share the name (on AWS the
+    server's network interface and Elastic IP): the type picks the machine."""
+    resources = ((export or {}).get("deployment") or {}).get("resources") or []
+    found = [
+        r["urn"]
+        for r in resources
+        if r.get("type") in MACHINE_TYPES and str(r.get("urn", "")).rsplit("::", 1)[-1] == name
+    ]
+    if len(found) != 1:
+        kinds = " or ".join(MACHINE_TYPES)
+        raise Failed(f"the state has {len(found)} {kinds} named {name}, expected 1: is the stack deployed?")
+    return found[0]
+
+
+class Poller:
+    """Asks `probe` every `interval` s in a thread of its own, from start() to stop(); counts the answers
+    and keeps the first few failures' reasons."""
+
+    def __init__(self, probe: Callable[[], Check], interval: float = ROLL_INTERVAL):
+        self.probe, self.interval = probe, interval
+        self.asked = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="e2e-roll-poller", daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                check = self.probe()
+            except Exception as error:  # a probe that crashed is a failed probe, not a dead poller
+                check = Check("probe", False, f"{error.__class__.__name__}: {error}")
+            self.asked += 1
+            if not check.ok:
+                self.failures.append(check.reason)
+            # A steady pace: a slow answer does not push the later probes back.
+            self._stop.wait(max(0.0, start + self.asked * self.interval - time.monotonic()))
+
+    def start(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
+def roll_server(
+    replace: Callable[[], Check],
+    probe: Callable[[], Check],
+    doctor_checks: Callable[[], list[Check]],
+    interval: float = ROLL_INTERVAL,
+    recover_wait: float = 600.0,
+    recover_interval: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Check]:
+    """Replaces a server (`replace`) while `probe` is asked every `interval` s, then asks the doctor
+    every `recover_interval` s for up to `recover_wait` s until all its checks pass; the poller keeps
+    running until then. Three checks: the replacement, the availability (no failed probe), the recovery
+    (seconds from the start of the replacement until the doctor passed)."""
+    poller = Poller(probe, interval).start()
+    begin = clock()
+    try:
+        replaced = replace()
+        recovered: float | None = None
+        failing: list[Check] = []
+        if replaced.ok:
+            deadline = clock() + recover_wait
+            while True:
+                failing = [check for check in doctor_checks() if not check.ok]
+                if not failing:
+                    recovered = round(clock() - begin, 1)
+                    break
+                if clock() >= deadline:
+                    break
+                sleep(recover_interval)
+    finally:
+        poller.stop()
+    shown = "; ".join(dict.fromkeys(poller.failures[:3]))
+    availability = Check(
+        f"roll {ROLL_SERVICE} availability",
+        poller.asked > 0 and poller.failed == 0,
+        f"{poller.asked} probes every {interval:g} s, {poller.failed} failed" + (f" ({shown})" if shown else ""),
+    )
+    if not replaced.ok:
+        recovery = Check("roll doctor", False, "not asked: the replacement failed")
+    elif recovered is None:
+        names = ", ".join(f"{c.name} ({_short(c.reason, 80)})" for c in failing)
+        recovery = Check("roll doctor", False, f"still failing {recover_wait:g} s after the replacement: {names}")
+    else:
+        recovery = Check("roll doctor", True, f"every check passes {recovered:g} s after the replacement started")
+    return [replaced, availability, recovery]
+
+
 # -- the phases ---------------------------------------------------------------------------------------
 
 
@@ -273,6 +392,7 @@ class Runner(Protocol):
     def up(self, stack: str) -> list[Check]: ...
     def doctor(self, stack: str) -> list[Check]: ...
     def checks(self, stack: str) -> list[Check]: ...
+    def roll(self, stack: str) -> list[Check]: ...
     def destroy(self, stack: str) -> list[Check]: ...
 
 
@@ -307,6 +427,24 @@ class RealRunner:
     def checks(self, stack: str) -> list[Check]:
         return functional_checks(Endpoints(self.outputs(stack)), wait=self.wait)
 
+    def roll(self, stack: str) -> list[Check]:
+        """Replaces server-1's machine; the Endpoints and the doctor read the outputs again afterwards
+        (a replaced machine may have new addresses)."""
+        urn = machine_urn(pulumi_json(stack, "stack", "export"))
+        endpoints = Endpoints(self.outputs(stack), timeout=5.0)
+        pulumi = [str(ROOT / "scripts" / "pulumi.sh"), stack, "up", "--yes", "--skip-preview", "--replace", urn]
+
+        def replace() -> Check:
+            [check] = _command(f"roll replace {ROLLED}", pulumi)
+            self._outputs = None
+            return check
+
+        return roll_server(
+            replace,
+            lambda: _check(f"{ROLL_SERVICE} through the ingress", routed(endpoints, ROLL_SERVICE)),
+            lambda: doctor.diagnose(self.outputs(stack), stack),
+        )
+
     def destroy(self, stack: str) -> list[Check]:
         return _command("destroy", [str(ROOT / "scripts" / "pulumi.sh"), stack, "destroy", "--yes", "--skip-preview"])
 
@@ -328,12 +466,14 @@ def run(
     stack: str,
     keep: bool = False,
     report: Path = Path(REPORT),
+    roll: bool = False,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], str] = _now,
     out: Callable[[str], None] = print,
 ) -> int:
-    """The phases in order; stops at the first failed phase before `checks`, runs `destroy` only when
-    everything passed and `keep` is not set. Writes the report; returns the exit status."""
+    """The phases in order; stops at the first failed phase before `checks`, runs `roll` (when asked)
+    and `destroy` (unless `keep`) only when everything before passed. Writes the report; returns the exit
+    status."""
     started, phases = now(), []
 
     def phase(name: str, step: Callable[[str], list[Check]]) -> bool:
@@ -355,6 +495,8 @@ def run(
     if ok:
         # The functional checks run even when the doctor found a problem: both lists help find the cause.
         ok = phase("doctor", runner.doctor) & phase("checks", runner.checks)
+    if ok and roll:
+        ok = phase("roll", runner.roll)
     if ok and not keep:
         ok = phase("destroy", runner.destroy)
     failed = [check for p in phases for check in p.checks if not check.ok]
@@ -379,15 +521,15 @@ def main(argv: list[str] | None = None, runner: Runner | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--keep", action="store_true", help="leave the stack up after a passing run")
-    parser.add_argument("--roll", action="store_true", help="also roll the servers (not implemented yet)")
+    parser.add_argument(
+        "--roll", action="store_true", help="after the checks, replace server-1 while the ingress is asked every 2 s"
+    )
     parser.add_argument("--pulumi-version", help="passed to check-host (the Makefile's PULUMI_VERSION)")
     parser.add_argument("--report", type=Path, default=Path(REPORT))
     args = parser.parse_args(argv)
-    if args.roll:
-        # Refused rather than ignored: a run that said it rolled the servers must have rolled them.
-        print("e2e: --roll (ROLL=1) is not implemented yet; see docs/operations.md, Verifying a deployment")
-        return 2
-    return run(runner or RealRunner(args.pulumi_version), args.stack, keep=args.keep, report=args.report)
+    return run(
+        runner or RealRunner(args.pulumi_version), args.stack, keep=args.keep, report=args.report, roll=args.roll
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """`make e2e` (scripts/e2e.py) without a cluster: each functional check against local fakes, with a pass
-and a fail case; the phases' order, timing, report, keep and teardown through a fake runner.
+and a fail case; the phases' order, timing, report, keep, roll and teardown through a fake runner; the
+roll itself (poller, replacement, doctor) with fake parts.
 
 Consul and Vault are tests/fake_https.py FakeApi servers (TLS from the test PKI; Consul requires the
 operator's client certificate, as its verify_incoming does). The ingress is `FakeIngress` below: plain
@@ -316,6 +317,7 @@ class FakeRunner:
         "up": 600.0,
         "doctor": 3.0,
         "checks": 40.0,
+        "roll": 900.0,
         "destroy": 120.0,
     }
 
@@ -346,15 +348,20 @@ class FakeRunner:
     def checks(self, stack):
         return self._phase("checks")
 
+    def roll(self, stack):
+        return self._phase("roll")
+
     def destroy(self, stack):
         return self._phase("destroy")
 
 
-def run(tmp_path, runner: FakeRunner, keep: bool = False) -> tuple[int, list[str], dict]:
+def run(tmp_path, runner: FakeRunner, keep: bool = False, roll: bool = False) -> tuple[int, list[str], dict]:
     printed: list[str] = []
     stamps = iter(["2026-11-29T10:00:00+00:00", "2026-11-29T10:12:45+00:00"])
     report = tmp_path / "e2e-report.json"
-    code = e2e.run(runner, "test", keep, report, clock=runner.clock, now=lambda: next(stamps), out=printed.append)
+    code = e2e.run(
+        runner, "test", keep, report, roll=roll, clock=runner.clock, now=lambda: next(stamps), out=printed.append
+    )
     return code, printed, json.loads(report.read_text())
 
 
@@ -448,10 +455,194 @@ def test_main_writes_the_report_and_returns_the_exit_status(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1].startswith("e2e: stack test kept for inspection")
 
 
-def test_roll_is_refused_until_it_is_built(capsys):
+def test_roll_runs_between_the_checks_and_destroy(tmp_path):
     runner = FakeRunner()
-    assert e2e.main(["--stack", "test", "--roll"], runner=runner) == 2 and runner.calls == []
-    assert "--roll (ROLL=1) is not implemented yet" in capsys.readouterr().out
+    code, _printed, report = run(tmp_path, runner, roll=True)
+    assert code == 0 and runner.calls == ["check-host", "up", "doctor", "checks", "roll", "destroy"]
+    assert report["phases"][4] == {"name": "roll", "seconds": 900.0, "verdict": "PASS"}
+    without = FakeRunner()
+    run(tmp_path, without)
+    assert "roll" not in without.calls, "only with --roll"
+
+
+def test_a_failed_roll_keeps_the_stack_and_fails_the_run(tmp_path):
+    runner = FakeRunner(fail="roll")
+    code, printed, report = run(tmp_path, runner, roll=True)
+    assert code == 1 and runner.calls == ["check-host", "up", "doctor", "checks", "roll"]
+    assert report["phases"][-1]["verdict"] == "FAIL"
+    assert printed[-1] == "e2e: stack test kept for inspection; tear it down with `make destroy STACK=test`"
+
+
+def test_a_stack_that_failed_its_checks_is_not_rolled(tmp_path):
+    runner = FakeRunner(fail="checks")
+    assert run(tmp_path, runner, roll=True)[0] == 1 and "roll" not in runner.calls
+
+
+def test_main_passes_roll_and_keep_to_the_run(tmp_path):
+    runner = FakeRunner()
+    report = tmp_path / "r.json"
+    assert e2e.main(["--stack", "test", "--roll", "--keep", "--report", str(report)], runner=runner) == 0
+    assert runner.calls == ["check-host", "up", "doctor", "checks", "roll"]
+
+
+class FakeRoll:
+    """The three parts of a roll: the replacement (waits until the poller has asked `probes_during`
+    times, so the poller really runs beside it), the probe (fails the attempts in `down`) and the
+    doctor (failing until the fake clock reaches `recovers_at`)."""
+
+    def __init__(self, probes_during: int = 3, down: frozenset[int] = frozenset(), replaced: bool = True):
+        self.time = FakeTime()
+        self.asked = 0
+        self.enough = threading.Event()
+        self.probes_during, self.down, self.replaced = probes_during, down, replaced
+        self.recovers_at = 0.0
+        self.doctor_asked: list[float] = []
+        self.events: list[str] = []
+
+    def replace(self) -> Check:
+        self.events.append("replace start")
+        assert self.enough.wait(5), "the poller did not ask while the server was replaced"
+        self.time.now += 300.0  # `pulumi up --replace` took 300 s of the fake clock
+        self.events.append("replace end")
+        return Check("roll replace cluster-server-1", self.replaced, "exit 0" if self.replaced else "exited 255")
+
+    def probe(self) -> Check:
+        self.asked += 1
+        if self.asked >= self.probes_during:
+            self.enough.set()
+        ok = self.asked not in self.down
+        return Check("hello-docker", ok, "answered 200" if ok else "no answer: connection refused")
+
+    def doctor(self) -> list[Check]:
+        self.doctor_asked.append(self.time.now)
+        return [Check("consul peers", self.time.now >= self.recovers_at, "3 peers")]
+
+    def __call__(self, recover_wait: float = 600.0) -> list[Check]:
+        return e2e.roll_server(
+            self.replace,
+            self.probe,
+            self.doctor,
+            interval=0.001,
+            recover_wait=recover_wait,
+            recover_interval=5.0,
+            clock=self.time.clock,
+            sleep=self.time.sleep,
+        )
+
+
+def test_a_roll_without_a_failed_probe_passes_and_says_when_the_doctor_passed_again():
+    roll = FakeRoll(probes_during=4)
+    roll.recovers_at = 315.0
+    replaced, availability, recovery = roll()
+    assert replaced.ok and availability.ok and recovery.ok
+    assert roll.events == ["replace start", "replace end"] and roll.doctor_asked == [300.0, 305.0, 310.0, 315.0]
+    asked = int(availability.reason.split()[0])
+    assert asked == roll.asked >= 4, "every probe counted, including those after the replacement"
+    assert availability.reason == f"{asked} probes every 0.001 s, 0 failed"
+    assert recovery.line() == "PASS  roll doctor: every check passes 315 s after the replacement started"
+    time_now, count = roll.time.now, roll.asked
+    threading.Event().wait(0.02)
+    assert roll.asked == count and roll.time.now == time_now, "the poller stopped with the phase"
+
+
+def test_a_failed_probe_during_the_roll_fails_it_and_is_counted():
+    roll = FakeRoll(probes_during=5, down=frozenset({2, 3}))
+    replaced, availability, recovery = roll()
+    assert replaced.ok and recovery.ok and not availability.ok
+    assert availability.reason == (f"{roll.asked} probes every 0.001 s, 2 failed (no answer: connection refused)"), (
+        "the same reason shown once"
+    )
+
+
+def test_a_probe_that_crashes_counts_as_failed_and_the_poller_goes_on():
+    roll = FakeRoll(probes_during=3)
+    probe = roll.probe
+
+    def crashing() -> Check:
+        if roll.asked == 0:
+            roll.asked += 1
+            raise TimeoutError("timed out")
+        return probe()
+
+    roll.probe = crashing
+    _replaced, availability, _recovery = roll()
+    assert not availability.ok and roll.asked >= 3
+    assert availability.reason.endswith("1 failed (TimeoutError: timed out)")
+
+
+def test_a_failed_replacement_fails_the_roll_without_asking_the_doctor():
+    roll = FakeRoll(replaced=False)
+    replaced, availability, recovery = roll()
+    assert not replaced.ok and availability.ok and roll.doctor_asked == []
+    assert recovery == Check("roll doctor", False, "not asked: the replacement failed")
+
+
+def test_a_doctor_that_does_not_pass_again_fails_the_roll_after_the_wait():
+    roll = FakeRoll()
+    roll.recovers_at = float("inf")
+    *_, recovery = roll(recover_wait=20.0)
+    assert roll.doctor_asked == [300.0, 305.0, 310.0, 315.0, 320.0]
+    assert recovery.line() == "FAIL  roll doctor: still failing 20 s after the replacement: consul peers (3 peers)"
+
+
+def export(*resources: tuple[str, str]) -> dict:
+    prefix = "urn:pulumi:dev::hashistack::"
+    return {
+        "version": 3,
+        "deployment": {"resources": [{"urn": f"{prefix}{t}::{n}", "type": t.rsplit("$", 1)[-1]} for t, n in resources]},
+    }
+
+
+LIBVIRT_SERVER_1 = "hashistack:libvirt:Nodes$libvirt:index/domain:Domain"
+AWS_SERVER_1 = "hashistack:aws:Nodes$aws:ec2/instance:Instance"
+
+
+def test_the_machine_of_server_1_is_found_by_type_and_name():
+    state = export(
+        ("hashistack:libvirt:Nodes$libvirt:index/volume:Volume", "cluster-server-1-disk"),
+        (LIBVIRT_SERVER_1, "cluster-server-0"),
+        (LIBVIRT_SERVER_1, "cluster-server-1"),
+        (LIBVIRT_SERVER_1, "cluster-server-10"),
+    )
+    assert e2e.machine_urn(state) == f"urn:pulumi:dev::hashistack::{LIBVIRT_SERVER_1}::cluster-server-1"
+    aws = export(
+        ("hashistack:aws:Network$aws:ec2/networkInterface:NetworkInterface", "cluster-server-1"),
+        ("hashistack:aws:Network$aws:ec2/eip:Eip", "cluster-server-1"),
+        (AWS_SERVER_1, "cluster-server-1"),
+    )
+    assert e2e.machine_urn(aws) == f"urn:pulumi:dev::hashistack::{AWS_SERVER_1}::cluster-server-1"
+    with pytest.raises(e2e.Failed, match=r"has 0 .* named cluster-server-1, expected 1: is the stack deployed"):
+        e2e.machine_urn({"deployment": {}})
+
+
+def test_the_real_roll_replaces_server_1_with_pulumi_up_and_reads_the_outputs_again(monkeypatch):
+    ran, loaded = [], []
+    monkeypatch.setattr(e2e, "pulumi_json", lambda stack, *command: export((LIBVIRT_SERVER_1, "cluster-server-1")))
+    monkeypatch.setattr(e2e, "stack_outputs", lambda stack: loaded.append(stack) or {"apiEndpoint": "a"})
+    monkeypatch.setattr(e2e.subprocess, "run", lambda argv, cwd: ran.append(argv) or type("R", (), {"returncode": 0})())
+    monkeypatch.setattr(e2e.doctor, "diagnose", lambda outputs, stack: [Check("doctor", True, str(outputs))])
+
+    def roll_server(replace, probe, doctor_checks):
+        return [replace(), *doctor_checks()]
+
+    monkeypatch.setattr(e2e, "roll_server", roll_server)
+    checks = e2e.RealRunner().roll("dev")
+    assert ran == [
+        [
+            str(ROOT / "scripts" / "pulumi.sh"),
+            "dev",
+            "up",
+            "--yes",
+            "--skip-preview",
+            "--replace",
+            f"urn:pulumi:dev::hashistack::{LIBVIRT_SERVER_1}::cluster-server-1",
+        ]
+    ]
+    assert checks == [
+        Check("roll replace cluster-server-1", True, "exit 0"),
+        Check("doctor", True, "{'apiEndpoint': 'a'}"),
+    ]
+    assert loaded == ["dev", "dev"], "the outputs are read again after the replacement"
 
 
 def test_the_real_runner_runs_the_commands_of_the_makefile(monkeypatch):

