@@ -18,7 +18,9 @@ the cluster CA with the stack's own tokens, like `make doctor`:
   * the count dashboard is served, and Consul's intentions allow count-dashboard -> count-api and deny
     the reverse and an outsider;
   * Prometheus has every expected scrape job, every target up;
-  * Grafana's Prometheus data source passes Grafana's own health check.
+  * Grafana's Prometheus data source passes Grafana's own health check;
+  * on the nodes, over SSH (`sshCommands`): `consul.service.consul` resolves on a client and inside a
+    container there, and Vault's audit log grows by an authenticated request.
 The ingress is reached over plain HTTP with the service's name in the Host header, as the `appUrls`
 output says: its 443 serves Traefik's self-signed default certificate, which nothing could verify.
 
@@ -278,6 +280,108 @@ def functional_checks(
     return checks
 
 
+# -- on the nodes, over SSH ----------------------------------------------------------------------------
+# A pinned busybox (an exact version tag, as the job rules ask of jobs) for the in-container lookup.
+PROBE_IMAGE = "busybox:1.36.1"
+CONSUL_NAME = "consul.service.consul"
+# Where each Vault server writes its audit device (components/access.py VAULT_AUDIT_FILE).
+AUDIT_FILE = "/var/log/vault/audit.log"
+
+# (node, command) -> (exit status, standard output); the real one is ssh, the tests' a fake.
+Shell = Callable[[str, str], tuple[int, str]]
+
+
+def ssh_shell(outputs: dict[str, Any], timeout: float = 60.0) -> Shell:
+    """Runs a command on a node as its `sshCommands` output says (`ssh ubuntu@<address>`): batch
+    mode, so a missing key fails at once instead of asking for a password."""
+    commands = outputs.get("sshCommands") or {}
+
+    def run(node: str, command: str) -> tuple[int, str]:
+        if node not in commands:
+            raise Failed(f"no ssh command for {node} in the stack's outputs (sshCommands)")
+        destination = commands[node].split()[-1]
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=10"]
+        try:
+            done = subprocess.run([*argv, destination, command], capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Failed(f"ssh {destination} did not finish in {timeout:g} s") from None
+        return done.returncode, done.stdout + done.stderr
+
+    return run
+
+
+def _client(outputs: dict[str, Any]) -> str | None:
+    """A client with an SSH address (libvirt's client-0); AWS's autoscaled clients have none."""
+    return next((node for node in sorted(outputs.get("sshCommands") or {}) if node.startswith("client")), None)
+
+
+def consul_dns(shell: Shell, node: str) -> Callable[[], str]:
+    """`*.service.consul` resolves on the node: systemd-resolved forwards the domain to Consul DNS
+    (cloudinit/resolved-consul.conf.j2)."""
+
+    def probe() -> str:
+        status, out = shell(node, f"resolvectl query {CONSUL_NAME}")
+        if status != 0:
+            raise Failed(f"resolvectl query {CONSUL_NAME} on {node} exited {status}: {_short(out)}")
+        return f"{CONSUL_NAME} resolves on {node}: {_short(out.splitlines()[0] if out else '')}"
+
+    return probe
+
+
+def container_dns(shell: Shell, node: str) -> Callable[[], str]:
+    """And inside a container on a client: Docker's DNS is the node's address, where resolved also
+    listens (DNSStubListenerExtra), so containers resolve `*.consul` too (README, What a node gets)."""
+
+    def probe() -> str:
+        status, out = shell(node, f"sudo docker run --rm {PROBE_IMAGE} nslookup {CONSUL_NAME}")
+        if status != 0 or "Address" not in out.split(CONSUL_NAME, 1)[-1]:
+            raise Failed(f"nslookup {CONSUL_NAME} in a container on {node} exited {status}: {_short(out)}")
+        return f"{CONSUL_NAME} resolves inside a container on {node}"
+
+    return probe
+
+
+def vault_audit(endpoints: Endpoints, shell: Shell, server: str = "server-0") -> Callable[[], str]:
+    """The file audit device is enabled (GET /v1/sys/audit, which the operator's admin policy may read),
+    and an authenticated request lands in the server's audit log: its line count grows."""
+
+    def count() -> int:
+        status, out = shell(server, f"sudo wc -l < {AUDIT_FILE}")
+        if status != 0 or not out.strip().isdigit():
+            raise Failed(f"cannot read {AUDIT_FILE} on {server}: {_short(out)}")
+        return int(out.strip())
+
+    def probe() -> str:
+        vault = endpoints.vault()
+        devices = _expect_ok(vault.get("/v1/sys/audit"), "Vault's audit devices")
+        file_devices = [
+            d for d in (devices.get("data") or devices).values() if isinstance(d, dict) and d.get("type") == "file"
+        ]
+        if not file_devices:
+            raise Failed(f"no file audit device enabled: {_short(devices)}")
+        before = count()
+        _expect_ok(vault.get("/v1/auth/token/lookup-self"), "a token lookup")
+        after = count()
+        if after <= before:
+            raise Failed(f"{AUDIT_FILE} on {server} did not grow ({before} lines before a request, {after} after)")
+        return f"file audit device on; {AUDIT_FILE} on {server} grew by {after - before} line(s) for one request"
+
+    return probe
+
+
+def node_checks(endpoints: Endpoints, shell: Shell) -> list[Check]:
+    """The checks that need a shell on the nodes: DNS on a client (or a server where no client has an
+    SSH address) and in a container, and Vault's audit log."""
+    client = _client(endpoints.outputs)
+    checks = [_check("consul dns on a node", consul_dns(shell, client or "server-0"))]
+    if client:
+        checks.append(_check("consul dns in a container", container_dns(shell, client)))
+    else:
+        checks.append(Check("consul dns in a container", True, "not asked: no client has an ssh address (aws)"))
+    checks.append(_check("vault audit log", vault_audit(endpoints, shell)))
+    return checks
+
+
 # -- rolling a server ---------------------------------------------------------------------------------
 
 
@@ -425,7 +529,11 @@ class RealRunner:
         return doctor.diagnose(self.outputs(stack), stack)
 
     def checks(self, stack: str) -> list[Check]:
-        return functional_checks(Endpoints(self.outputs(stack)), wait=self.wait)
+        endpoints = Endpoints(self.outputs(stack))
+        return [
+            *functional_checks(endpoints, wait=self.wait),
+            *node_checks(endpoints, ssh_shell(self.outputs(stack))),
+        ]
 
     def roll(self, stack: str) -> list[Check]:
         """Replaces server-1's machine; the Endpoints and the doctor read the outputs again afterwards

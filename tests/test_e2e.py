@@ -301,6 +301,118 @@ def test_a_failing_check_is_asked_again_until_it_passes_or_the_wait_ends(cluster
     assert len(cluster.ingress.requests) - asked == 5 + 7, "7 attempts of the failing check, 1 of each other"
 
 
+class FakeNodes:
+    """A shell on the nodes as ssh gives it: resolvectl and docker on a client, the audit log on a
+    server, whose line count grows with each audited request to the fake Vault."""
+
+    def __init__(self, cluster):
+        self.calls: list[tuple[str, str]] = []
+        self.resolves, self.audit_lines, self.audits = True, 40, True
+        cluster.vault.on("GET", "/v1/sys/audit", lambda _seen: (200, AUDIT_DEVICES))
+        cluster.vault.on("GET", "/v1/auth/token/lookup-self", self._lookup)
+
+    def _lookup(self, seen):
+        if self.audits:
+            self.audit_lines += 2  # request and response (Vault's file audit device writes both)
+        return 200, {"data": {"policies": ["admin", "default"]}}
+
+    def __call__(self, node: str, command: str) -> tuple[int, str]:
+        self.calls.append((node, command))
+        if command.startswith("resolvectl"):
+            return (
+                (0, "consul.service.consul: 192.168.142.10 -- link: ens3\n")
+                if self.resolves
+                else (1, "resolve call failed")
+            )
+        if "docker run" in command:
+            return (
+                (0, "Server:\t\t192.168.142.20\nName:\tconsul.service.consul\nAddress: 192.168.142.10\n")
+                if self.resolves
+                else (1, "nslookup: can't resolve")
+            )
+        if command.startswith("sudo wc -l"):
+            return 0, f"{self.audit_lines}\n"
+        return 127, f"unexpected command {command}"
+
+
+# GET /v1/sys/audit: the logical response's data, {"<path>/": {"path", "type", "description", "options",
+# "local"}} (hashicorp/vault vault/logical_system.go handleAuditTable, the stored file id 1641078666),
+# in Vault's JSON envelope under "data".
+AUDIT_DEVICES = {
+    "request_id": "r",
+    "data": {
+        "file/": {
+            "path": "file/",
+            "type": "file",
+            "description": "Every request and response, HMAC'd, on each server",
+            "options": {"file_path": "/var/log/vault/audit.log"},
+            "local": False,
+        }
+    },
+}
+
+
+def test_consul_dns_and_the_vault_audit_log_pass_on_a_working_cluster(cluster):
+    nodes = FakeNodes(cluster)
+    outputs = {"sshCommands": {"server-0": "ssh ubuntu@192.168.142.10", "client-0": "ssh ubuntu@192.168.142.20"}}
+    checks = {c.name: c for c in e2e.node_checks(cluster.endpoints(**outputs), nodes)}
+    assert [c.line() for c in checks.values()] == [
+        "PASS  consul dns on a node: consul.service.consul resolves on client-0: consul.service.consul: 192.168.142.10 -- link: ens3",
+        "PASS  consul dns in a container: consul.service.consul resolves inside a container on client-0",
+        "PASS  vault audit log: file audit device on; /var/log/vault/audit.log on server-0 grew by 2 line(s) for one request",
+    ]
+    assert ("client-0", "sudo docker run --rm busybox:1.36.1 nslookup consul.service.consul") in nodes.calls
+
+
+def test_dns_that_does_not_resolve_and_an_audit_log_that_does_not_grow_fail(cluster):
+    nodes = FakeNodes(cluster)
+    nodes.resolves, nodes.audits = False, False
+    outputs = {"sshCommands": {"server-0": "ssh ubuntu@192.168.142.10", "client-0": "ssh ubuntu@192.168.142.20"}}
+    checks = {c.name: c for c in e2e.node_checks(cluster.endpoints(**outputs), nodes)}
+    assert not any(c.ok for c in checks.values())
+    assert checks["consul dns on a node"].reason == (
+        "resolvectl query consul.service.consul on client-0 exited 1: resolve call failed"
+    )
+    assert checks["vault audit log"].reason == (
+        "/var/log/vault/audit.log on server-0 did not grow (40 lines before a request, 40 after)"
+    )
+
+
+def test_on_aws_dns_is_asked_on_a_server_and_the_container_lookup_says_why_not(cluster):
+    nodes = FakeNodes(cluster)
+    checks = {
+        c.name: c for c in e2e.node_checks(cluster.endpoints(sshCommands={"server-0": "ssh ubuntu@203.0.113.5"}), nodes)
+    }
+    assert checks["consul dns on a node"].ok and nodes.calls[0][0] == "server-0"
+    assert checks["consul dns in a container"].reason == "not asked: no client has an ssh address (aws)"
+
+
+def test_the_real_shell_runs_ssh_in_batch_mode_on_the_node_s_address(monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        e2e.subprocess,
+        "run",
+        lambda argv, **_: seen.append(argv) or type("Done", (), {"returncode": 0, "stdout": "ok", "stderr": ""})(),
+    )
+    shell = e2e.ssh_shell({"sshCommands": {"server-0": "ssh ubuntu@192.168.142.10"}})
+    assert shell("server-0", "true") == (0, "ok")
+    assert seen == [
+        [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "ConnectTimeout=10",
+            "ubuntu@192.168.142.10",
+            "true",
+        ]
+    ]
+    with pytest.raises(e2e.Failed, match="no ssh command for client-9"):
+        shell("client-9", "true")
+
+
 def test_missing_outputs_stop_with_a_clear_message(cluster):
     with pytest.raises(SystemExit, match="lacks the outputs ingressEndpoint: is it deployed"):
         functional_checks(cluster.endpoints(ingressEndpoint=None))
