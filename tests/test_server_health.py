@@ -332,6 +332,16 @@ def test_a_timed_out_gate_names_the_console_command_where_it_has_one(pki, cluste
     )
 
 
+def test_the_provider_passes_the_console_command_and_without_one_says_nothing_of_it(pki, cluster, provider):
+    command = "aws ec2 get-console-output --latest --output text --region eu-central-1 --instance-id i-0abc"
+    with pytest.raises(ServerUnhealthyError) as with_command:
+        provider.create({**props(pki, cluster, "server-0", ()), "console_command": command})
+    assert f"Its boot's last words are on its console: `{command}`." in str(with_command.value)
+    with pytest.raises(ServerUnhealthyError) as without:
+        provider.create(props(pki, cluster, "server-0", ()))
+    assert "the quorums hold. Look at the node" in str(without.value) and "console" not in str(without.value)
+
+
 def test_wrong_consul_token_never_counts_as_healthy(pki, built):
     cluster, keys = built
     with pytest.raises(ServerUnhealthyError, match="403: ACL not found"):
