@@ -9,6 +9,7 @@ import pytest
 from components import settings as settings_module
 from components import workloads as workloads_module
 from components.job_rules import JobValidationError
+from scripts.stack_files import stack_settings
 
 from conftest import ROOT, ClusterMocks, RecordingMonitor, is_secret, run_program, unwrap
 
@@ -122,4 +123,8 @@ def test_a_broken_job_file_stops_every_stack_even_when_no_stack_enables_it(tmp_p
         run_program("dev", {"jobs": ["traefik"]}, preview=True)
     (tmp_path / "draft.nomad.hcl").unlink()
     monitor = run_program("dev", {"jobs": ["prometheus", "traefik"]}, preview=True)
-    assert [r.name for r in monitor.of_type(JOB)] == ["cluster-prometheus", "cluster-traefik"], "in the setting's order"
+    assert sorted(r.name for r in monitor.of_type(JOB)) == ["cluster-prometheus", "cluster-traefik"]
+    settings = stack_settings("dev", {"jobs": ["traefik", "prometheus"]})
+    assert [job.id for job in workloads_module.load_jobs(settings, ["default", "apps"])] == ["traefik", "prometheus"], (
+        "in the setting's order"
+    )
