@@ -14,11 +14,13 @@ import os
 import ssl
 import tempfile
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pulumi
+
+from components.user_dirs import user_dir
 
 CHUNK = 1024 * 1024
 TIMEOUT_SECONDS = 60
@@ -28,10 +30,9 @@ class BaseImageError(pulumi.RunError):
     """The base image cannot be had, or is not the one pinned."""
 
 
-def cache_dir(environ: dict[str, str] | os._Environ = os.environ) -> Path:
-    """$XDG_CACHE_HOME/hashistack/images, else ~/.cache/hashistack/images (XDG Base Directory spec)."""
-    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", str(Path.home()))) / ".cache")
-    return Path(base) / "hashistack" / "images"
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """$XDG_CACHE_HOME/hashistack/images, else ~/.cache/hashistack/images (components/user_dirs.py)."""
+    return user_dir("XDG_CACHE_HOME", ".cache", environ) / "hashistack" / "images"
 
 
 def cached_path(url: str, sha256: str, directory: Path) -> Path:

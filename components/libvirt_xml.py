@@ -32,6 +32,8 @@ from xml.sax.saxutils import escape
 
 import pulumi
 
+from components.user_dirs import user_dir
+
 STYLESHEETS = Path(__file__).resolve().parent.parent / "libvirt"
 QEMU_USER = "libvirt-qemu"
 """The user QEMU runs as on Debian and Ubuntu (libvirt's Debian packaging: debian/rules -Dqemu_user)."""
@@ -151,17 +153,13 @@ def domain_xslt(pool_dir: str, console_log: str | None) -> str:
 
 
 def console_log_path(stack: str, node: str, environ: Mapping[str, str] | None = None) -> Path:
-    """$XDG_STATE_HOME/hashistack/<stack>/console/<node>.log, else under ~/.local/state (XDG Base
-    Directory spec): the operator's own directory, outside the checkout (a VM autostarted at boot
-    fails to start when its log's directory is gone), readable while the VM runs."""
-    environ = os.environ if environ is None else environ
+    """$XDG_STATE_HOME/hashistack/<stack>/console/<node>.log, else under ~/.local/state
+    (components/user_dirs.py): the operator's own directory, outside the checkout (a VM autostarted at
+    boot fails to start when its log's directory is gone), readable while the VM runs."""
     for what, name in (("stack", stack), ("node", node)):
         if not _NAME.match(name):
             raise ValueError(f"the {what} name {name!r} is not a plain file name")
-    home = Path(environ.get("HOME") or Path.home())
-    state = environ.get("XDG_STATE_HOME") or ""
-    base = Path(state) if state.startswith("/") else home / ".local" / "state"
-    return base / "hashistack" / stack / "console" / f"{node}.log"
+    return user_dir("XDG_STATE_HOME", ".local/state", environ) / "hashistack" / stack / "console" / f"{node}.log"
 
 
 def prepare_console_log(path: Path) -> None:

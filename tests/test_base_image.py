@@ -118,6 +118,8 @@ def test_the_cache_follows_xdg():
     assert cache_dir({"HOME": "/home/op"}) == cache_dir({"HOME": "/home/op", "XDG_CACHE_HOME": ""})
     assert str(cache_dir({"HOME": "/home/op"})) == "/home/op/.cache/hashistack/images"
     assert str(cache_dir({"HOME": "/home/op", "XDG_CACHE_HOME": "/srv/cache"})) == "/srv/cache/hashistack/images"
+    # The XDG Base Directory spec: a relative path is invalid and ignored.
+    assert str(cache_dir({"HOME": "/home/op", "XDG_CACHE_HOME": "cache"})) == "/home/op/.cache/hashistack/images"
     assert cached_path("https://x/a/noble.qcow2", SHA256, cache_dir({"HOME": "/h"})).name == f"{SHA256}.qcow2"
     assert cached_path("https://x/a/noble", SHA256, cache_dir({"HOME": "/h"})).name == f"{SHA256}.img"
     assert cached_path("https://x.y/v1.2/noble?a.b", SHA256, Path("/c")).name == f"{SHA256}.img"
