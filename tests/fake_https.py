@@ -77,6 +77,22 @@ class Seen:
 Route = Callable[[Seen], "Answer | tuple[int, Any]"]
 
 
+def serve_https(
+    server: http.server.HTTPServer, pki: Path, cert: str = "server", verify_clients: ssl.VerifyMode = ssl.CERT_NONE
+) -> ssl.SSLContext:
+    """Serves `server` over TLS with the test PKI's `cert` on a daemon thread (close it with shutdown()
+    and server_close()); `verify_clients` asks clients for a certificate of the test CA. Returns a
+    client context that trusts the test CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki / f"{cert}.pem", pki / f"{cert}.key")
+    if verify_clients is not ssl.CERT_NONE:
+        context.load_verify_locations(pki / "ca.pem")
+        context.verify_mode = verify_clients
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    return ssl.create_default_context(cafile=str(pki / "ca.pem"))
+
+
 class FakeApi:
     def __init__(
         self, pki: Path, address: str = "127.0.0.1", port: int = 0, cert: str = "server", client_cert: bool = True
@@ -129,15 +145,10 @@ class FakeApi:
                 pass
 
         self.server = http.server.ThreadingHTTPServer((address, port), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pki / f"{cert}.pem", pki / f"{cert}.key")
-        context.load_verify_locations(pki / "ca.pem")
-        context.verify_mode = ssl.CERT_REQUIRED if client_cert else ssl.CERT_OPTIONAL
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.address = address
         self.port = self.server.server_address[1]
         self.url = f"https://{address}:{self.port}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        serve_https(self.server, pki, cert, ssl.CERT_REQUIRED if client_cert else ssl.CERT_OPTIONAL)
 
     def on(self, method: str, path: str, route: Route | Answer | tuple[int, Any]) -> None:
         """Answer `method path` (any query) with `route(seen)`, or always with a fixed answer."""

@@ -10,10 +10,10 @@ import functools
 import hashlib
 import http.server
 import ssl
-import threading
 from pathlib import Path
 
 import pytest
+from fake_https import serve_https
 
 from components.base_image import BaseImageError, cache_dir, cached_path, download_verified, local_image
 
@@ -33,11 +33,7 @@ def image_server(pki, tmp_path):
             requests.append(self.path)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki / "server.pem", pki / "server.key")
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-    client = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    client = serve_https(server, pki)
     yield f"https://127.0.0.1:{server.server_address[1]}/release-20250704/noble.img", client, requests
     server.shutdown()
     server.server_close()

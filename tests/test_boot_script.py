@@ -36,15 +36,20 @@ def test_the_boot_script_under_bats(tmp_path):
     for name, (cluster, node, material) in NODES.items():
         document = yaml.safe_load(user_data(cluster, node, material))
         (tmp_path / f"{name}.json").write_text(json.dumps(document["write_files"]))
+    run_bats("bootstrap.bats", passing=10, timeout=300, NODES=str(tmp_path))
+
+
+def run_bats(suite: str, passing: int, timeout: float, **env: str) -> None:
+    """Runs tests/boot/<suite> with a clean PATH; every one of its `passing` tests must pass."""
     result = subprocess.run(
-        ["bats", "--tap", str(BOOT / "bootstrap.bats")],
-        env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "NODES": str(tmp_path)},
+        ["bats", "--tap", str(BOOT / suite)],
+        env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", **env},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 10, result.stdout
+    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == passing, result.stdout
 
 
 def test_the_asg_drain_watch_under_bats():
@@ -52,15 +57,7 @@ def test_the_asg_drain_watch_under_bats():
     tests/boot/asg-drain.bats, whose states are those of
     https://docs.aws.amazon.com/autoscaling/ec2/userguide/retrieving-target-lifecycle-state-through-imds.html"""
     assert shutil.which("bats"), "bats is missing: scripts/install-test-tools.sh installs it (Debian)"
-    result = subprocess.run(
-        ["bats", "--tap", str(BOOT / "asg-drain.bats")],
-        env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 4, result.stdout
+    run_bats("asg-drain.bats", passing=4, timeout=120)
 
 
 def test_the_harness_passes_shellcheck():

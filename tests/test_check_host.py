@@ -14,14 +14,12 @@ import ipaddress
 import os
 import re
 import shutil
-import ssl
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from fake_https import make_pki
+from fake_https import make_pki, serve_https
 
 import scripts.check_host as ch
 from components.libvirt_platform import _prefix
@@ -646,11 +644,7 @@ def apt_repo(tmp_path_factory):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki / "server.pem", pki / "server.key")
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-    client = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    client = serve_https(server, pki)
     yield f"https://127.0.0.1:{server.server_address[1]}", routes, ch.RealHost(ssl_context=client)
     server.shutdown()
     server.server_close()
