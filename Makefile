@@ -80,6 +80,13 @@ test: lint node_modules/.package-lock.json ## Run the whole test suite (what CI 
 	scripts/install-test-tools.sh
 	$(VENV)/bin/pytest
 
+# The slow tier (minutes): boots a server, a client and a failing server under QEMU with real cloud-init and
+# systemd (scripts/boot_test). Needs root the first time, to build the cached Debian 12 image with debootstrap.
+.PHONY: boot-test
+boot-test: $(VENV)/.installed ## Boot every node's user-data in a real VM (QEMU, Debian 12, stand-in agents)
+	scripts/boot_test/install-tools.sh
+	$(VENV)/bin/python -m scripts.boot_test
+
 # Not part of `make test`: minutes, not seconds. pyproject.toml [tool.mutmut] says what it mutates.
 .PHONY: mutation mutation-report
 mutation: $(VENV)/.installed ## Mutation-test the bootstrap and the health gate (mutmut), then list survivors

@@ -62,6 +62,10 @@ on_error() {
 }
 trap on_error ERR
 
+# Every download is bounded (curl has no overall timeout of its own, and waits minutes on a network
+# that drops packets), so a source that does not answer fails within the retry budget.
+readonly CURL=(curl --connect-timeout 10 --max-time 300)
+
 # retry ATTEMPTS COMMAND...: first-boot network steps race DHCP, DNS and mirrors.
 retry() {
   local attempts=$1 n=1
@@ -87,7 +91,7 @@ node_ip() {
 # an HTTP error it logs SSM's own answer (which says what was refused), then fails for retry.
 ssm_get_parameters() {
   local code
-  code=$(curl -sS -o "$WORK/ssm.json" -w '%{http_code}' -K "$1" --aws-sigv4 "aws:amz:${SSM_REGION}:ssm" \
+  code=$("${CURL[@]}" -sS -o "$WORK/ssm.json" -w '%{http_code}' -K "$1" --aws-sigv4 "aws:amz:${SSM_REGION}:ssm" \
     -H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: AmazonSSM.GetParameters' --data "$3" "$2") || return 1
   [[ "$code" == 200 ]] && return 0
   log "SSM answered HTTP $code: $(head -c 500 "$WORK/ssm.json")"
@@ -99,11 +103,11 @@ fetch_ssm_secrets() {
   # requests itself, so the image needs no AWS CLI). Each line of the manifest: NAME<TAB>DESTINATION.
   local manifest=/etc/hashistack/ssm-secrets.tsv credentials="$WORK/ssm-credentials.curlrc" token role creds domain names response missing
   step "fetching secrets from SSM Parameter Store ($SSM_REGION)"
-  token=$(retry 10 curl -fsS -X PUT "$IMDS/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')
-  role=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/")
-  creds=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/$role")
+  token=$(retry 10 "${CURL[@]}" -fsS -X PUT "$IMDS/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')
+  role=$(retry 10 "${CURL[@]}" -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/")
+  creds=$(retry 10 "${CURL[@]}" -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/iam/security-credentials/$role")
   # The partition's domain (amazonaws.com, amazonaws.com.cn, ...): IMDS category services/domain.
-  domain=$(retry 10 curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/services/domain")
+  domain=$(retry 10 "${CURL[@]}" -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/services/domain")
   names=$(cut -f1 "$manifest" | sort -u | jq -R . | jq -cs '{Names: ., WithDecryption: true}')
   # Credentials go to curl in a root-only file, never on a command line; unlike a pipe, every
   # attempt reads it again.
@@ -124,7 +128,7 @@ fetch_ssm_secrets() {
 install_hashicorp_repository() {
   local key="$WORK/hashicorp.asc" fingerprints
   step "adding the HashiCorp apt repository $HASHICORP_APT_URL"
-  retry 10 curl -fsSL "$HASHICORP_APT_URL/gpg" -o "$key"
+  retry 10 "${CURL[@]}" -fsSL "$HASHICORP_APT_URL/gpg" -o "$key"
   # The primary key fingerprints in the file, one per line; exactly the pinned one is accepted.
   fingerprints=$(gpg --show-keys --with-colons "$key" | awk -F: '$1 == "pub" { p = 1; next } p && $1 == "fpr" { print $10; p = 0 }')
   [[ "$fingerprints" == "$HASHICORP_KEY_FINGERPRINT" ]] ||
@@ -153,9 +157,9 @@ install_hashicorp_packages() {
 
 install_cni_plugins() {
   local tgz="cni-plugins-linux-${ARCH}-v${CNI_PLUGINS_VERSION:?}.tgz"
-  local url="https://github.com/containernetworking/plugins/releases/download/v${CNI_PLUGINS_VERSION}/$tgz"
+  local url="${CNI_PLUGINS_URL:?}/v${CNI_PLUGINS_VERSION}/$tgz"
   step "installing CNI plugins v$CNI_PLUGINS_VERSION"
-  (cd "$WORK" && retry 10 curl -fsSLO "$url" && retry 10 curl -fsSLO "$url.sha256" && sha256sum -c "$tgz.sha256")
+  (cd "$WORK" && retry 10 "${CURL[@]}" -fsSLO "$url" && retry 10 "${CURL[@]}" -fsSLO "$url.sha256" && sha256sum -c "$tgz.sha256")
   install -d -m 0755 /opt/cni/bin /opt/cni/config
   tar -C /opt/cni/bin -xzf "$WORK/$tgz"
   # The package puts consul-cni on its own path; Nomad looks for every plugin in cni_path.
@@ -190,6 +194,10 @@ configure_dns() {
     jq -n --arg ip "$ip" '{"dns": [$ip], "cgroup-parent": "docker.slice"}' >/etc/docker/daemon.json
     systemctl restart docker
   fi
+  # Every program's lookups through resolved's stub, so that *.<domain> reaches Consul for them too:
+  # Debian's cloud images point /etc/resolv.conf at the uplink servers (resolved's resolv.conf),
+  # which libc and Go then ask directly, never seeing the routing domain (Ubuntu's already point here).
+  ln -sfn ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
   systemctl restart systemd-resolved
 }
 
@@ -222,7 +230,9 @@ main() {
   install_agent_files /etc/consul.d consul agent.pem agent-key.pem
   install_agent_files /etc/nomad.d root agent.pem agent-key.pem
   install -d -o consul -g consul -m 0750 /opt/consul
-  install -d -m 0700 /opt/nomad /opt/nomad/data
+  # Root's: Nomad runs as root, and the package's postinst gives the data directory to its `nomad`
+  # user, which nothing runs as (nomad .release/linux/postinst@v1.10.3; the boot test saw it).
+  install -d -o root -g root -m 0700 /opt/nomad /opt/nomad/data
   if [[ "$ROLE" == server ]]; then
     # Ours is vault.hcl, the one file the unit reads; --force-confold left the packaged one here.
     rm -f /etc/vault.d/vault.hcl.dpkg-dist /etc/vault.d/vault.env.dpkg-dist

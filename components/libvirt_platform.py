@@ -123,7 +123,7 @@ def base_image_id(source: str, sha256: str) -> str:
     return (sha256 or hashlib.sha256(source.encode()).hexdigest())[:12]
 
 
-def _network_config(settings: Settings, address: str) -> str:
+def network_config(settings: Settings, address: str) -> str:
     """Netplan v2 for cloud-init: the node's fixed address; libvirt's host side (.1) routes and resolves."""
     gateway = str(settings.network_cidr[1])
     config = {
@@ -140,7 +140,7 @@ def _network_config(settings: Settings, address: str) -> str:
     return yaml.safe_dump(config, sort_keys=True)
 
 
-def _meta_data(node_name: str, user_data_text: str) -> str:
+def meta_data(node_name: str, user_data_text: str) -> str:
     # A new instance-id whenever the user-data changes makes cloud-init treat the VM as new.
     digest = hashlib.sha256(user_data_text.encode()).hexdigest()[:16]
     return yaml.safe_dump({"instance-id": f"{node_name}-{digest}", "local-hostname": node_name}, sort_keys=True)
@@ -236,8 +236,8 @@ class LibvirtNodes(pulumi.ComponentResource):
             name=f"{prefix}-{node.name}-cloudinit.iso",
             pool=network.pool_name,
             user_data=user_data_text,
-            meta_data=user_data_text.apply(lambda text: _meta_data(node.name, text)),
-            network_config=_network_config(settings, node.address),
+            meta_data=user_data_text.apply(lambda text: meta_data(node.name, text)),
+            network_config=network_config(settings, node.address),
             opts=slot,
         )
         # A node whose user-data changes gets a fresh disk too: replacement, never an in-place re-run.

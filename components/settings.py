@@ -113,6 +113,8 @@ class PackageSource:
 
     apt_url: str
     key_fingerprint: str
+    cni_plugins_url: str
+    """Where clients download the CNI reference plugins: `<url>/v<version>/<tarball>` and its `.sha256`."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,7 @@ KNOWN_KEYS = frozenset(
         "consulCniVersion",
         "hashicorpAptUrl",
         "hashicorpKeyFingerprint",
+        "cniPluginsUrl",
         "caValidityHours",
         "certValidityHours",
         "certEarlyRenewalHours",
@@ -371,7 +374,11 @@ def parse_settings(
         cni_plugins=read.version("cniPluginsVersion"),
         consul_cni=read.version("consulCniVersion"),
     )
-    package_source = PackageSource(read.https_url("hashicorpAptUrl"), read.key_fingerprint("hashicorpKeyFingerprint"))
+    package_source = PackageSource(
+        read.https_url("hashicorpAptUrl"),
+        read.key_fingerprint("hashicorpKeyFingerprint"),
+        read.https_url("cniPluginsUrl"),
+    )
     node_os = read.choice("nodeOs", NodeOs) or NodeOs.UBUNTU_24_04
     tls = _read_tls(read)
     ssh_keys = read.string_list("sshAuthorizedKeys")

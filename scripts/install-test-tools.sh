@@ -3,11 +3,12 @@
 # `cloud-init schema` (cloud-init) for rendered user-data, bats-core (bats) and jq for the boot-script
 # harness (tests/boot), nft and ip for the node's firewall rules, loaded in a private network namespace;
 # xsltproc, which the libvirt provider runs on our stylesheets (libvirt/*.xsl), and xmllint with
-# libvirt's RelaxNG schemas (shipped in libvirt0, the library alone) to validate what they produce.
+# libvirt's RelaxNG schemas (shipped in libvirt0, the library alone) to validate what they produce;
+# apt-ftparchive (apt-utils), gpg and gpgv, which build and verify the boot test's stand-in repository.
 # A no-op when all are present. The tests fail, never skip, when one is missing.
 set -euo pipefail
 
-declare -A package_of=([cloud-init]=cloud-init [bats]=bats [jq]=jq [nft]=nftables [ip]=iproute2 [unshare]=util-linux [useradd]=passwd [xsltproc]=xsltproc [xmllint]=libxml2-utils)
+declare -A package_of=([cloud-init]=cloud-init [bats]=bats [jq]=jq [nft]=nftables [ip]=iproute2 [unshare]=util-linux [useradd]=passwd [xsltproc]=xsltproc [xmllint]=libxml2-utils [apt-ftparchive]=apt-utils [gpg]=gpg [gpgv]=gpgv)
 # Files the tests read that no command stands for.
 declare -A package_of_file=([/usr/share/libvirt/schemas/domain.rng]=libvirt0)
 missing=()

@@ -20,13 +20,18 @@ from components.settings import PackageSource
 
 from conftest import shellcheck_path
 
-MIRROR = PackageSource("https://nexus.example.com/repository/hashicorp", "0123456789ABCDEF0123456789ABCDEF01234567")
+MIRROR = PackageSource(
+    "https://nexus.example.com/repository/hashicorp",
+    "0123456789ABCDEF0123456789ABCDEF01234567",
+    "https://nexus.example.com/repository/cni-plugins",
+)
 BOOT = Path(__file__).resolve().parent / "boot"
 NODES = {
     "server-inline": (LIBVIRT, SERVER, MATERIAL),
     "client-inline": (LIBVIRT, LIBVIRT_CLIENT, CLIENT_MATERIAL),
     "client-ssm": (replace(LIBVIRT, delivery=AWS.delivery), ASG_CLIENT, CLIENT_MATERIAL),
     "server-mirror": (replace(LIBVIRT, package_source=MIRROR), SERVER, MATERIAL),
+    "client-mirror": (replace(LIBVIRT, package_source=MIRROR), LIBVIRT_CLIENT, CLIENT_MATERIAL),
 }
 
 
@@ -36,7 +41,7 @@ def test_the_boot_script_under_bats(tmp_path):
     for name, (cluster, node, material) in NODES.items():
         document = yaml.safe_load(user_data(cluster, node, material))
         (tmp_path / f"{name}.json").write_text(json.dumps(document["write_files"]))
-    run_bats("bootstrap.bats", passing=10, timeout=300, NODES=str(tmp_path))
+    run_bats("bootstrap.bats", passing=11, timeout=300, NODES=str(tmp_path))
 
 
 def run_bats(suite: str, passing: int, timeout: float, **env: str) -> None:

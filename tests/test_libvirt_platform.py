@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from components.base_image import cache_dir, cached_path
-from components.libvirt_platform import _meta_data
+from components.libvirt_platform import meta_data
 from components.libvirt_xml import domain_xslt, pool_xslt, volume_xslt
 from scripts.stack_files import stack_settings
 
@@ -157,9 +157,9 @@ def test_a_changed_user_data_replaces_the_disk(dev):
         disk = disks[f"cluster-{node}-disk"]
         # A new cloud-init disk (new user-data) has a new id, which replaces the node's disk.
         assert disk.replacement_trigger == cloudinits[f"cluster-{node}-cloudinit"].id, disk.urn
-    first = _meta_data("server-0", "#cloud-config\na: 1\n")
-    assert first != _meta_data("server-0", "#cloud-config\na: 2\n")
-    assert first == _meta_data("server-0", "#cloud-config\na: 1\n")
+    first = meta_data("server-0", "#cloud-config\na: 1\n")
+    assert first != meta_data("server-0", "#cloud-config\na: 2\n")
+    assert first == meta_data("server-0", "#cloud-config\na: 1\n")
 
 
 def test_operator_outputs(dev):

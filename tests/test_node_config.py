@@ -80,7 +80,11 @@ SECRETS = [MATERIAL.key_pem, GOSSIP, NOMAD_GOSSIP] + [
 CLIENT_MATERIAL = replace(MATERIAL, consul_management_token=None, nomad_gossip_key=None, consul_vault_token=None)
 
 # Pulumi.yaml's defaults (test_the_package_source_reaches_the_boot_script checks they are).
-PACKAGE_SOURCE = PackageSource("https://apt.releases.hashicorp.com", "798AEC654E5C15428C8E42EEAA16FCBCA621E701")
+PACKAGE_SOURCE = PackageSource(
+    "https://apt.releases.hashicorp.com",
+    "798AEC654E5C15428C8E42EEAA16FCBCA621E701",
+    "https://github.com/containernetworking/plugins/releases/download",
+)
 LIBVIRT = ClusterSpec(
     "dc1", "global", "consul", 3, VERSIONS, StaticJoin(SERVERS), ShamirSeal(), InlineSecrets(), PACKAGE_SOURCE
 )
@@ -370,13 +374,22 @@ def test_packages_and_boot_order():
 
 def test_the_package_source_reaches_the_boot_script():
     defaults = {key: str(spec["default"]) for key, spec in project_file()["config"].items() if "default" in spec}
-    assert PackageSource(defaults["hashicorpAptUrl"], defaults["hashicorpKeyFingerprint"]) == PACKAGE_SOURCE
-    mirror = PackageSource(
-        "https://nexus.example.com/repository/hashicorp-apt", "0123456789ABCDEF0123456789ABCDEF01234567"
+    assert (
+        PackageSource(defaults["hashicorpAptUrl"], defaults["hashicorpKeyFingerprint"], defaults["cniPluginsUrl"])
+        == PACKAGE_SOURCE
     )
-    env = files_of(replace(LIBVIRT, package_source=mirror), SERVER)["/etc/hashistack/bootstrap.env"]
+    mirror = PackageSource(
+        "https://nexus.example.com/repository/hashicorp-apt",
+        "0123456789ABCDEF0123456789ABCDEF01234567",
+        "https://nexus.example.com/repository/cni-plugins",
+    )
+    mirrored = replace(LIBVIRT, package_source=mirror)
+    env = files_of(mirrored, SERVER)["/etc/hashistack/bootstrap.env"]
     assert "HASHICORP_APT_URL=https://nexus.example.com/repository/hashicorp-apt\n" in env
     assert "HASHICORP_KEY_FINGERPRINT=0123456789ABCDEF0123456789ABCDEF01234567\n" in env
+    assert "CNI_PLUGINS_URL" not in env, "servers install no CNI plugins"
+    client_env = files_of(mirrored, LIBVIRT_CLIENT)["/etc/hashistack/bootstrap.env"]
+    assert "CNI_PLUGINS_URL=https://nexus.example.com/repository/cni-plugins\n" in client_env
 
 
 def _unit(text: str) -> configparser.ConfigParser:

@@ -13,7 +13,9 @@ from scripts.config_reference import reference_table, with_reference
 from conftest import ROOT, shellcheck_path
 
 README = (ROOT / "README.md").read_text()
-SHELL_SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), *ROOT.glob("cloudinit/*.sh"), ROOT / ".ci" / "run"])
+SHELL_SCRIPTS = sorted(
+    [*ROOT.glob("scripts/*.sh"), *ROOT.glob("scripts/boot_test/*.sh"), *ROOT.glob("cloudinit/*.sh"), ROOT / ".ci" / "run"]
+)
 
 
 def test_config_reference_is_in_sync_with_the_schema():

@@ -34,6 +34,8 @@ last_line() { tail -n 1 "$1"; }
   [ "$(mode_of /etc/vault.d/vault.env)" = "640 root:vault" ]
   [ "$(mode_of /opt/consul)" = "750 consul:consul" ]
   [ "$(mode_of /opt/nomad/data)" = "700 root:root" ]
+  # Every program's lookups go through resolved's stub (Debian's images point at the uplink servers).
+  [ "$(readlink "$SANDBOX/upper_etc/resolv.conf")" = "../run/systemd/resolve/stub-resolv.conf" ]
   [ "$(mode_of /opt/vault/data)" = "750 vault:vault" ]
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
   grep -Fq "consul.service: enabled, activating" "$SANDBOX/output"
@@ -50,6 +52,18 @@ last_line() { tail -n 1 "$1"; }
   [ "$(mode_of /etc/hashistack/tasks.nft)" = "644 root:root" ]
   [ "$(mode_of /etc/hashistack/public/ca.pem)" = "644 root:root" ]
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+  grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsSLO https://github.com/containernetworking/plugins/releases/download/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz" "$SANDBOX/calls.log"
+}
+
+@test "a client takes the CNI plugins from cniPluginsUrl, and every download is bounded in time" {
+  STUB_KEY_FINGERPRINT=0123456789ABCDEF0123456789ABCDEF01234567 boot client-mirror
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsSLO https://nexus.example.com/repository/cni-plugins/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz" "$SANDBOX/calls.log"
+  grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsSLO https://nexus.example.com/repository/cni-plugins/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz.sha256" "$SANDBOX/calls.log"
+  ! grep -q github.com "$SANDBOX/calls.log"
+  # A source that drops packets would otherwise hold each attempt for minutes (curl has no overall timeout).
+  [ "$(grep -c '^curl ' "$SANDBOX/calls.log")" -ge 3 ]
+  ! grep '^curl ' "$SANDBOX/calls.log" | grep -v '^curl --connect-timeout 10 --max-time 300 '
 }
 
 @test "an AWS client (SSM) also enables and starts its autoscaling watch, hashistack-asg-drain" {
@@ -87,8 +101,8 @@ last_line() { tail -n 1 "$1"; }
 @test "a retried metadata call leaves its log line out of the value it returns" {
   STUB_FAIL_ONCE="latest/api/token" boot client-ssm
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  grep -q "retrying in 5s: curl -fsS -X PUT http://169.254.169.254/latest/api/token" "$SANDBOX/output"
-  grep -Fxq "curl -fsS -H X-aws-ec2-metadata-token:\ imds-session-token http://169.254.169.254/latest/meta-data/iam/security-credentials/" "$SANDBOX/calls.log"
+  grep -q "retrying in 5s: curl --connect-timeout 10 --max-time 300 -fsS -X PUT http://169.254.169.254/latest/api/token" "$SANDBOX/output"
+  grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsS -H X-aws-ec2-metadata-token:\ imds-session-token http://169.254.169.254/latest/meta-data/iam/security-credentials/" "$SANDBOX/calls.log"
 }
 
 @test "a failed step ends with one FAILED line naming the step, the command and the way out" {
@@ -120,7 +134,7 @@ last_line() { tail -n 1 "$1"; }
 @test "a package mirror of your choice: its key checked against the configured fingerprint, its URL in apt" {
   STUB_KEY_FINGERPRINT=0123456789ABCDEF0123456789ABCDEF01234567 boot server-mirror
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  grep -q "^curl -fsSL https://nexus.example.com/repository/hashicorp/gpg -o " "$SANDBOX/calls.log"
+  grep -q "^curl --connect-timeout 10 --max-time 300 -fsSL https://nexus.example.com/repository/hashicorp/gpg -o " "$SANDBOX/calls.log"
   grep -q " https://nexus.example.com/repository/hashicorp $(. /etc/os-release && echo "$VERSION_CODENAME") main$" \
     "$SANDBOX/upper_etc/apt/sources.list.d/hashicorp.list"
   ! grep -q "apt.releases.hashicorp.com" "$SANDBOX/calls.log"

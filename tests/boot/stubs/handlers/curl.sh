@@ -9,7 +9,7 @@ while (($#)); do
     -o) out=$2 && shift ;;
     -w) write_out=$2 && shift ;;
     --data) data=$2 && shift ;;
-    -H | -X | -K | --aws-sigv4 | --max-time) shift ;;
+    -H | -X | -K | --aws-sigv4 | --max-time | --connect-timeout) shift ;;
     http*) url=$1 ;;
     -*O) remote=1 ;;
   esac

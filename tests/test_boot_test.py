@@ -1,0 +1,421 @@
+"""The boot test's parts that run without a VM (scripts/boot_test): its checks against facts of both
+kinds, the stand-in packages and their signed repository, the stand-in agents under a fake systemd
+notify socket, and the network-config it boots with. `make boot-test` runs the VMs themselves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.libvirt_platform import network_config
+from components.node_config import Role
+from components.node_plan import cluster_spec, node_specs
+from scripts import boot_test
+from scripts.boot_test import __main__ as boot_main
+from scripts.boot_test import checks, standins
+from scripts.boot_test.checks import Expected
+from scripts.stack_files import stack_settings
+
+SETTINGS = stack_settings("dev", {"nodeOs": "debian-12"})
+CLUSTER = cluster_spec(SETTINGS)
+NODES = node_specs(SETTINGS)
+SERVER, CLIENT = NODES["server-0"], NODES["client-0"]
+
+
+def facts_with(files: dict[str, Expected], **extra) -> dict:
+    facts = {"files": {p: {"owner": e.owner, "mode": e.mode, "kind": "file"} for p, e in files.items()}}
+    return facts | extra
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def test_every_file_the_user_data_writes_is_expected_with_the_owner_the_bootstrap_gives_it():
+    server = checks.expected_files(CLUSTER, SERVER)
+    assert server["/etc/consul.d/agent.hcl"] == Expected("root:consul", "0640")
+    assert server["/etc/consul.d/secrets.hcl"] == Expected("root:consul", "0640")
+    assert server["/etc/vault.d/vault.env"] == Expected("root:vault", "0640")
+    assert server["/etc/vault.d/tls/vault-key.pem"] == Expected("root:vault", "0640")
+    assert server["/etc/nomad.d/tls/agent-key.pem"] == Expected("root:root", "0640")
+    assert server["/etc/hashistack/tls/node-key.pem"] == Expected("root:root", "0600")
+    assert server["/usr/local/sbin/hashistack-bootstrap"] == Expected("root:root", "0700")
+    assert server["/etc/systemd/system/consul.service.d/conditions.conf"] == Expected("root:root", "0644")
+    assert server["/opt/consul"] == Expected("consul:consul", "0750")
+    assert server["/opt/vault/data"] == Expected("vault:vault", "0750")
+    client = checks.expected_files(CLUSTER, CLIENT)
+    assert client["/etc/hashistack/public/ca.pem"] == Expected("root:root", "0644")
+    assert client["/etc/systemd/system/hashistack-task-firewall.service"] == Expected("root:root", "0644")
+    assert not any(p.startswith("/etc/vault.d") for p in client)
+
+
+def test_file_problems_name_the_path_what_it_is_and_what_it_should_be():
+    expected = checks.expected_files(CLUSTER, SERVER)
+    assert checks.file_problems(facts_with(expected), expected) == []
+    wrong = dict(expected, **{"/etc/consul.d/tls/agent-key.pem": Expected("root:root", "0644")})
+    missing = {p: e for p, e in expected.items() if p != "/etc/vault.d/vault.hcl"}
+    leftover = facts_with(expected)
+    leftover["files"]["/etc/nomad.d/nomad.hcl"] = {"owner": "nomad:nomad", "mode": "0644", "kind": "file"}
+    assert checks.file_problems(facts_with(wrong), expected) == [
+        "/etc/consul.d/tls/agent-key.pem: root:root 0644, expected root:consul 0640"
+    ]
+    assert checks.file_problems(facts_with(missing), expected) == ["/etc/vault.d/vault.hcl: missing"]
+    assert checks.file_problems(leftover, expected) == [
+        "/etc/nomad.d/nomad.hcl: still present (the bootstrap removes it)"
+    ]
+
+
+def test_a_client_needs_consul_cni_linked_into_the_plugin_directory():
+    expected = checks.expected_files(CLUSTER, CLIENT)
+    facts = facts_with(expected)
+    assert checks.file_problems(facts, expected) == [
+        "/opt/cni/bin/consul-cni: not a link to the consul-cni package's binary"
+    ]
+    facts["files"]["/opt/cni/bin/consul-cni"] = {"owner": "root:root", "mode": "0777", "kind": "link"}
+    assert checks.file_problems(facts, expected) == []
+
+
+# --- units ---------------------------------------------------------------------------------------
+
+
+def unit(active: str, sub: str, enabled: str = "enabled") -> dict:
+    return {"ActiveState": active, "SubState": sub, "UnitFileState": enabled}
+
+
+RUNNING = unit("active", "running")
+
+
+def test_a_server_runs_consul_nomad_and_vault_all_enabled():
+    good = {"units": {"consul": RUNNING, "nomad": RUNNING, "vault": RUNNING}}
+    assert checks.unit_problems(good, Role.SERVER) == []
+    waiting = {"units": {**good["units"], "consul": unit("activating", "start")}}
+    assert checks.unit_problems(waiting, Role.SERVER) == [
+        "consul.service is activating (start), expected active (running)"
+    ]
+    disabled = {"units": {**good["units"], "vault": unit("active", "running", "disabled")}}
+    assert checks.unit_problems(disabled, Role.SERVER) == ["vault.service is disabled, expected enabled"]
+
+
+def test_a_client_runs_nomad_while_consul_waits_for_its_certificate():
+    firewall = unit("active", "exited")
+    good = {"units": {"consul": unit("activating", "start"), "nomad": RUNNING, "docker": RUNNING,
+                      "hashistack-task-firewall": firewall}}  # fmt: skip
+    assert checks.unit_problems(good, Role.CLIENT) == []
+    joined = {"units": {**good["units"], "consul": RUNNING}}
+    assert checks.unit_problems(joined, Role.CLIENT) == [
+        "consul.service is active (running), expected activating (start)"
+    ]
+    no_firewall = {"units": {k: v for k, v in good["units"].items() if k != "hashistack-task-firewall"}}
+    assert checks.unit_problems(no_firewall, Role.CLIENT) == [
+        "hashistack-task-firewall.service is unknown, expected enabled",
+        "hashistack-task-firewall.service is None (None), expected active (exited)",
+    ]
+
+
+# --- resolver ------------------------------------------------------------------------------------
+
+RESOLVED = (
+    "Global\n  DNS Servers: 127.0.0.1:8600\n  DNS Domain: ~consul\nLink 2 (enp0s2)\n  DNS Servers: 192.168.142.2\n"
+)
+
+
+def resolver_facts(**changes) -> dict:
+    facts = {
+        "resolved_status": RESOLVED,
+        "query_outside": "deb.debian.org: 151.101.2.132                   -- link: enp0s2\n",
+        "query_consul": f"consul.service.consul: {SERVER.address}                   -- link: lo\n",
+        "udp_listeners": f"UNCONN 0 0 {CLIENT.address}:53 0.0.0.0:*\n",
+        "resolv_conf": "/run/systemd/resolve/stub-resolv.conf",
+        "getent_consul": f"{SERVER.address}   STREAM consul.service.consul\n",
+    }
+    return facts | changes
+
+
+def test_the_resolver_forwards_the_cluster_domain_to_consul_and_everything_else_as_before():
+    assert checks.resolver_problems(resolver_facts(), CLUSTER, SERVER) == []
+    assert checks.resolver_problems(resolver_facts(), CLUSTER, CLIENT) == []
+    assert checks.resolver_problems(resolver_facts(resolved_status="Global\n"), CLUSTER, SERVER) == [
+        "systemd-resolved does not name 127.0.0.1:8600 (Consul DNS) as a server",
+        "systemd-resolved has no routing domain ~consul",
+    ]
+    lost = checks.resolver_problems(resolver_facts(query_outside="resolve call failed: timeout"), CLUSTER, SERVER)
+    assert lost == ["names outside the cluster no longer resolve: resolve call failed: timeout"]
+    unanswered = checks.resolver_problems(resolver_facts(query_consul="NXDOMAIN"), CLUSTER, SERVER)
+    assert unanswered == [
+        f"consul.service.consul did not resolve to {SERVER.address} through systemd-resolved: NXDOMAIN"
+    ]
+    uplink = checks.resolver_problems(resolver_facts(resolv_conf="/run/systemd/resolve/resolv.conf"), CLUSTER, CLIENT)
+    assert uplink == [
+        "/etc/resolv.conf leads to /run/systemd/resolve/resolv.conf, not resolved's stub"
+        " /run/systemd/resolve/stub-resolv.conf: programs that read it never see the ~consul routing"
+    ]
+    libc = checks.resolver_problems(resolver_facts(getent_consul=""), CLUSTER, SERVER)
+    assert libc == [
+        f"getent (libc, through /etc/resolv.conf) did not resolve consul.service.consul to {SERVER.address}: no answer"
+    ]
+    deaf = checks.resolver_problems(resolver_facts(udp_listeners=""), CLUSTER, CLIENT)
+    assert deaf == [f"systemd-resolved does not listen on {CLIENT.address}:53 (DNSStubListenerExtra, for containers)"]
+
+
+# --- console and the failure run -----------------------------------------------------------------
+
+FAILED = (
+    "hashistack-bootstrap: FAILED while adding the HashiCorp apt repository https://192.168.142.1:1/hashicorp:"
+    " `curl ...` failed 10 times. Check that the node reaches what it names. Then re-run: sudo"
+    " /usr/local/sbin/hashistack-bootstrap (full log: /var/log/hashistack-bootstrap.log)"
+)
+
+
+def test_the_console_must_end_with_one_done():
+    assert checks.console_problems("boot\nhashistack-bootstrap: done\n", "hashistack-bootstrap: done") == []
+    assert checks.console_problems(f"{FAILED}\n", FAILED) == [
+        f"the boot script ended with {FAILED!r}, expected 'hashistack-bootstrap: done'"
+    ]
+    twice = "hashistack-bootstrap: done\nhashistack-bootstrap: done\n"
+    assert checks.console_problems(twice, "hashistack-bootstrap: done") == [
+        "the console's boot-script lines are ['hashistack-bootstrap: done', 'hashistack-bootstrap: done'],"
+        " expected exactly one 'done'"
+    ]
+
+
+def test_the_failure_run_ends_with_one_failed_line_naming_the_step_within_the_budget():
+    step = "adding the HashiCorp apt repository"
+    assert checks.failure_problems(f"x\n{FAILED}\n", step, 400, 230) == []
+    assert checks.failure_problems(f"{FAILED}\n{FAILED}\n", step, 400, 230)[0].startswith("expected one FAILED line")
+    assert checks.failure_problems("hashistack-bootstrap: done\n", step, 400, 230)[0].startswith(
+        "expected one FAILED line on the console, found 0"
+    )
+    other = FAILED.replace(step, "installing consul")
+    assert checks.failure_problems(other, step, 400, 230) == [
+        f"the FAILED line does not name the step {step!r} and what to do: {other}"
+    ]
+    assert checks.failure_problems(FAILED, step, 400, 401) == [
+        "the failing step took 401 s, over the retry budget of 400 s"
+    ]
+    assert checks.failure_problems(FAILED, step, 400, None) == [
+        "the boot log does not show how long the failing step took"
+    ]
+
+
+def test_the_failing_step_is_timed_from_the_boot_log():
+    log = (
+        "==> [23:59:50] preparing the node\n==> [23:59:55] adding the HashiCorp apt repository https://x\n"
+        "==> [23:59:55] retrying in 5s: curl\n==> [00:03:40] FAILED while adding the HashiCorp apt repository\n"
+    )
+    assert checks.step_seconds(log, "adding the HashiCorp apt repository") == 225
+    assert checks.step_seconds(log, "installing") is None
+    assert checks.step_seconds("==> [00:00:01] adding the HashiCorp apt repository\n", "adding") is None
+
+
+# --- the stand-in packages and their repository ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    for tool in ("dpkg-deb", "apt-ftparchive", "gpg", "gpgv"):
+        assert shutil.which(tool), f"{tool} is missing: scripts/install-test-tools.sh installs it (Debian)"
+    work = tmp_path_factory.mktemp("standins")
+    debs = [standins.build_deb(p, work / "trees", work) for p in standins.packages(SETTINGS.versions)]
+    repo = standins.apt_repository(work / "www", "bookworm", debs, work / "gnupg")
+    return work, debs, repo
+
+
+def deb_field(deb: Path, option: str, *rest: str) -> str:
+    return subprocess.run(["dpkg-deb", option, str(deb), *rest], capture_output=True, text=True, check=True).stdout
+
+
+def test_each_stand_in_is_the_pinned_version_with_its_binary_in_usr_bin_and_its_unit_a_conffile(repository):
+    """hashicorp/actions-packaging-linux fpm_template.go (commit 041890d6): `dst: /usr/bin/{{ .Name }}`
+    and every file of the product's .release/linux/package tree `type: config|noreplace`."""
+    _, debs, _ = repository
+    by_name = {d.name.split("_")[0]: d for d in debs}
+    assert sorted(by_name) == ["consul", "consul-cni", "nomad", "vault"]
+    for name, version in [("consul", "1.21.2"), ("nomad", "1.10.3"), ("vault", "1.20.0"), ("consul-cni", "1.7.2")]:
+        assert deb_field(by_name[name], "--field", "Version").strip() == f"{version}-1"
+        assert f"./usr/bin/{name}\n" in deb_field(by_name[name], "--contents").replace(" ", "\n")
+    consul_conffiles = deb_field(by_name["consul"], "--info", "conffiles")
+    assert "/usr/lib/systemd/system/consul.service\n" in consul_conffiles
+    assert "/etc/consul.d/consul.hcl\n" in consul_conffiles
+    assert "/etc/vault.d/vault.env\n" in deb_field(by_name["vault"], "--info", "conffiles")
+
+
+def test_the_units_are_the_products_own():
+    """consul.service: hashicorp/consul .release/linux/package (commit 3fd4bc05) — Type=notify, user
+    consul, ConditionDirectoryNotEmpty; nomad.service at hashicorp/nomad v1.10.3 — Type=notify, root,
+    KillSignal=SIGINT; vault.service: hashicorp/vault (commit 443eb65c) — Type=simple, user vault,
+    EnvironmentFile without '-' (vault.env must exist), ConditionFileNotEmpty on vault.hcl."""
+    assert "Type=notify\n" in standins.CONSUL_UNIT and "User=consul\n" in standins.CONSUL_UNIT
+    assert "ConditionDirectoryNotEmpty=/etc/consul.d\n" in standins.CONSUL_UNIT
+    assert "ExecStart=/usr/bin/consul agent -config-dir=/etc/consul.d/\n" in standins.CONSUL_UNIT
+    assert "Type=notify\n" in standins.NOMAD_UNIT and "KillSignal=SIGINT\n" in standins.NOMAD_UNIT
+    assert "ExecStart=/usr/bin/nomad agent -config /etc/nomad.d\n" in standins.NOMAD_UNIT
+    assert "Type=simple\n" in standins.VAULT_UNIT and "EnvironmentFile=/etc/vault.d/vault.env\n" in standins.VAULT_UNIT
+    assert "ConditionFileNotEmpty=/etc/vault.d/vault.hcl\n" in standins.VAULT_UNIT
+
+
+def test_the_repository_is_signed_by_the_key_it_serves(repository, tmp_path):
+    work, _, repo = repository
+    keyring = tmp_path / "keyring.gpg"
+    keyring.write_bytes(
+        subprocess.run(
+            ["gpg", "--dearmor"], input=(work / "www/gpg").read_bytes(), capture_output=True, check=True
+        ).stdout
+    )
+    verified = subprocess.run(["gpgv", "--keyring", str(keyring), str(work / "www/dists/bookworm/InRelease")],
+                              capture_output=True, text=True)  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    colons = subprocess.run(["gpg", "--show-keys", "--with-colons", str(work / "www/gpg")], capture_output=True,
+                            text=True, check=True).stdout  # fmt: skip
+    assert f"fpr:::::::::{repo.fingerprint}:" in colons
+    index = (work / "www/dists/bookworm/main/binary-amd64/Packages").read_text()
+    assert "Package: consul\n" in index and "Version: 1.21.2-1\n" in index
+
+
+def test_the_cni_release_checks_with_sha256sum_as_the_boot_script_runs_it(tmp_path):
+    tarball, checksum = standins.cni_release("1.7.1", tmp_path)
+    assert tarball.name == "cni-plugins-linux-amd64-v1.7.1.tgz" and tarball.parent.name == "v1.7.1"
+    assert subprocess.run(["sha256sum", "-c", checksum.name], cwd=checksum.parent, capture_output=True).returncode == 0
+    tarball.write_bytes(tarball.read_bytes() + b"x")
+    assert subprocess.run(["sha256sum", "-c", checksum.name], cwd=checksum.parent, capture_output=True).returncode != 0
+
+
+# --- the stand-in agents under a fake systemd -----------------------------------------------------
+
+
+class NotifySocket:
+    def __init__(self, path: Path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.path = path
+
+    def ready_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if self.sock.recv(64) == b"READY=1":
+                    return True
+            except TimeoutError:
+                pass
+        return False
+
+
+def agent(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen, NotifySocket]:
+    program = tmp_path / "bin" / name
+    program.parent.mkdir(exist_ok=True)
+    program.write_text(standins.AGENT_PROGRAM.read_text())
+    program.chmod(0o755)
+    notify = NotifySocket(tmp_path / f"{name}.notify")
+    process = subprocess.Popen([sys.executable, str(program), *args], env={**os.environ, "NOTIFY_SOCKET": str(notify.path)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return process, notify
+
+
+def pki(tmp_path: Path) -> tuple[Path, Path]:
+    from scripts.boot_test.pki import ThrowawayCa
+
+    issued = ThrowawayCa(tmp_path / "pki").issue("agent", ["localhost"], ["127.0.0.1"])
+    return issued.cert_path, issued.key_path
+
+
+def consul_config(tmp_path: Path, body: str) -> Path:
+    directory = tmp_path / "consul.d"
+    directory.mkdir()
+    (directory / "agent.hcl").write_text(body)
+    return directory
+
+
+def stop(process: subprocess.Popen) -> str:
+    process.terminate()
+    return process.communicate(timeout=10)[1]
+
+
+def test_a_consul_server_notifies_ready_only_once_it_has_joined(tmp_path):
+    """hashicorp/consul agent/agent.go, JoinLAN: `joinLANNotifier.Notify(systemd.Ready)` after a
+    successful join, not at start. Joining its own address counts, as for a real first server."""
+    cert, key = pki(tmp_path)
+    directory = consul_config(tmp_path, f'bind_addr = "127.0.0.1"\nclient_addr = "127.0.0.1"\nserver = true\n'
+                              f'retry_join = ["127.0.0.1"]\ntls {{\n  cert_file = "{cert}"\n  key_file = "{key}"\n}}\n')  # fmt: skip
+    process, notify = agent(tmp_path, "consul", "agent", f"-config-dir={directory}")
+    try:
+        assert notify.ready_within(10), "a server that joined itself notifies READY=1"
+    finally:
+        assert "joined ['127.0.0.1']" in stop(process)
+
+
+def test_a_consul_client_without_servers_never_notifies_ready(tmp_path):
+    """A client with auto_encrypt asks a server's RPC port (8300) for its certificate before it
+    starts at all; with no server reachable it stays 'activating', as on a client whose servers have
+    not made its token yet."""
+    directory = consul_config(
+        tmp_path, 'bind_addr = "127.0.0.1"\nretry_join = ["127.0.0.9"]\nauto_encrypt {\n  tls = true\n}\n'
+    )
+    process, notify = agent(tmp_path, "consul", "agent", f"-config-dir={directory}")
+    try:
+        assert not notify.ready_within(3)
+    finally:
+        assert "asking the servers ['127.0.0.9'] for a certificate" in stop(process)
+
+
+def test_an_agent_that_cannot_read_its_key_stops_with_the_path(tmp_path):
+    directory = consul_config(tmp_path, 'tls {\n  key_file = "/nonexistent/agent-key.pem"\n}\n')
+    process, _ = agent(tmp_path, "consul", "agent", f"-config-dir={directory}")
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 1
+    assert "error: loading /nonexistent/agent-key.pem: No such file or directory" in stderr
+
+
+def test_nomad_notifies_ready_once_listening_without_waiting_for_consul(tmp_path):
+    """hashicorp/nomad command/agent/command.go@v1.10.3, handleSignals: sdNotify(sdSock, sdReady)
+    once the agent has started; Nomad does not wait for Consul."""
+    cert, key = pki(tmp_path)
+    directory = tmp_path / "nomad.d"
+    directory.mkdir()
+    (directory / "agent.hcl").write_text(
+        f'addresses {{\n  http = "127.0.0.1"\n}}\ntls {{\n  cert_file = "{cert}"\n  key_file = "{key}"\n}}\n'
+    )
+    process, notify = agent(tmp_path, "nomad", "agent", "-config", str(directory))
+    try:
+        assert notify.ready_within(10)
+    finally:
+        stop(process)
+
+
+def test_the_stand_ins_answer_version_as_the_postinst_scripts_ask(tmp_path):
+    program = tmp_path / "nomad"
+    program.write_text(standins.AGENT_PROGRAM.read_text().replace("@VERSION@", "1.10.3"))
+    done = subprocess.run([sys.executable, str(program), "version"], capture_output=True, text=True, check=True)
+    assert done.stdout == "Nomad v1.10.3 (boot-test stand-in)\n" and "+ent" not in done.stdout
+
+
+# --- the network and the runner ------------------------------------------------------------------
+
+
+def test_the_vms_network_config_is_the_libvirt_one_but_for_qemus_resolver():
+    ours = yaml.safe_load(boot_main.qemu_network_config(SETTINGS, SERVER.address))
+    libvirt = yaml.safe_load(network_config(SETTINGS, SERVER.address))
+    assert ours["ethernets"]["primary"].pop("nameservers") == {"addresses": ["192.168.142.2"]}
+    assert libvirt["ethernets"]["primary"].pop("nameservers") == {"addresses": ["192.168.142.1"]}
+    assert ours == libvirt
+
+
+def test_a_missing_host_tool_fails_the_boot_test_with_the_package_to_install(monkeypatch, capsys):
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "genisoimage" else f"/usr/bin/{tool}")
+    assert boot_main.main(["--nodes", "server-0"]) == 2
+    assert "sudo apt-get install genisoimage" in capsys.readouterr().err
+
+
+def test_the_retry_budget_is_the_boot_scripts_own():
+    script = (Path(boot_test.__file__).parents[2] / "cloudinit/hashistack-bootstrap.sh").read_text()
+    assert "sleep $((n * 5))" in script and 'retry 10 "${CURL[@]}" -fsSL "$HASHICORP_APT_URL/gpg"' in script
+    assert "readonly CURL=(curl --connect-timeout 10 --max-time 300)" in script
+    assert boot_main.RETRY_BUDGET_SECONDS == 225 + 100 + 60
+    assert replace(SETTINGS.package_source, apt_url="x").key_fingerprint == SETTINGS.package_source.key_fingerprint
