@@ -14,7 +14,12 @@ from conftest import ROOT, shellcheck_path
 
 README = (ROOT / "README.md").read_text()
 SHELL_SCRIPTS = sorted(
-    [*ROOT.glob("scripts/*.sh"), *ROOT.glob("scripts/boot_test/*.sh"), *ROOT.glob("cloudinit/*.sh"), ROOT / ".ci" / "run"]
+    [
+        *ROOT.glob("scripts/*.sh"),
+        *ROOT.glob("scripts/boot_test/*.sh"),
+        *ROOT.glob("cloudinit/*.sh"),
+        ROOT / ".ci" / "run",
+    ]
 )
 
 

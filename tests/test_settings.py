@@ -41,7 +41,13 @@ BAD = [
     ("dev", {"vaultVersion": "v1.20.0"}, "vaultVersion", "'v1.20.0'", "exact version"),
     ("dev", {"hashicorpAptUrl": "http://apt.example.com"}, "hashicorpAptUrl", "'http://apt.example.com'", "https URL"),
     ("dev", {"hashicorpAptUrl": "https://"}, "hashicorpAptUrl", "'https://'", "https URL"),
-    ("dev", {"cniPluginsUrl": "http://mirror.example.com/cni"}, "cniPluginsUrl", "'http://mirror.example.com/cni'", "https URL"),
+    (
+        "dev",
+        {"cniPluginsUrl": "http://mirror.example.com/cni"},
+        "cniPluginsUrl",
+        "'http://mirror.example.com/cni'",
+        "https URL",
+    ),
     (
         "dev",
         {"hashicorpAptUrl": "https://a.example/x?y=1"},
