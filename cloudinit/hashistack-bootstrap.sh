@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # First-boot provisioning of a hashistack node, run once by cloud-init (runcmd), after write_files put
-# the agent configs in place and the Ubuntu packages are installed. Per-node settings come from
+# the agent configs in place and the release's packages are installed. Per-node settings come from
 # /etc/hashistack/bootstrap.env; on AWS the secret files are fetched from SSM Parameter Store first.
 # Every step is safe to re-run: `sudo /usr/local/sbin/hashistack-bootstrap` after a failed boot.
 # Its last line, "hashistack-bootstrap: done" or "hashistack-bootstrap: FAILED ...", also goes to the

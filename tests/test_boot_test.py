@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -418,4 +417,30 @@ def test_the_retry_budget_is_the_boot_scripts_own():
     assert "sleep $((n * 5))" in script and 'retry 10 "${CURL[@]}" -fsSL "$HASHICORP_APT_URL/gpg"' in script
     assert "readonly CURL=(curl --connect-timeout 10 --max-time 300)" in script
     assert boot_main.RETRY_BUDGET_SECONDS == 225 + 100 + 60
-    assert replace(SETTINGS.package_source, apt_url="x").key_fingerprint == SETTINGS.package_source.key_fingerprint
+
+
+def test_the_image_is_cached_per_build_script_and_built_with_sudo_when_not_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls, real_run = [], subprocess.run
+
+    def run(command, **kwargs):
+        if command[0] == "openssl":
+            return real_run(command, **kwargs)
+        calls.append(command)
+
+    monkeypatch.setattr(boot_main.subprocess, "run", run)
+    monkeypatch.setattr(boot_main.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(boot_main.os, "getuid", lambda: 1000)
+    monkeypatch.setattr(boot_main.os, "getgid", lambda: 1000)
+    built = boot_main.image(lambda _: None)
+    assert built.rootfs.parent.parent == tmp_path / "hashistack" / "boot-test"
+    build, chown = calls
+    assert build[0] == "sudo" and build[1] == str(boot_main.BUILD_SCRIPT) and build[3] == boot_main.MIRROR
+    assert build[4].endswith("/package-ca/ca.pem"), "the package server's CA is made before the image trusts it"
+    assert chown[:3] == ["sudo", "chown", "-R"] and chown[3] == "1000:1000"
+    assert (built.package_ca / "ca.key").stat().st_mode & 0o077 == 0
+    built.rootfs.write_text("")
+    calls.clear()
+    assert boot_main.image(lambda _: None) == built and calls == [], "a built image is reused"
+    monkeypatch.setattr(boot_main, "MIRROR", "http://mirror.example/debian")
+    assert boot_main.image(lambda _: None).rootfs.parent != built.rootfs.parent, "another mirror, another image"

@@ -336,3 +336,16 @@ def test_e2e_always_uploads_the_report_and_on_failure_the_consoles():
     assert console["if"] == "failure()"
     # components/libvirt_xml.py console_log_path, for the runner user without XDG_STATE_HOME.
     assert console["with"]["path"] == "~/.local/state/hashistack/dev/console/*.log"
+
+
+def test_the_boot_test_runs_on_every_pull_request_and_before_every_deployment():
+    for workflow in ("preview.yml", "deploy.yml"):
+        job = load(workflow)["jobs"]["boot-test"]
+        assert [s.get("run") for s in job["steps"] if "run" in s] == ["make boot-test"], workflow
+        uploads = steps_using(job, "actions/upload-artifact")
+        assert [(u["if"], u["with"]["name"]) for u in uploads] == [
+            ("always()", "boot-test-report"),
+            ("failure()", "boot-test-consoles"),
+        ], workflow
+    needs = load("deploy.yml")["jobs"]["up"]["needs"]
+    assert set(needs) == {"test", "boot-test"}

@@ -95,6 +95,7 @@ def image(log) -> Image:
         log(f"image: {directory} (cached)")
         return built
     log(f"image: building {directory} with debootstrap from {MIRROR} (a few minutes, once; as root)")
+    cache_dir().mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir()))
     started = time.monotonic()
     # The package server's CA lives (and is trusted) with the image, for the image's lifetime.
@@ -216,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"boot test: missing host tools; install them: sudo apt-get install {' '.join(missing)}", file=sys.stderr)
         return 2
-    cache_dir().mkdir(parents=True, exist_ok=True)
     image_ = image(log)
     work = Path(tempfile.mkdtemp(prefix="hashistack-boot-test-"))
     work.chmod(0o700)

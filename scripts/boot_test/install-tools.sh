@@ -7,7 +7,11 @@ tools="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/host-tools.tsv"
 missing=()
 while IFS=$'\t' read -r command package; do
   [[ -z "$command" || "$command" == \#* ]] && continue
-  command -v "$command" >/dev/null || missing+=("$package")
+  if [[ "$command" == /* ]]; then
+    [[ -e "$command" ]] || missing+=("$package")
+  else
+    command -v "$command" >/dev/null || missing+=("$package")
+  fi
 done <"$tools"
 if ((${#missing[@]} == 0)); then
   exit 0

@@ -157,11 +157,15 @@ HOST_TOOLS = Path(__file__).with_name("host-tools.tsv")
 
 
 def host_tools() -> dict[str, str]:
-    """Executable -> the Debian package that provides it (host-tools.tsv)."""
+    """Executable (or file) -> the Debian package that provides it (host-tools.tsv)."""
     rows = (line.split("\t") for line in HOST_TOOLS.read_text().splitlines() if line and not line.startswith("#"))
     return {command: package for command, package in rows}
 
 
 def missing_tools() -> list[str]:
     """The Debian packages of the host tools that are not installed."""
-    return sorted({package for tool, package in host_tools().items() if not shutil.which(tool)})
+
+    def present(tool: str) -> bool:
+        return Path(tool).exists() if tool.startswith("/") else bool(shutil.which(tool))
+
+    return sorted({package for tool, package in host_tools().items() if not present(tool)})
