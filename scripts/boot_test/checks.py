@@ -142,7 +142,7 @@ def console_problems(console: str, verdict: str | None) -> list[str]:
     lines = [line for line in console.splitlines() if line.startswith("hashistack-bootstrap: ")]
     if verdict != "hashistack-bootstrap: done":
         return [f"the boot script ended with {verdict!r}, expected 'hashistack-bootstrap: done'"]
-    if lines[-1:] != ["hashistack-bootstrap: done"] or len(lines) != 1:
+    if lines != ["hashistack-bootstrap: done"]:
         return [f"the console's boot-script lines are {lines}, expected exactly one 'done'"]
     return []
 
