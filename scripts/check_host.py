@@ -760,6 +760,40 @@ def check_package_source(host, settings: Settings) -> Result:
     return passed(name, f"{', '.join(f'{p}={v}' for p, v in wanted.items())} listed in {url}")
 
 
+def check_cni_plugins(host, settings: Settings) -> Result:
+    """The clients' CNI release at cniPluginsUrl: its `<tarball>.sha256` must be there and name the
+    tarball, since the boot script downloads both and runs `sha256sum -c` (hashistack-bootstrap.sh,
+    install_cni_plugins)."""
+    name = "cni-plugins"
+    version = settings.versions.cni_plugins
+    tarball = f"cni-plugins-linux-{NODE_ARCH}-v{version}.tgz"
+    url = f"{settings.package_source.cni_plugins_url}/v{version}/{tarball}.sha256"
+    try:
+        text = host.fetch(url).decode("utf-8", "replace")
+    except FetchError as error:
+        if error.status == 404:
+            return failed(
+                name,
+                f"no CNI plugins v{version} at cniPluginsUrl: {url}: {error.reason}",
+                "set cniPluginsVersion to a release that exists there, or point cniPluginsUrl at a mirror of "
+                "https://github.com/containernetworking/plugins/releases/download",
+            )
+        if settings.platform is Platform.AWS:
+            return info(name, f"not checked from this host (the nodes fetch from AWS): {url}: {error.reason}")
+        return failed(
+            name,
+            f"cannot get {url}: {error.reason}; the clients download it through this host's NAT (no proxy)",
+            "check this host's network and DNS, or set cniPluginsUrl to a mirror it reaches",
+        )
+    if not re.fullmatch(rf"[0-9a-f]{{64}} [ *]{re.escape(tarball)}", text.strip()):
+        return failed(
+            name,
+            f"{url} is not a SHA-256 line for {tarball} (`<hash>  {tarball}`, as sha256sum -c reads): {text[:80]!r}",
+            "point cniPluginsUrl at a mirror that keeps each release's .sha256 files unchanged",
+        )
+    return passed(name, f"{tarball} and its SHA-256 at {url}")
+
+
 def run_checks(host, settings: Settings, pulumi_version: str, requirements: Sequence[Requirement]) -> list[Result]:
     results = [check_pulumi(host, pulumi_version, settings.stack)]
     if settings.platform is Platform.LIBVIRT:
@@ -775,6 +809,7 @@ def run_checks(host, settings: Settings, pulumi_version: str, requirements: Sequ
             check_network(host, settings, virsh),
         ]
     results.append(check_package_source(host, settings))
+    results.append(check_cni_plugins(host, settings))
     return results
 
 

@@ -727,6 +727,10 @@ def test_package_index_unreachable_fails_for_libvirt_and_informs_for_aws(apt_rep
 # --- the whole run --------------------------------------------------------------------------------
 
 
+CNI_SHA = "/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz.sha256"
+CNI_LINE = f"{'ab' * 32}  cni-plugins-linux-amd64-v1.7.1.tgz\n".encode()
+
+
 def all_good_host(settings):
     """A host where every check of the dev stack passes."""
     return FakeHost(
@@ -743,6 +747,7 @@ def all_good_host(settings):
         filesystems={"/": (1, 100 * ch.GIB)},
         urls={
             f"{settings.package_source.apt_url}{INDEX}.gz": gzip.compress(packages_index(*DEV_PACKAGES).encode()),
+            f"{settings.package_source.cni_plugins_url}{CNI_SHA}": CNI_LINE,
         },
     )
 
@@ -762,8 +767,9 @@ def test_main_passes_on_a_ready_host_and_prints_one_line_per_check(capsys):
         "PASS disk",
         "PASS network-cidr",
         "PASS package-source",
+        "PASS cni-plugins",
     ]
-    assert lines[-1] == "check-host dev: 0 FAIL, 16 PASS, 0 INFO — this host can run `make up STACK=dev`"
+    assert lines[-1] == "check-host dev: 0 FAIL, 17 PASS, 0 INFO — this host can run `make up STACK=dev`"
 
 
 def test_main_summary_names_the_packages_to_install(capsys):
@@ -771,7 +777,7 @@ def test_main_summary_names_the_packages_to_install(capsys):
     host.executables -= {"/usr/bin/mkisofs", "/usr/bin/qemu-img"}
     assert ch.main(["--stack", "dev"], host) == 1
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "check-host dev: 2 FAIL, 14 PASS, 0 INFO — fix the FAIL lines (`make prereqs STACK=dev` installs "
+        "check-host dev: 2 FAIL, 15 PASS, 0 INFO — fix the FAIL lines (`make prereqs STACK=dev` installs "
         "genisoimage qemu-utils), then run `make up STACK=dev` again"
     )
 
@@ -784,6 +790,7 @@ def test_main_for_aws_checks_only_the_cli_and_the_packages(capsys):
     assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()[:-1]] == [
         "PASS pulumi-cli",
         "PASS package-source",
+        "PASS cni-plugins",
     ]
 
 
@@ -810,9 +817,44 @@ def test_the_real_check_on_this_machine_gives_a_verdict():
         timeout=120,
     )
     *lines, verdict = result.stdout.splitlines()
-    assert len(lines) == 1 + len(REQUIREMENTS) + 8, result.stdout + result.stderr
+    assert len(lines) == 1 + len(REQUIREMENTS) + 9, result.stdout + result.stderr
     assert all(re.match(r"^(PASS|FAIL|INFO) [a-z0-9_-]+: ", line) for line in lines), result.stdout
     assert all(" — fix: " in line for line in lines if line.startswith("FAIL")), result.stdout
     fails = sum(line.startswith("FAIL") for line in lines)
     assert verdict.startswith(f"check-host dev: {fails} FAIL, ")
     assert result.returncode == (1 if fails else 0), result.stderr
+
+
+def test_the_cni_release_with_its_checksum_passes(apt_repo):
+    """The boot script's download (install_cni_plugins): `<cniPluginsUrl>/v<version>/<tarball>` and
+    `<tarball>.sha256`, then `sha256sum -c`, which reads `<hash>  <name>` lines."""
+    url, routes, host = apt_repo
+    routes.clear()
+    routes[CNI_SHA] = (200, CNI_LINE)
+    result = ch.check_cni_plugins(host, dev(cniPluginsUrl=url))
+    assert result.line() == f"PASS cni-plugins: cni-plugins-linux-amd64-v1.7.1.tgz and its SHA-256 at {url}{CNI_SHA}"
+
+
+def test_a_missing_cni_release_names_the_version_and_the_fix(apt_repo):
+    url, routes, host = apt_repo
+    routes.clear()
+    result = ch.check_cni_plugins(host, dev(cniPluginsUrl=url))
+    assert result.status == "FAIL"
+    assert result.detail == f"no CNI plugins v1.7.1 at cniPluginsUrl: {url}{CNI_SHA}: HTTP 404 Not Found"
+    assert result.fix.startswith("set cniPluginsVersion to a release that exists there")
+
+
+def test_a_checksum_file_for_another_tarball_fails(apt_repo):
+    url, routes, host = apt_repo
+    routes.clear()
+    routes[CNI_SHA] = (200, CNI_LINE.replace(b"v1.7.1.tgz", b"v1.7.0.tgz"))
+    result = ch.check_cni_plugins(host, dev(cniPluginsUrl=url))
+    assert result.status == "FAIL" and "is not a SHA-256 line for cni-plugins-linux-amd64-v1.7.1.tgz" in result.detail
+
+
+def test_an_unreachable_cni_mirror_fails_for_libvirt_and_informs_for_aws(apt_repo):
+    _, _, host = apt_repo
+    closed = "https://127.0.0.1:9"
+    libvirt = ch.check_cni_plugins(host, dev(cniPluginsUrl=closed))
+    assert libvirt.status == "FAIL" and "through this host's NAT" in libvirt.detail
+    assert ch.check_cni_plugins(host, stack_settings("aws", {"cniPluginsUrl": closed})).status == "INFO"
