@@ -26,6 +26,7 @@ from scripts.boot_test import __main__ as boot_main
 from scripts.boot_test import checks, standins
 from scripts.boot_test.checks import Expected
 from scripts.boot_test.pki import ThrowawayCa
+from scripts.boot_test.vm import free_port
 from scripts.stack_files import stack_settings
 
 SETTINGS = stack_settings("dev", {"nodeOs": "debian-12"})
@@ -390,27 +391,30 @@ def test_a_consul_server_notifies_ready_only_once_it_has_joined(tmp_path):
     """hashicorp/consul agent/agent.go, JoinLAN: `joinLANNotifier.Notify(systemd.Ready)` after a
     successful join, not at start. Joining its own address counts, as for a real first server."""
     cert, key = pki(tmp_path)
+    server, serf, https, dns = (free_port() for _ in range(4))
     directory = consul_config(tmp_path, f'bind_addr = "127.0.0.1"\nclient_addr = "127.0.0.1"\nserver = true\n'
-                              f'retry_join = ["127.0.0.1"]\ntls {{\n  cert_file = "{cert}"\n  key_file = "{key}"\n}}\n')  # fmt: skip
+                              f'retry_join = ["127.0.0.1:{serf}"]\ntls {{\n  cert_file = "{cert}"\n  key_file = "{key}"\n}}\n'
+                              f"ports {{\n  server = {server}\n  serf_lan = {serf}\n  https = {https}\n  dns = {dns}\n}}\n")  # fmt: skip
     process, notify = agent(tmp_path, "consul", "agent", f"-config-dir={directory}")
     try:
         assert notify.ready_within(10), "a server that joined itself notifies READY=1"
     finally:
-        assert "joined ['127.0.0.1']" in stop(process)
+        assert f"joined ['127.0.0.1:{serf}']" in stop(process)
 
 
 def test_a_consul_client_without_servers_never_notifies_ready(tmp_path):
     """A client with auto_encrypt asks a server's RPC port (8300) for its certificate before it
     starts at all; with no server reachable it stays 'activating', as on a client whose servers have
     not made its token yet."""
+    # A TEST-NET-1 address (RFC 5737): no server answers there.
     directory = consul_config(
-        tmp_path, 'bind_addr = "127.0.0.1"\nretry_join = ["127.0.0.9"]\nauto_encrypt {\n  tls = true\n}\n'
+        tmp_path, 'bind_addr = "127.0.0.1"\nretry_join = ["192.0.2.1"]\nauto_encrypt {\n  tls = true\n}\n'
     )
     process, notify = agent(tmp_path, "consul", "agent", f"-config-dir={directory}")
     try:
         assert not notify.ready_within(3)
     finally:
-        assert "asking the servers ['127.0.0.9'] for a certificate" in stop(process)
+        assert "asking the servers ['192.0.2.1'] for a certificate" in stop(process)
 
 
 def test_an_agent_that_cannot_read_its_key_stops_with_the_path(tmp_path):
@@ -428,7 +432,8 @@ def test_nomad_notifies_ready_once_listening_without_waiting_for_consul(tmp_path
     directory = tmp_path / "nomad.d"
     directory.mkdir()
     (directory / "agent.hcl").write_text(
-        f'addresses {{\n  http = "127.0.0.1"\n}}\ntls {{\n  cert_file = "{cert}"\n  key_file = "{key}"\n}}\n'
+        f'addresses {{\n  http = "127.0.0.1"\n}}\nports {{\n  http = {free_port()}\n}}\n'
+        f'tls {{\n  cert_file = "{cert}"\n  key_file = "{key}"\n}}\n'
     )
     process, notify = agent(tmp_path, "nomad", "agent", "-config", str(directory))
     try:
@@ -561,6 +566,7 @@ def test_the_throwaway_ca_issues_node_certificates_and_copies_keep_the_key_priva
     assert "DNS:server.dc1.consul, DNS:localhost, IP Address:127.0.0.1, IP Address:192.168.142.10" in text
     assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
     assert issued.key_pem.startswith("-----BEGIN EC PRIVATE KEY-----")
+    assert issued.cert_pem == issued.cert_path.read_text() and ca.cert_pem.startswith("-----BEGIN CERTIFICATE-----")
     end = subprocess.run(["openssl", "x509", "-noout", "-checkend", str(4 * 86400), "-in", str(tmp_path / "ca/ca.pem")])
     assert end.returncode == 0, "the CA lives the days asked for"
     copy = ThrowawayCa(tmp_path / "copy", source=tmp_path / "ca")

@@ -85,6 +85,18 @@ def listing(text: str, key: str) -> list[str]:
     return re.findall(r'"([^"]+)"', found.group(1)) if found else []
 
 
+def ports(text: str, defaults: dict[str, int]) -> dict[str, int]:
+    """The `ports { name = N }` the configuration sets, over the product's defaults."""
+    found = re.findall(r"^\s*([a-z_]+)\s*=\s*(-?\d+)\s*$", text, re.MULTILINE)
+    return defaults | {name: int(value) for name, value in found if name in defaults}
+
+
+def target(entry: str, default_port: int) -> tuple[str, int]:
+    """A retry_join entry: `host` or `host:port`, as Consul accepts them."""
+    host, _, port = entry.partition(":")
+    return host, int(port) if port else default_port
+
+
 def block_has(text: str, block: str, line: str) -> bool:
     found = re.search(rf"^{block}\s*{{(.*?)^}}", text, re.MULTILINE | re.DOTALL)
     return bool(found and re.search(line, found.group(1), re.MULTILINE))
@@ -175,37 +187,35 @@ def serve_dns(port: int, names: dict[str, str]) -> None:
 def consul(args: list[str]) -> None:
     directories = [a.split("=", 1)[1] for a in args if a.startswith("-config-dir=")]
     text = config_text(directories)
+    port = ports(text, {"server": 8300, "serf_lan": 8301, "https": 8501, "dns": 8600})
     bind = setting(text, "bind_addr", "0.0.0.0")
     server = bool(re.search(r"^server\s*=\s*true", text, re.MULTILINE))
-    joins = listing(text, "retry_join")
+    joins = [target(entry, port["serf_lan"]) for entry in listing(text, "retry_join")]
     if server:
-        listen_tcp(bind, 8300)
+        listen_tcp(bind, port["server"])
     else:
         # auto_encrypt { tls = true }: the certificate comes from a server's RPC port first
         # (Consul's auto-config runs before the agent starts its listeners or joins).
-        log(f"auto-encrypt: asking the servers {joins} for a certificate")
-        while not any(reachable(a, 8300) for a in joins):
+        log(f"auto-encrypt: asking the servers {[host for host, _ in joins]} for a certificate")
+        while not any(reachable(host, port["server"]) for host, _ in joins):
             time.sleep(JOIN_INTERVAL)
-    listen_tcp(bind, 8301)
-    client_addr = setting(text, "client_addr", "127.0.0.1")
-    joined = threading.Event()
+    listen_tcp(bind, port["serf_lan"])
     serve_https(
-        client_addr,
-        8501,
+        setting(text, "client_addr", "127.0.0.1"),
+        port["https"],
         setting(text, "cert_file"),
         setting(text, "key_file"),
-        {"/v1/status/leader": (200, f"{bind}:8300" if server else "")},
+        {"/v1/status/leader": (200, f"{bind}:{port['server']}" if server else "")},
     )
     domain = setting(text, "domain", "consul").rstrip(".")
-    serve_dns(8600, {f"consul.service.{domain}": bind} if server else {})
-    while not joined.is_set():
-        joined_with = [a for a in joins if reachable(a, 8301)]
+    serve_dns(port["dns"], {f"consul.service.{domain}": bind} if server else {})
+    while True:
+        joined_with = [f"{host}:{serf}" for host, serf in joins if reachable(host, serf)]
         if joined_with:
             log(f"joined {joined_with}")
-            joined.set()
             notify_ready()
-        else:
-            time.sleep(JOIN_INTERVAL)
+            break
+        time.sleep(JOIN_INTERVAL)
     threading.Event().wait()
 
 
@@ -216,7 +226,7 @@ def nomad(args: list[str]) -> None:
     role = "server" if block_has(text, "server", r"^\s*enabled\s*=\s*true") else "client"
     serve_https(
         http_address,
-        4646,
+        ports(text, {"http": 4646})["http"],
         setting(text, "cert_file"),
         setting(text, "key_file"),
         {"/v1/agent/health": (200, {role: {"ok": True, "message": "ok"}})},
