@@ -13,7 +13,6 @@ import http.server
 import json
 import shutil
 import ssl
-import subprocess
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -24,35 +23,16 @@ from typing import Any
 from upstream import JSON, Answer
 
 from components.http_api import Poller, TlsMaterial
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _issue(directory: Path, ca: str, name: str, extensions: str) -> None:
-    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=directory)
-    _openssl("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr", cwd=directory)
-    (directory / f"{name}.ext").write_text(extensions)
-    _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
-        "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=directory,
-    )  # fmt: skip
+from scripts.boot_test.pki import ThrowawayCa
 
 
 def make_pki(directory: Path) -> Path:
     assert shutil.which("openssl"), "openssl is missing (Debian package openssl)"
-    for ca in ("ca", "stranger-ca"):
-        _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{ca}.key", cwd=directory)
-        _openssl("req", "-x509", "-new", "-key", f"{ca}.key", "-subj", f"/CN={ca}", "-days", "2", "-out", f"{ca}.pem", cwd=directory)  # fmt: skip
-    server_ext = (
-        "subjectAltName=DNS:server.dc1.consul,"
-        + ",".join(f"IP:127.0.0.{i}" for i in range(1, 6))
-        + "\nextendedKeyUsage=serverAuth,clientAuth\n"
-    )
-    _issue(directory, "ca", "server", server_ext)
-    _issue(directory, "stranger-ca", "impostor", server_ext)
-    _issue(directory, "ca", "operator", "extendedKeyUsage=clientAuth\n")
+    ca, stranger = ThrowawayCa(directory), ThrowawayCa(directory, name="stranger-ca")
+    server_names = (["server.dc1.consul"], [f"127.0.0.{i}" for i in range(1, 6)])
+    ca.issue("server", *server_names)
+    stranger.issue("impostor", *server_names)
+    ca.issue("operator", [], [], usages=("clientAuth",))
     return directory
 
 

@@ -34,7 +34,7 @@ class Expected:
 def expected_files(cluster: ClusterSpec, node: NodeSpec) -> dict[str, Expected]:
     """Path -> owner and mode of every file the node must have once the bootstrap is done."""
     expected: dict[str, Expected] = {}
-    material = NodeMaterial("", "", *([""] * (len(NodeMaterial.__dataclass_fields__) - 2)))
+    material = NodeMaterial(**dict.fromkeys(NodeMaterial.__dataclass_fields__, ""))  # contents do not matter here
     for f in node_config.node_files(cluster, node, material):
         directory = next((d for d in AGENT_DIRECTORIES if f.path.startswith(d + "/")), None)
         expected[f.path] = (
