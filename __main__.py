@@ -3,21 +3,34 @@ before any resource is registered; every later step receives what it needs as Ou
 
 import pulumi
 
-from components.access import NOMAD_NAMESPACES, Access, AccessArgs
-from components.bootstrap import Bootstrap, BootstrapArgs
-from components.platform import NetworkArgs, NodesArgs, platform_kit, server_identities
-from components.providers import cluster_providers
-from components.secrets import ClusterSecrets, ClusterSecretsArgs
-from components.settings import load_settings
-from components.workloads import Workloads, WorkloadsArgs, ingress_names, load_jobs
+from components.access.grants import Access, AccessArgs
+from components.access.namespaces import NOMAD_NAMESPACES
+from components.access.providers import cluster_providers
+from components.bootstrap.cluster import Bootstrap, BootstrapArgs
+from components.config.settings import Platform, load_settings
+from components.pki.cluster_secrets import ClusterSecrets, ClusterSecretsArgs
+from components.platforms.shape import NetworkArgs, NodesArgs, server_identities
+from components.workloads.deploy import Workloads, WorkloadsArgs, ingress_names, load_jobs
 
 settings = load_settings()
 # Every job file is checked now, so a bad job stops the program before any resource exists too.
 jobs = load_jobs(settings, NOMAD_NAMESPACES)
-platform = platform_kit(settings, "cluster")
+# The settings' platform; only its SDK is imported.
+if settings.platform is Platform.AWS:
+    from components.platforms.aws.network import AwsNetwork as Network
+    from components.platforms.aws.nodes import AwsNodes as Nodes
+
+    # The default AWS provider reads `aws:region` from the stack, which Settings validated.
+    platform_options = pulumi.ResourceOptions()
+else:
+    from components.platforms.libvirt.network import LibvirtNetwork as Network
+    from components.platforms.libvirt.network import provider_options
+    from components.platforms.libvirt.nodes import LibvirtNodes as Nodes
+
+    platform_options = provider_options(settings, "cluster")
 
 # Addresses first, so that each server's certificate names them (DESIGN decision 1).
-network = platform.network("cluster", NetworkArgs(settings), platform.options)
+network = Network("cluster", NetworkArgs(settings), platform_options)
 secrets = ClusterSecrets(
     "cluster",
     ClusterSecretsArgs(
@@ -31,7 +44,7 @@ secrets = ClusterSecrets(
     ),
 )
 exposed = ingress_names(jobs)
-nodes = platform.nodes("cluster", NodesArgs(settings, network, secrets, exposed), platform.options)
+nodes = Nodes("cluster", NodesArgs(settings, network, secrets, exposed), platform_options)
 bootstrap = Bootstrap("cluster", BootstrapArgs(settings, secrets, nodes))
 
 # Providers from the bootstrap's Outputs: everything configured through them waits for it.

@@ -315,7 +315,8 @@ def nomad_jobs_pass_the_job_rules(args: ResourceValidationArgs, report_violation
     if args.resource_type != "nomad:index/job:Job":
         return
     # Imported here: only a pack that sees a Nomad job pays for the HCL parser.
-    from components.job_rules import JOB_NAMESPACES, JobLoadError, check_job, load_job_text
+    from components.access.namespaces import NOMAD_NAMESPACES
+    from components.workloads.job_rules import JobLoadError, check_job, load_job_text
 
     variables = {name: _variable_value(v) for name, v in _map(_map(args.props.get("hcl2")).get("vars")).items()}
     try:
@@ -323,7 +324,7 @@ def nomad_jobs_pass_the_job_rules(args: ResourceValidationArgs, report_violation
     except JobLoadError as error:
         report_violation(str(error))
         return
-    for violation in check_job(job, JOB_NAMESPACES):
+    for violation in check_job(job, NOMAD_NAMESPACES):
         report_violation(str(violation))
 
 
@@ -356,7 +357,7 @@ POLICIES: list[ResourceValidationPolicy] = [
     ),
     mandatory(
         "nomad-jobs-pass-the-job-rules",
-        "Every Nomad job passes the job rules of components/job_rules.py (pinned images, resources, "
+        "Every Nomad job passes the job rules of components/workloads/job_rules.py (pinned images, resources, "
         "no raw_exec or privileged containers, Vault only by workload identity, ...).",
         nomad_jobs_pass_the_job_rules,
     ),

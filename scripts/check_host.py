@@ -38,12 +38,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 from xml.etree import ElementTree
 
-from components.base_image import cache_dir, cached_path
-from components.libvirt_platform import CLIENT_DISK_BYTES, SERVER_DISK_BYTES
-from components.node_config import Role
-from components.node_os import RELEASES
-from components.node_plan import node_specs
-from components.settings import PROJECT, Platform, Settings, SettingsError
+from components.config.node_os import RELEASES
+from components.config.settings import PROJECT, Platform, Settings, SettingsError
+from components.nodes.node_config import Role
+from components.nodes.node_plan import node_specs
+from components.platforms.libvirt.base_image import cache_dir, cached_path
+from components.platforms.libvirt.nodes import CLIENT_DISK_BYTES, SERVER_DISK_BYTES
 from scripts.stack_files import ROOT, stack_settings
 
 REQUIREMENTS = Path(__file__).resolve().parent / "host-requirements.tsv"
@@ -57,19 +57,19 @@ GIB = 1024**3
 QEMU_OVERHEAD_MIB = 256
 HOST_RESERVE_MIB = 1536
 
-# Disk: the node disks are thin qcow2 overlays on the base image (components/libvirt_platform.py), so
+# Disk: the node disks are thin qcow2 overlays on the base image (components/platforms/libvirt/nodes.py), so
 # they start near empty and grow to at most SERVER_DISK_BYTES / CLIENT_DISK_BYTES. What a first `up`
 # writes is far less: a server installs consul, nomad and vault (about 1 GiB unpacked, with apt's
 # lists and cache) and keeps logs and Raft data; a client installs consul, nomad, Docker and the CNI
 # plugins and pulls the demo jobs' images (Traefik, Prometheus, Grafana, a JDK image, Envoy: about
 # 2-3 GiB). The allowances below cover that with room for logs; the base image is copied into the
 # pool once (the Ubuntu 24.04 cloud image is about 600 MB) and, from a URL, first downloaded into the
-# operator's cache (components/base_image.py).
+# operator's cache (components/platforms/libvirt/base_image.py).
 SERVER_DISK_ALLOWANCE = 3 * GIB
 CLIENT_DISK_ALLOWANCE = 6 * GIB
 BASE_IMAGE_ESTIMATE = 600 * MIB
 
-# The nodes run the `nodeOs` release on amd64 (components/node_os.py), and
+# The nodes run the `nodeOs` release on amd64 (components/config/node_os.py), and
 # cloudinit/hashistack-bootstrap.sh adds `deb [arch=$ARCH signed-by=...] $HASHICORP_APT_URL
 # $VERSION_CODENAME main`, then installs `<pkg>=<version>-1`.
 NODE_ARCH = "amd64"
@@ -290,7 +290,7 @@ def is_session(uri: str) -> bool:
 
 def stack_prefix(settings: Settings) -> str:
     """The name of the stack's libvirt network and pool, and the prefix of its domains
-    (components/libvirt_platform.py `_prefix`)."""
+    (components/platforms/libvirt/nodes.py `_prefix`)."""
     return f"{PROJECT}-{settings.stack}"
 
 

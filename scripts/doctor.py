@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from components.http_api import HttpsApi, Response, TlsMaterial, Unreachable
+from components.dynamic.http_api import HttpsApi, Response, TlsMaterial, Unreachable
 from scripts.stack_files import stack_outputs
 
 REQUIRED_OUTPUTS = (

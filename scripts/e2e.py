@@ -51,8 +51,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.http_api import HttpsApi, Response, TlsMaterial
-from components.job_rules import KV_MOUNT
+from components.access.namespaces import KV_MOUNT
+from components.dynamic.http_api import HttpsApi, Response, TlsMaterial
 from scripts import doctor
 from scripts.doctor import Check, Failed, Ports, _check, _expect_ok, _short
 from scripts.stack_files import ROOT, pulumi_json, stack_outputs
@@ -75,7 +75,7 @@ ROUTED = ("hello-docker", "hello-java")
 SCRAPE_JOBS = ("nomad-servers", "nomad-clients", "consul-agent", "consul-services")
 # jobs/countdash.nomad.hcl: the only upstream, from which the program derives the only allow intention.
 MESH_ALLOWED = ("count-dashboard", "count-api")
-# Pairs Consul must deny (default deny, components/workloads.py): the reverse direction, and a service
+# Pairs Consul must deny (default deny, components/workloads/deploy.py): the reverse direction, and a service
 # outside the mesh calling into it.
 MESH_DENIED = (("count-api", "count-dashboard"), ("hello-docker", "count-api"))
 # The Prometheus data source's uid (jobs/grafana.nomad.hcl provisioning).
@@ -165,7 +165,7 @@ def vault_greeting(endpoints: Endpoints) -> Callable[[], str]:
         secret = _expect_ok(endpoints.vault().get(path), f"Vault GET {path}")
         greeting = ((secret or {}).get("data") or {}).get("data", {}).get("greeting")
         if not greeting:
-            raise Failed(f"Vault has no greeting at {path}: the program seeds it (components/workloads.py)")
+            raise Failed(f"Vault has no greeting at {path}: the program seeds it (components/workloads/deploy.py)")
         served = _through_ingress(endpoints, "hello-vault", "/")
         text = served if isinstance(served, str) else json.dumps(served)
         if text.strip() != greeting:
@@ -284,7 +284,7 @@ def functional_checks(
 # A pinned busybox (an exact version tag, as the job rules ask of jobs) for the in-container lookup.
 PROBE_IMAGE = "busybox:1.36.1"
 CONSUL_NAME = "consul.service.consul"
-# Where each Vault server writes its audit device (components/access.py VAULT_AUDIT_FILE).
+# Where each Vault server writes its audit device (components/access/grants.py VAULT_AUDIT_FILE).
 AUDIT_FILE = "/var/log/vault/audit.log"
 
 # (node, command) -> (exit status, standard output); the real one is ssh, the tests' a fake.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the validators and tools the tests run that are not on PyPI, from Debian's packages:
 # `cloud-init schema` (cloud-init) for rendered user-data, bats-core (bats) and jq for the boot-script
-# harness (tests/boot), nft and ip for the node's firewall rules, loaded in a private network namespace;
+# harness (tests/nodes/boot), nft and ip for the node's firewall rules, loaded in a private network namespace;
 # xsltproc, which the libvirt provider runs on our stylesheets (libvirt/*.xsl), and xmllint with
 # libvirt's RelaxNG schemas (shipped in libvirt0, the library alone) to validate what they produce;
 # apt-ftparchive (apt-utils), gpg and gpgv, which build and verify the boot test's stand-in repository.

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components import node_config
-from components.node_config import NodeMaterial, NodeSpec, Role, SsmSecrets
-from components.node_plan import cluster_spec, node_specs
-from components.secrets import CA_SUFFIX, CLIENT_SUFFIX, GOSSIP_KEYS, PRESET_TOKENS
+from components.nodes import node_config
+from components.nodes.node_config import NodeMaterial, NodeSpec, Role, SsmSecrets
+from components.nodes.node_plan import cluster_spec, node_specs
+from components.pki.cluster_secrets import CA_SUFFIX, CLIENT_SUFFIX, GOSSIP_KEYS, PRESET_TOKENS
 from scripts.stack_files import ROOT, pulumi_json, stack_settings
 
 # The name main.py gives its ClusterSecrets; children are named `<this>-<suffix>`.

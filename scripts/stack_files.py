@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from components.settings import PROJECT, Settings, parse_settings
+from components.config.settings import PROJECT, Settings, parse_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

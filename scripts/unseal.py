@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from components.bootstrap_steps import vault_sealed, vault_unseal
-from components.http_api import DeadlineExceeded, HttpsApi, Poller, TlsMaterial
+from components.dynamic.agent_api import vault_sealed, vault_unseal
+from components.dynamic.http_api import DeadlineExceeded, HttpsApi, Poller, TlsMaterial
 from scripts.stack_files import stack_outputs
 
 

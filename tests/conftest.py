@@ -31,8 +31,8 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-import components.base_image
-import components.libvirt_platform
+import components.platforms.libvirt.base_image
+import components.platforms.libvirt.network
 from scripts.stack_files import project_file, stack_config, stacks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def _computed_outputs(typ: str, name: str, inputs: dict[str, Any] | None = None)
     if typ == "random:index/randomUuid:RandomUuid":
         h = digest(name, "uuid").hex()
         return {"result": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"}
-    # Access (components/access.py): what Vault and Nomad compute, distinct per resource.
+    # Access (components/access/grants.py): what Vault and Nomad compute, distinct per resource.
     if typ == "vault:jwt/authBackend:AuthBackend":
         return {"accessor": f"auth_jwt_{digest(name, 'accessor').hex()[:8]}"}
     if typ == "vault:index/token:Token":
@@ -279,7 +279,7 @@ def run_program(
 
 def one_server_secrets(name: str = "cluster", ip: str = "10.42.0.10"):
     """A ClusterSecrets for one server, `server-0` at `ip`; call inside run_pulumi."""
-    from components.secrets import ClusterSecrets, ClusterSecretsArgs, ServerIdentity
+    from components.pki.cluster_secrets import ClusterSecrets, ClusterSecretsArgs, ServerIdentity
 
     return ClusterSecrets(
         name,
@@ -329,13 +329,13 @@ def program(request) -> RecordingMonitor:
 @contextlib.contextmanager
 def test_host(home: Path) -> Iterator[Path]:
     """The operator's host as the program sees it under test (pytest session, `make bench`): an empty
-    home with a warm cache of the pinned base image (as after a first `up`; tests/test_base_image.py
+    home with a warm cache of the pinned base image (as after a first `up`; tests/platforms/libvirt/test_base_image.py
     downloads), and QEMU's group as Debian's postinst makes it when the gid is free
     (libvirt-daemon-system 9.0.0-4+deb12u2: `addgroup --gid 64055 libvirt-qemu`). Settings read the
     operator's ~/.ssh/*.pub and the cache is under ~/.cache: neither may come from the machine running
     the tests."""
     config = PROJECT["config"]
-    cached = components.base_image.cached_path(
+    cached = components.platforms.libvirt.base_image.cached_path(
         config["libvirtBaseImage"]["default"],
         config["libvirtBaseImageSha256"]["default"],
         home / ".cache/hashistack/images",
@@ -343,7 +343,7 @@ def test_host(home: Path) -> Iterator[Path]:
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_bytes(b"QFI\xfb")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(components.libvirt_platform, "qemu_group_gid", lambda: QEMU_GID)
+        patch.setattr(components.platforms.libvirt.network, "qemu_group_gid", lambda: QEMU_GID)
         patch.setenv("HOME", str(home))
         patch.delenv("XDG_CACHE_HOME", raising=False)
         patch.delenv("XDG_STATE_HOME", raising=False)
@@ -360,9 +360,9 @@ def _operator_home(tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def _local_files(tmp_path_factory):
     """The program writes the stack's CA file for the Vault provider; keep the tests' out of the checkout."""
-    import components.bootstrap
+    import components.bootstrap.cluster
 
-    components.bootstrap.LOCAL_FILES = tmp_path_factory.mktemp("checkout") / ".hashistack"
+    components.bootstrap.cluster.LOCAL_FILES = tmp_path_factory.mktemp("checkout") / ".hashistack"
 
 
 # -- local HTTPS servers answering like the cluster's APIs (tests/fake_https.py) ------------------------

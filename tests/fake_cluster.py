@@ -21,8 +21,8 @@ import upstream
 from fake_https import FakeApi, Seen, instant_poller, operator_tls
 from upstream import Answer
 
-from components.bootstrap_steps import vault_init, vault_unseal
-from components.http_api import HttpsApi
+from components.dynamic.agent_api import vault_init, vault_unseal
+from components.dynamic.http_api import HttpsApi
 
 CONSUL_TOKEN = "33333333-cccc-4ccc-8ccc-333333333333"
 """The preset management token (Consul's initial_management)."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from upstream import JSON, Answer
 
-from components.http_api import Poller, TlsMaterial
+from components.dynamic.http_api import Poller, TlsMaterial
 from scripts.boot_test.pki import ThrowawayCa
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.libvirt_platform import network_config
-from components.node_config import Role
-from components.node_plan import cluster_spec, node_specs
+from components.nodes.node_config import Role
+from components.nodes.node_plan import cluster_spec, node_specs
+from components.platforms.libvirt.seed import network_config
 from scripts import boot_test
 from scripts.boot_test import __main__ as boot_main
 from scripts.boot_test import checks, standins

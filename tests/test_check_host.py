@@ -22,8 +22,8 @@ import pytest
 from fake_https import make_pki, serve_https
 
 import scripts.check_host as ch
-from components.libvirt_platform import _prefix
-from components.settings import Platform
+from components.config.settings import Platform
+from components.platforms.libvirt.network import resource_prefix
 from scripts.stack_files import stack_settings
 
 from conftest import ROOT, shellcheck_path
@@ -562,7 +562,7 @@ def test_network_overlapping_a_route_or_another_libvirt_network_fails_with_a_fre
 
 
 def test_network_of_the_stack_itself_is_no_collision():
-    own = _prefix(dev())
+    own = resource_prefix(dev())
     host = FakeHost(
         files={"/proc/net/route": route_table(("virbr1", "192.168.142.0", "255.255.255.0", 1))},
         executables={"/usr/bin/virsh"},
@@ -613,7 +613,7 @@ def test_virsh_gives_up_after_a_failed_connection_but_not_after_a_failed_query()
 
 
 def test_stack_prefix_is_the_platforms():
-    assert ch.stack_prefix(dev()) == _prefix(dev()) == "hashistack-dev"
+    assert ch.stack_prefix(dev()) == resource_prefix(dev()) == "hashistack-dev"
 
 
 # --- the package index, over real HTTPS -------------------------------------------------------------

@@ -32,6 +32,15 @@ PICKLED_PROVIDERS = {
     "components.client_node._ClientNodeProvider",
     "components.server_health._ServerHealthProvider",
     "components.stack_epoch._StackEpochProvider",
+    # Since the layout by stage (#18); the names above stay importable through re-exports.
+    "components.bootstrap.ca_file._CaFileProvider",
+    "components.bootstrap.steps._ConsulPresetTokensProvider",
+    "components.bootstrap.steps._NomadAclBootstrapProvider",
+    "components.bootstrap.steps._VaultUnsealedProvider",
+    "components.rollout.client_node._ClientNodeProvider",
+    "components.rollout.server_health._ServerHealthProvider",
+    "components.rollout.stack_epoch._StackEpochProvider",
+    "components.rollout.vault_init._VaultInitProvider",
 }
 
 

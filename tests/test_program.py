@@ -7,7 +7,7 @@ from collections import Counter
 import pulumi
 import yaml
 
-from components.addressing import planned_servers
+from components.config.addressing import planned_servers
 from scripts.stack_files import stack_settings
 
 from conftest import (

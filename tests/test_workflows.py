@@ -334,7 +334,7 @@ def test_e2e_always_uploads_the_report_and_on_failure_the_consoles():
         assert report[0]["with"]["name"] == f"e2e-report-{stack}"
     [console] = [u for u in steps_using(jobs["dev"], "actions/upload-artifact") if "console" in u["with"]["path"]]
     assert console["if"] == "failure()"
-    # components/libvirt_xml.py console_log_path, for the runner user without XDG_STATE_HOME.
+    # components/platforms/libvirt/stylesheets.py console_log_path, for the runner user without XDG_STATE_HOME.
     assert console["with"]["path"] == "~/.local/state/hashistack/dev/console/*.log"
 
 

@@ -43,14 +43,14 @@ from pathlib import Path
 
 import yaml
 
-from components import node_config
-from components.libvirt_platform import meta_data, network_config
-from components.node_config import ClusterSpec, NodeMaterial, NodeSpec, Role
-from components.node_os import RELEASES, NodeOs
-from components.node_plan import cluster_spec, node_specs
-from components.secrets import ClusterSecretsArgs, client_dns_names, server_dns_names
-from components.settings import Settings
-from components.user_dirs import user_dir
+from components.config.node_os import RELEASES, NodeOs
+from components.config.settings import Settings
+from components.nodes import node_config
+from components.nodes.node_config import ClusterSpec, NodeMaterial, NodeSpec, Role
+from components.nodes.node_plan import cluster_spec, node_specs
+from components.pki.cluster_secrets import ClusterSecretsArgs, client_dns_names, server_dns_names
+from components.platforms.libvirt.seed import meta_data, network_config
+from components.platforms.libvirt.user_dirs import user_dir
 from scripts.boot_test import checks, standins
 from scripts.boot_test.pki import ThrowawayCa
 from scripts.boot_test.vm import (

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components import node_config
-from components.node_config import ClusterSpec, NodeMaterial, NodeSpec, Role
+from components.nodes import node_config
+from components.nodes.node_config import ClusterSpec, NodeMaterial, NodeSpec, Role
 
 # Each agent's configuration directory goes to its group, files 0640 (the bootstrap's install_agent_files).
 AGENT_DIRECTORIES = {"/etc/consul.d": "root:consul", "/etc/nomad.d": "root:root", "/etc/vault.d": "root:vault"}

@@ -46,7 +46,7 @@ class ThrowawayCa:
         ip_addresses: list[str],
         usages: tuple[str, ...] = ("serverAuth", "clientAuth"),
     ) -> Issued:
-        """A certificate for `name` with the key usages the cluster's certificates have (components/secrets.py:
+        """A certificate for `name` with the key usages the cluster's certificates have (components/pki/cluster_secrets.py:
         digital signature, key encipherment) and `usages` (server and client authentication, as a node's)."""
         names = [f"DNS:{n}" for n in dns_names] + [f"IP:{ip}" for ip in ip_addresses]
         extensions = self.directory / f"{name}.ext"

@@ -21,7 +21,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.settings import Versions
+from components.config.settings import Versions
 
 AGENT_PROGRAM = Path(__file__).with_name("standin-agent.py")
 ARCH = "amd64"

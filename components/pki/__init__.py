@@ -1,0 +1,1 @@
+"""Stage 2, the cluster's secrets: the CA, every certificate, gossip keys and preset tokens (ClusterSecrets)."""

@@ -1,0 +1,1 @@
+"""Stage 4, the order machines change in: the server chain with its health gates and Vault's initialisation, libvirt clients drained and readied one at a time, and the stack's first-up epoch. The platforms use it; it knows no platform."""

@@ -1,0 +1,1 @@
+"""Stage 8, the Nomad jobs: loading and validating the job files, then deploying them."""

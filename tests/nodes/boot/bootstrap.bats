@@ -1,0 +1,141 @@
+#!/usr/bin/env bats
+# cloudinit/hashistack-bootstrap.sh run as on a first boot, in a sandbox (sandbox.sh) with recording
+# stubs. $NODES holds each test node's write_files as JSON, rendered from its real user-data by
+# tests/nodes/test_boot_script.py, which runs this file. A stub cannot show systemd's job ordering: the
+# rendered units are checked in tests/nodes/test_node_config.py and under real systemd by the boot test.
+
+setup() {
+  SANDBOX="$BATS_TEST_TMPDIR/sandbox"
+  mkdir -p "$SANDBOX"
+}
+
+boot() {
+  local unshare=(unshare --mount --propagation private)
+  [[ $EUID -eq 0 ]] || unshare+=(--map-root-user)
+  "${unshare[@]}" "$BATS_TEST_DIRNAME/sandbox.sh" "$SANDBOX" "$NODES/$1.json"
+  STATUS=$(cat "$SANDBOX/status")
+}
+
+mode_of() { awk -v path="$1" '$3 == path { print $1, $2 }' "$SANDBOX/modes.txt"; }
+last_line() { tail -n 1 "$1"; }
+
+@test "a server installs the pinned agents, hands each its files and starts them all without waiting" {
+  boot server-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -Fq "apt-get install -y -q --allow-change-held-packages -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef consul=1.21.2-1 nomad=1.10.3-1 vault=1.20.0-1" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable consul.service nomad.service vault.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block consul.service nomad.service vault.service" "$SANDBOX/calls.log"
+  ! grep -Eq "systemctl (enable --now|start) [^-]" "$SANDBOX/calls.log"
+  [ "$(mode_of /etc/hashistack/tls/node-key.pem)" = "600 root:root" ]
+  [ "$(mode_of /etc/consul.d/tls/agent-key.pem)" = "640 root:consul" ]
+  [ "$(mode_of /etc/consul.d/secrets.hcl)" = "640 root:consul" ]
+  [ "$(mode_of /etc/nomad.d/tls/agent-key.pem)" = "640 root:root" ]
+  [ "$(mode_of /etc/vault.d/tls/vault-key.pem)" = "640 root:vault" ]
+  [ "$(mode_of /etc/vault.d/vault.env)" = "640 root:vault" ]
+  [ "$(mode_of /opt/consul)" = "750 consul:consul" ]
+  [ "$(mode_of /opt/nomad/data)" = "700 root:root" ]
+  # Every program's lookups go through resolved's stub (Debian's images point at the uplink servers).
+  [ "$(readlink "$SANDBOX/upper_etc/resolv.conf")" = "../run/systemd/resolve/stub-resolv.conf" ]
+  [ "$(mode_of /opt/vault/data)" = "750 vault:vault" ]
+  [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+  grep -Fq "consul.service: enabled, activating" "$SANDBOX/output"
+}
+
+@test "a client starts its task firewall, Consul and Nomad, all enabled, none waited for; containers in docker.slice" {
+  boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -Fxq "systemctl enable hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
+  ! grep -q vault "$SANDBOX/calls.log"
+  ! grep -q hashistack-asg-drain "$SANDBOX/calls.log" "$SANDBOX/modes.txt" # an AWS client's only
+  [ "$(jq -c . "$SANDBOX/upper_etc/docker/daemon.json")" = '{"dns":["10.42.0.20"],"cgroup-parent":"docker.slice"}' ]
+  [ "$(mode_of /etc/hashistack/tasks.nft)" = "644 root:root" ]
+  [ "$(mode_of /etc/hashistack/public/ca.pem)" = "644 root:root" ]
+  [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+  grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsSLO https://github.com/containernetworking/plugins/releases/download/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz" "$SANDBOX/calls.log"
+}
+
+@test "a client takes the CNI plugins from cniPluginsUrl, and every download is bounded in time" {
+  STUB_KEY_FINGERPRINT=0123456789ABCDEF0123456789ABCDEF01234567 boot client-mirror
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsSLO https://nexus.example.com/repository/cni-plugins/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz" "$SANDBOX/calls.log"
+  grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsSLO https://nexus.example.com/repository/cni-plugins/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz.sha256" "$SANDBOX/calls.log"
+  ! grep -q github.com "$SANDBOX/calls.log"
+  # A source that drops packets would otherwise hold each attempt for minutes (curl has no overall timeout).
+  [ "$(grep -c '^curl ' "$SANDBOX/calls.log")" -ge 3 ]
+  ! grep '^curl ' "$SANDBOX/calls.log" | grep -v '^curl --connect-timeout 10 --max-time 300 '
+}
+
+@test "an AWS client (SSM) also enables and starts its autoscaling watch, hashistack-asg-drain" {
+  boot client-ssm
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -Fxq "systemctl enable hashistack-task-firewall.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
+  [ "$(mode_of /usr/local/sbin/hashistack-asg-drain)" = "755 root:root" ]
+  [ "$(mode_of /etc/systemd/system/hashistack-asg-drain.service)" = "644 root:root" ]
+  [ "$(mode_of /etc/systemd/system/nomad.service.d/drain.conf)" = "644 root:root" ]
+  [ "$(mode_of /usr/local/sbin/hashistack-bootstrap)" = "700 root:root" ]
+  ! grep -q "^systemctl stop" "$SANDBOX/calls.log"
+}
+
+@test "an SSM fetch whose first attempt fails signs the second, and the secrets land root-only" {
+  STUB_FAIL_ONCE="https://ssm." boot client-ssm
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  [ "$(grep -c '^curl .*https://ssm\.' "$SANDBOX/calls.log")" -eq 2 ]
+  [ "$(grep -c '^user = "AKIDEXAMPLE:secret-access-key"$' "$SANDBOX/calls.log")" -eq 2 ]
+  [ "$(grep -c '^header = "x-amz-security-token: session-token"$' "$SANDBOX/calls.log")" -eq 2 ]
+  [ "$(cat "$SANDBOX/upper_etc/consul.d/secrets.hcl")" = "value of /hashistack/aws/clients/consul-secrets" ]
+  [ "$(mode_of /etc/hashistack/tls/node-key.pem)" = "600 root:root" ]
+  ! grep -q "secret-access-key\|session-token" "$SANDBOX/output" "$SANDBOX/upper_var_log/hashistack-bootstrap.log"
+  ! grep -q "retrying.*\(imds\|session\|hashistack-client\)" "$SANDBOX/output"
+}
+
+@test "SSM's own refusal is in the log, and the endpoint is the partition's" {
+  STUB_SSM_DENIED="not authorized to perform kms:Decrypt" boot client-ssm
+  [ "$STATUS" -ne 0 ]
+  grep -q 'SSM answered HTTP 400: {"__type":"AccessDeniedException","Message":"not authorized to perform kms:Decrypt"}' "$SANDBOX/output"
+  grep -q '^curl .*https://ssm\.eu-central-1\.amazonaws\.com/$' "$SANDBOX/calls.log"
+  [[ "$(last_line "$SANDBOX/console")" == "hashistack-bootstrap: FAILED while fetching secrets from SSM Parameter Store"* ]]
+}
+
+@test "a retried metadata call leaves its log line out of the value it returns" {
+  STUB_FAIL_ONCE="latest/api/token" boot client-ssm
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "retrying in 5s: curl --connect-timeout 10 --max-time 300 -fsS -X PUT http://169.254.169.254/latest/api/token" "$SANDBOX/output"
+  grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsS -H X-aws-ec2-metadata-token:\ imds-session-token http://169.254.169.254/latest/meta-data/iam/security-credentials/" "$SANDBOX/calls.log"
+}
+
+@test "a failed step ends with one FAILED line naming the step, the command and the way out" {
+  STUB_FAIL_ALWAYS="apt-get update" boot server-inline
+  [ "$STATUS" -ne 0 ]
+  expected="hashistack-bootstrap: FAILED while adding the HashiCorp apt repository https://apt.releases.hashicorp.com: \`apt-get update -q\` failed 10 times. Check that the node reaches"
+  [[ "$(last_line "$SANDBOX/console")" == "$expected"* ]]
+  [[ "$(last_line "$SANDBOX/console")" == *"re-run: sudo "*"(full log: /var/log/hashistack-bootstrap.log)" ]]
+  [ "$(grep -c FAILED "$SANDBOX/output")" -eq 1 ]
+  [[ "$(last_line "$SANDBOX/output")" == *"FAILED while adding the HashiCorp apt repository https://"* ]]
+  ! grep -q "^systemctl" "$SANDBOX/calls.log"
+}
+
+@test "an unforeseen failure names the command that failed, once" {
+  STUB_FAIL_ALWAYS="systemctl daemon-reload" boot client-ssm
+  [ "$STATUS" -eq 100 ]
+  expected="hashistack-bootstrap: FAILED while starting hashistack-task-firewall.service consul.service nomad.service hashistack-asg-drain.service: \`systemctl daemon-reload\` exited 100"
+  [[ "$(last_line "$SANDBOX/console")" == "$expected"* ]]
+  [ "$(grep -c FAILED "$SANDBOX/console")" -eq 1 ]
+}
+
+@test "a signing key that is not HashiCorp's stops the boot with the reason" {
+  STUB_KEY_FINGERPRINT=0000000000000000000000000000000000000000 boot server-inline
+  [ "$STATUS" -eq 1 ]
+  [[ "$(last_line "$SANDBOX/console")" == "hashistack-bootstrap: FAILED while adding the HashiCorp apt repository https://apt.releases.hashicorp.com: HashiCorp signing key mismatch: got '0000000000000000000000000000000000000000'"*"Do not trust this repository"* ]]
+  ! grep -q "^apt-get install" "$SANDBOX/calls.log"
+}
+
+@test "a package mirror of your choice: its key checked against the configured fingerprint, its URL in apt" {
+  STUB_KEY_FINGERPRINT=0123456789ABCDEF0123456789ABCDEF01234567 boot server-mirror
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "^curl --connect-timeout 10 --max-time 300 -fsSL https://nexus.example.com/repository/hashicorp/gpg -o " "$SANDBOX/calls.log"
+  grep -q " https://nexus.example.com/repository/hashicorp $(. /etc/os-release && echo "$VERSION_CODENAME") main$" \
+    "$SANDBOX/upper_etc/apt/sources.list.d/hashicorp.list"
+  ! grep -q "apt.releases.hashicorp.com" "$SANDBOX/calls.log"
+}

@@ -1,0 +1,161 @@
+"""The server chain over the program's own dependency graph: the first `up` boots every node at once,
+every later `up` replaces one server at a time, on both platforms, with 3 and 5 servers.
+
+The graph is what the program registers under the mocks. What makes it the engine's order: a
+resource is registered only once everything it depends on exists (pulumi SDK 3.272.0
+pulumi/runtime/resource.py and _depends_on.py: an Output-valued depends_on is awaited), and the
+engine deletes the dependents of a delete-before-replace resource first (pulumi/pulumi
+pkg/resource/deploy/step_generator.go, calculateDependentReplacements; audit: ../shared/audits/engine.md F4).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+
+import pytest
+from fake_cluster import FakeCluster
+from fake_https import operator_tls
+
+from components.rollout.stack_epoch import RUN_TOKEN, _StackEpochProvider
+from components.rollout.vault_init import _VaultInitProvider
+from scripts.critical_path import boots_on_longest_path
+
+from conftest import EPOCH, run_program, unwrap
+
+GATE = "pulumi-python:dynamic/hashistack:ServerHealth"
+CLIENT_NODE = "pulumi-python:dynamic/hashistack:ClientNode"
+SHAPES = [(stack, servers) for stack in ("dev", "aws") for servers in (3, 5)]
+
+
+@functools.cache
+def _run(stack: str, servers: int, later: bool):
+    """One program run per shape, shared by the tests that only read it."""
+    return run_program(stack, {"serverCount": servers}, preview=True, later=later)
+
+
+def _gates(monitor) -> dict[str, str]:
+    return {r.name.removeprefix("cluster-").removesuffix("-healthy"): r.urn for r in monitor.of_type(GATE)}
+
+
+def _server_resources(monitor, server: str) -> list:
+    """Every resource of one node that a replacement could take down: libvirt's domain, cloud-init
+    disk and disk; AWS's server instance (its other inputs are updated in place or created once)."""
+    kinds = ("libvirt:index/domain:Domain", "libvirt:index/cloudInitDisk:CloudInitDisk", "libvirt:index/volume:Volume")
+    return [
+        r
+        for r in monitor.registrations
+        if r.name in (f"cluster-{server}", f"cluster-{server}-cloudinit", f"cluster-{server}-disk")
+        and (r.type in kinds or r.type == "aws:ec2/instance:Instance")
+    ]
+
+
+@pytest.mark.parametrize(("stack", "servers"), SHAPES, ids=[f"{s}-{n}" for s, n in SHAPES])
+def test_the_first_up_has_one_boot_on_its_critical_path(stack, servers):
+    first = _run(stack, servers, later=False)
+    boots, path = boots_on_longest_path(first.registrations)
+    assert boots == 1, path
+    gates = set(_gates(first).values())
+    for i in range(servers):
+        for resource in _server_resources(first, f"server-{i}"):
+            assert not resource.dependencies & gates, f"{resource.urn} waits for a gate on the first up"
+            assert first.one(EPOCH, "cluster-epoch").urn in resource.dependencies, "the decision is awaited"
+
+
+@pytest.mark.parametrize(("stack", "servers"), SHAPES, ids=[f"{s}-{n}" for s, n in SHAPES])
+def test_a_later_up_replaces_one_server_at_a_time(stack, servers):
+    """Each server's every replaceable resource waits for the previous server's gate, so a change to
+    every server's user-data (or image) takes down one server, waits until it is a healthy voter
+    again, then the next."""
+    later = _run(stack, servers, later=True)
+    boots, path = boots_on_longest_path(later.registrations)
+    assert boots == servers
+    assert [urn.rsplit("::", 1)[1] for urn in path] == [f"cluster-server-{i}" for i in range(servers)]
+    gates = _gates(later)
+    for i in range(1, servers):
+        resources = _server_resources(later, f"server-{i}")
+        assert len(resources) == (3 if stack == "dev" else 1)
+        for resource in resources:
+            waits_for = resource.dependencies & set(gates.values())
+            assert waits_for == {gates[f"server-{i - 1}"]}, f"{resource.urn} waits for {waits_for}"
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["first-up", "later-up"])
+@pytest.mark.parametrize("stack", ["dev", "aws"])
+def test_clients_never_wait_for_the_server_chain(stack, later):
+    monitor = _run(stack, 3, later)
+    gates = set(_gates(monitor).values())
+    clients = [r for r in monitor.registrations if "client" in r.name and r.type.split(":")[0] in ("libvirt", "aws")]
+    machines = [r for r in clients if r.type in ("libvirt:index/domain:Domain", "aws:autoscaling/group:Group")]
+    assert machines, "a client machine"
+    for resource in clients:
+        assert not resource.dependencies & gates, f"{resource.urn} waits for a server gate"
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["first-up", "later-up"])
+def test_libvirt_clients_are_replaced_one_at_a_time_and_drained_first(later):
+    """Each client's resources wait for the previous client's ClientNode (a ready Nomad node again) on
+    a later `up`; each ClientNode takes its domain's id, so the engine deletes it, draining the node,
+    before a replaced domain goes (components/rollout/client_node.py)."""
+    monitor = run_program("dev", {"clientCount": 3}, preview=True, later=later)
+    nodes = {r.name.removeprefix("cluster-").removesuffix("-nomad"): r for r in monitor.of_type(CLIENT_NODE)}
+    assert sorted(nodes) == ["client-0", "client-1", "client-2"]
+    for i in range(3):
+        client = f"client-{i}"
+        domain = monitor.one("libvirt:index/domain:Domain", f"cluster-{client}")
+        assert domain.urn in nodes[client].dependencies and nodes[client].inputs["machine_id"] == domain.id
+        for resource in _server_resources(monitor, client):
+            waits_for = resource.dependencies & {n.urn for n in nodes.values()}
+            expected = {nodes[f"client-{i - 1}"].urn} if later and i else set()
+            assert waits_for == expected, f"{resource.urn} waits for {waits_for}"
+    boots, _ = boots_on_longest_path(monitor.registrations)
+    assert boots == (3 if later else 1)
+
+
+def test_a_new_base_image_is_a_new_volume_beside_the_old_one():
+    """Named by its checksum: a new image is created, each disk moves to it in its server's chain
+    step, and the old one is deleted at the end of the run, once nothing uses it. One fixed name would
+    be replaced delete-before-replace (the bridge forces it for an explicit name: pulumi-libvirt 0.5.4
+    provider/resources.go SetAutonaming), taking every disk down at once."""
+    old = run_program("dev", preview=True, later=True)
+    new = run_program("dev", {"libvirtBaseImageSha256": "ab" * 32}, preview=True, later=True)
+    (old_base,) = [r for r in old.of_type("libvirt:index/volume:Volume") if "base-image" in r.name]
+    (new_base,) = [r for r in new.of_type("libvirt:index/volume:Volume") if "base-image" in r.name]
+    assert old_base.name == "cluster-base-image-f1652d29d497" and new_base.name == "cluster-base-image-abababababab"
+    assert new_base.inputs["name"] == "hashistack-dev-ubuntu-24.04-abababababab.qcow2"
+    disks = [r for r in new.of_type("libvirt:index/volume:Volume") if r.name.endswith("-disk")]
+    assert disks and all(new_base.urn in d.dependencies for d in disks)
+
+
+def test_the_epoch_keeps_the_run_that_created_it():
+    provider = _StackEpochProvider()
+    assert provider.create({"run": "run-1"}).outs == {"created_in": "run-1"}
+    assert provider.diff("epoch", {"run": "run-1", "created_in": "run-1"}, {"run": "run-2"}).changes is False
+    first = run_program("dev", preview=True)
+    epoch = first.one(EPOCH, "cluster-epoch")
+    assert epoch.inputs["run"] == RUN_TOKEN and len(RUN_TOKEN) == 32
+    assert epoch.parent.endswith("hashistack:libvirt:Nodes::cluster"), "inside the nodes, destroyed with them"
+    pickled = base64.b64decode(unwrap(epoch.inputs["__provider"]))
+    assert b"components.rollout.stack_epoch" in pickled and b"_StackEpochProvider" in pickled
+
+
+def test_vault_init_unseals_server_0_so_no_gate_waits_for_another(pki, fake_api):
+    """Five servers created together: the dynamic provider runs four calls at once (pulumi SDK 3.272.0
+    pulumi/dynamic/__main__.py, ThreadPoolExecutor(max_workers=4)), so one gate queues. Vault's
+    followers join only an unsealed leader (raft retry_join), so if only gate-0 unsealed server-0 and
+    gate-0 were the one queued, the others would wait on it. VaultInit unseals server-0 itself."""
+    cluster = FakeCluster(fake_api, servers=5)
+    cluster.boot(*cluster.names)
+    props = {
+        "address": f"https://{cluster.address('server-0')}:{cluster.ports[2]}",
+        "ca_pem": operator_tls(pki).ca_pem,
+        "auto_unseal": False,
+        "shares": 5,
+        "threshold": 3,
+        "machine": "m-0",
+    }
+    created = _VaultInitProvider(timeout=5, interval=0.01).create(props)
+    assert len(created.outs["unseal_keys"]) == 5
+    assert "server-0" in cluster.vault.unsealed, "the leader is unsealed without its gate"
+    cluster.retry_join()
+    assert cluster.vault.challenged >= {"server-1", "server-2", "server-3", "server-4"}, "followers can join now"
