@@ -316,7 +316,8 @@ def nomad_jobs_pass_the_job_rules(args: ResourceValidationArgs, report_violation
         return
     # Imported here: only a pack that sees a Nomad job pays for the HCL parser.
     from components.access.namespaces import NOMAD_NAMESPACES
-    from components.workloads.job_rules import JobLoadError, check_job, load_job_text
+    from components.workloads.job_model import JobLoadError, load_job_text
+    from components.workloads.job_rules import check_job
 
     variables = {name: _variable_value(v) for name, v in _map(_map(args.props.get("hcl2")).get("vars")).items()}
     try:

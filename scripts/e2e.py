@@ -80,7 +80,7 @@ MESH_ALLOWED = ("count-dashboard", "count-api")
 MESH_DENIED = (("count-api", "count-dashboard"), ("hello-docker", "count-api"))
 # The Prometheus data source's uid (jobs/grafana.nomad.hcl provisioning).
 GRAFANA_DATASOURCE = "prometheus"
-# --roll: the server replaced, the Pulumi types of its machine (libvirt_platform.py, aws_platform.py), the
+# --roll: the server replaced, the Pulumi types of its machine (components/platforms/{libvirt,aws}/nodes.py), the
 # service asked through the ingress meanwhile and how often.
 ROLLED = "cluster-server-1"
 MACHINE_TYPES = ("libvirt:index/domain:Domain", "aws:ec2/instance:Instance")

@@ -228,6 +228,12 @@ def plaintext_strings(value: Any) -> Iterator[str]:
             yield from plaintext_strings(v)
 
 
+def appears(value: str, text: str) -> bool:
+    """Whether a (possibly multi-line, so YAML-indented) value is in the text; PEM armour lines aside."""
+    lines = [line.strip() for line in value.splitlines() if line.strip() and not line.startswith("-----")]
+    return bool(lines) and all(line in text for line in lines)
+
+
 def unwrap(value: Any) -> Any:
     """A wire value with secret wrappers removed, for asserting on content."""
     if is_secret(value):

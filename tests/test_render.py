@@ -6,11 +6,10 @@ import json
 import stat
 
 import pytest
-from test_node_config import appears
 
 from scripts.render_node import main
 
-from conftest import SECRET_SIG, run_program
+from conftest import SECRET_SIG, appears, run_program
 
 
 def test_markers_by_default(tmp_path):

@@ -24,6 +24,7 @@ import pulumi_vault as vault
 
 from components import CHECKOUT
 from components.access.namespaces import APPS_NAMESPACE, KV_MOUNT, NOMAD_NAMESPACES, PLATFORM_NAMESPACE
+from components.bootstrap.cluster import Bootstrap
 from components.config.settings import Settings
 
 POLICIES = CHECKOUT / "policies"
@@ -140,9 +141,9 @@ def render_env(
 @dataclass(frozen=True)
 class AccessArgs:
     settings: Settings
-    bootstrap: Any
-    """components.bootstrap.cluster.Bootstrap, or anything with the same attributes: addresses, CA,
-    operator certificate and key, management tokens."""
+    bootstrap: Bootstrap
+    """Its addresses, CA, operator certificate and key, and management tokens (tests pass a stand-in
+    with the same attributes)."""
 
 
 class Access(pulumi.ComponentResource):
@@ -207,7 +208,7 @@ class Access(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, **kwargs)
 
     # -- Consul ---------------------------------------------------------------------------------
-    def _consul(self, bootstrap: Any) -> None:
+    def _consul(self, bootstrap: Bootstrap) -> None:
         name = self._name
         dns = consul.AclPolicy(
             f"{name}-consul-dns-and-catalog-read",
@@ -328,7 +329,7 @@ class Access(pulumi.ComponentResource):
         return namespace
 
     # -- Vault ----------------------------------------------------------------------------------
-    def _vault(self, bootstrap: Any) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+    def _vault(self, bootstrap: Bootstrap) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         name = self._name
         # First, so that everything after it (the operator token's creation included) is on record.
         # WARNING: Vault refuses requests it cannot audit; a full /var/log stops it (logrotate

@@ -1,5 +1,5 @@
 """Where workloads live, as the access layer makes it: the Nomad namespaces jobs may use and Vault's KV
-mount for their secrets. No SDK imports: the job rules (components/workloads/job_rules.py), which the
+mount for their secrets. No SDK imports: the job rules (components/workloads/rules/), which the
 policy pack loads without the providers' SDKs, check jobs against these."""
 
 PLATFORM_NAMESPACE = "default"

@@ -17,13 +17,13 @@ shell without another stack's env block (Access.env) in it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_consul as consul
 import pulumi_nomad as nomad
 import pulumi_vault as vault
 
+from components.bootstrap.cluster import Bootstrap
 from components.config.settings import Settings
 
 # The only keys the Nomad provider's ignore_env_vars honours (terraform-provider-nomad
@@ -48,8 +48,8 @@ class ClusterProviders:
         return pulumi.ResourceOptions(providers=[self.consul, self.nomad, self.vault])
 
 
-def cluster_providers(name: str, bootstrap: Any, settings: Settings) -> ClusterProviders:
-    """The three providers, from `bootstrap` (a components.bootstrap.cluster.Bootstrap or the same shape).
+def cluster_providers(name: str, bootstrap: Bootstrap, settings: Settings) -> ClusterProviders:
+    """The three providers, from the bootstrap's Outputs.
 
     Tokens resolve only once the bootstrap step that makes them valid has succeeded, so nothing
     reaches an API before it accepts them.

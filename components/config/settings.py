@@ -35,7 +35,7 @@ _KEY_FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # AWS: "Inbound or outbound rules per security group", 60 by default, counted per address family (VPC
 # quotas). The servers' group holds 17 rules of the cluster's own and 4 per apiAllowedCidrs range
-# (SSH and the three APIs): tests/platforms/aws/test_aws_platform.py counts them.
+# (SSH and the three APIs): tests/platforms/aws/test_aws_firewall.py counts them.
 SECURITY_GROUP_RULES = 60
 MAX_API_ALLOWED_CIDRS = (SECURITY_GROUP_RULES - 17) // 4
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")

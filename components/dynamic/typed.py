@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import pulumi
 import pulumi.dynamic
+
+
+class Args(Protocol):
+    """A dataclass instance: a dynamic resource's typed inputs."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
 
 SECRET = {"secret": True}
 """Field metadata of an input kept secret in state and outputs."""
 
 
-def input_props(args: Any) -> dict[str, Any]:
+def input_props(args: Args) -> dict[str, Any]:
     """The args' fields by name, as the provider's create, diff and update see them."""
     return {field.name: getattr(args, field.name) for field in dataclasses.fields(args)}
 
 
-def secret_inputs(args: Any) -> list[str]:
+def secret_inputs(args: Args) -> list[str]:
     return [field.name for field in dataclasses.fields(args) if field.metadata.get("secret")]
 
 
@@ -36,7 +43,7 @@ class TypedResource(pulumi.dynamic.Resource):
         self,
         provider: pulumi.dynamic.ResourceProvider,
         name: str,
-        args: Any,
+        args: Args,
         opts: pulumi.ResourceOptions | None = None,
         *,
         outputs: Sequence[str] = (),

@@ -11,9 +11,9 @@ servers through the server chain (components/rollout/server_chain.py), which ord
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import pulumi
 
@@ -61,7 +61,7 @@ class NodesArgs:
 class ClusterNodes(Protocol):
     servers: dict[str, pulumi.Output[str]]
     """Server name -> the address the operator reaches it at."""
-    clients: pulumi.Output[Any]
+    clients: pulumi.Output[Mapping[str, str | int]]
     """The client group: name -> address on libvirt, the autoscaling group on AWS."""
     api_endpoint: pulumi.Output[str]
     """Host name or address of the Nomad (4646), Consul (8501) and Vault (8200) APIs."""

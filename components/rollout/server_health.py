@@ -1,6 +1,6 @@
 """ServerHealth: a resource whose creation waits until a (re)created server is healthy again.
 
-It is the gate of the server chain (components/platforms/shape.py). A server counts as healthy when all
+It is the gate of the server chain (components/rollout/server_chain.py). A server counts as healthy when all
 three of its raft members are back: Consul answers over mutual TLS and is a healthy voter; Vault is
 unsealed (the gate unseals it with the Shamir keys, or waits for auto-unseal) and a healthy voter (or
 the leader) of Vault's raft; Nomad is a healthy voter once its ACLs are bootstrapped.
@@ -14,7 +14,7 @@ creation. The evidence comes from the program's state and from the peers:
     count as bootstrapped when any server accepts the preset management token.
 Only when neither shows a cluster (a first `up`, or one retried after it failed half-way) does the
 gate pass on "the agent answers": Consul and Nomad elect no leader before `bootstrap_expect`
-servers run. Vault is initialised on server-0 before its gate (components/platforms/shape.py), so every
+servers run. Vault is initialised on server-0 before its gate (components/rollout/vault_init.py), so every
 gate waits for Vault.
 
 The upstream answers this relies on are listed, with their sources, in tests/upstream.py.

@@ -20,9 +20,11 @@ import pulumi_nomad as nomad
 import pulumi_random as random
 import pulumi_vault as vault
 
+from components.access.grants import Access
 from components.access.namespaces import KV_MOUNT
 from components.config.settings import JOBS_DIR, Settings
-from components.workloads.job_rules import Job, validate_directory
+from components.workloads.job_model import Job
+from components.workloads.job_rules import validate_directory
 
 
 def job_variables(settings: Settings) -> dict[str, Any]:
@@ -60,7 +62,7 @@ SEEDED_SECRETS = {"hello-vault": {"config": ("greeting",)}}
 class WorkloadsArgs:
     settings: Settings
     jobs: Sequence[Job]
-    access: Any
+    access: Access
     """The Access component: its workload-identity resources are what jobs depend on."""
 
 

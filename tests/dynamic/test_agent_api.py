@@ -13,7 +13,7 @@ from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, FakeCluster
 from fake_https import FakeTime, operator_tls
 from fake_https import instant_poller as poller
 
-from components.dynamic import agent_api as bootstrap_steps
+from components.dynamic import agent_api
 from components.dynamic.agent_api import (
     BootstrapError,
     PresetToken,
@@ -102,8 +102,8 @@ def test_nomad_anonymous_token_is_not_ours(pki, cluster):
     cluster.boot(*cluster.names)
     cluster.form(*cluster.names)
     cluster.nomad_management = OTHER
-    assert bootstrap_steps._nomad_management_accessor(cluster.api(pki, "nomad"), "") is None
-    assert bootstrap_steps._nomad_management_accessor(cluster.api(pki, "nomad"), OTHER) == "acc-nomad-management"
+    assert agent_api._nomad_management_accessor(cluster.api(pki, "nomad"), "") is None
+    assert agent_api._nomad_management_accessor(cluster.api(pki, "nomad"), OTHER) == "acc-nomad-management"
 
 
 def test_nomad_without_leader_times_out_and_never_bootstraps(pki, cluster):
@@ -193,7 +193,7 @@ def test_consul_permission_denied_is_not_an_absent_token(pki, cluster):
 
 
 def test_consul_absent_reads_exactly_not_found():
-    absent = bootstrap_steps.consul_absent
+    absent = agent_api.consul_absent
     assert absent(upstream.consul_unknown_token()) and absent(upstream.consul_unknown_token_as_documented())
     assert absent(upstream.consul_policy_missing())
     assert not absent(upstream.consul_permission_denied("acl:read")), "denied is not absent"
@@ -299,7 +299,7 @@ def test_a_threshold_vault_never_finishes_is_given_again_after_the_settling_poll
     assert vault_unseal(vault, initialised, poller(timeout=60, logs=logs)) == "unsealed"
     assert [line.split(": waiting, ")[1] for line in logs] == [
         "sealed after 3 key shares, finishing the unseal",
-        *["sealed, finishing the unseal (joining the raft cluster)"] * bootstrap_steps.UNSEAL_SETTLE_POLLS,
+        *["sealed, finishing the unseal (joining the raft cluster)"] * agent_api.UNSEAL_SETTLE_POLLS,
     ]
     assert len(unseals.seen("PUT", "/v1/sys/unseal")) == 6, "the threshold once, then once more"
 

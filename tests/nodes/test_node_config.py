@@ -40,10 +40,10 @@ from components.nodes.node_config import (
 )
 from components.nodes.user_data import ec2_user_data_base64
 from components.rollout.client_node import DRAIN_DEADLINE_SECONDS
-from components.workloads.job_rules import JOBS_DIR, load_job
+from components.workloads.job_model import JOBS_DIR, load_job
 from scripts.stack_files import project_file
 
-from conftest import ROOT, parse_hcl, shellcheck_path
+from conftest import ROOT, appears, parse_hcl, shellcheck_path
 
 VERSIONS = Versions(
     consul="1.21.2", nomad="1.10.3", vault="1.20.0", envoy="1.34.1", cni_plugins="1.7.1", consul_cni="1.7.2"
@@ -138,12 +138,6 @@ def test_each_node_os_gets_its_own_release_s_packages():
         "ca-certificates", "curl", "gnupg", "jq", "systemd-resolved", "docker.io", "nftables", "openjdk-17-jre-headless",
     ]  # fmt: skip
     assert rendered(debian, SERVER)["packages"] == ["ca-certificates", "curl", "gnupg", "jq", "systemd-resolved"]
-
-
-def appears(value: str, text: str) -> bool:
-    """Whether a (possibly multi-line, so YAML-indented) value is in the text; PEM armour lines aside."""
-    lines = [line.strip() for line in value.splitlines() if line.strip() and not line.startswith("-----")]
-    return bool(lines) and all(line in text for line in lines)
 
 
 def material_for(node: NodeSpec) -> NodeMaterial:

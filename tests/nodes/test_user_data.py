@@ -5,12 +5,12 @@ from __future__ import annotations
 import pulumi
 import pytest
 import yaml
-from test_node_config import AWS, LIBVIRT, SERVER, appears
+from test_node_config import AWS, LIBVIRT, SERVER
 
 from components.nodes.node_config import NodeSpec, Role
 from components.nodes.user_data import material_for, secret_parameters, user_data
 
-from conftest import is_secret, one_server_secrets, plaintext_strings, run_pulumi, unwrap
+from conftest import appears, is_secret, one_server_secrets, plaintext_strings, run_pulumi, unwrap
 
 
 def _program():

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from test_jobs import render
 
-from components.workloads.job_rules import JOBS_DIR, load_job_text
+from components.workloads.job_model import JOBS_DIR, load_job_text
 
 from conftest import run_program, unwrap
 

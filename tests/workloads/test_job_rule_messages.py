@@ -1,5 +1,5 @@
 """The job rules' messages, whole: what an operator reads when `pulumi up` stops on a job. The rule
-tests (tests/workloads/test_jobs.py CASES) check that each failing example is caught and its message names the
+tests (tests/workloads/test_job_rules.py CASES) check that each failing example is caught and its message names the
 problem; this file keeps every message's full text, so a change to what a message says is a change
 someone chose (update the text here with it).
 """
@@ -7,17 +7,19 @@ someone chose (update the text here with it).
 from __future__ import annotations
 
 import pytest
-from test_jobs import ALLOWED, CASES, write
+from test_job_rules import CASES, job_hcl, write
+from test_jobs import ALLOWED
 
-from components.workloads.job_rules import check_job, load_job
+from components.workloads.job_model import load_job
+from components.workloads.job_rules import check_job
 
 MESSAGES = {
     "images-pinned-0": 'image "nginx:latest" — pin an exact version tag',
     "images-pinned-1": 'image "nginx" has no tag (Nomad would pull "latest") — pin an exact version tag',
     "images-pinned-2": 'image "registry.local:5000/team/app" has no tag (Nomad would pull "latest") — pin an exact version tag',
-    "images-pinned-3": 'image "traefik:v3": tag "v3" is not a full version, so the image behind it moves — pin MAJOR.MINOR.PATCH (an optional leading "v" and a suffix such as "-alpine") or a digest (@sha256:...), or add the repository to UNVERSIONED_IMAGES in components/workloads/job_rules.py with the reason it has no version tags',
-    "images-pinned-4": 'image "nginx:1.27": tag "1.27" is not a full version, so the image behind it moves — pin MAJOR.MINOR.PATCH (an optional leading "v" and a suffix such as "-alpine") or a digest (@sha256:...), or add the repository to UNVERSIONED_IMAGES in components/workloads/job_rules.py with the reason it has no version tags',
-    "images-pinned-5": 'image "example/demo-api:v3": tag "v3" is not a full version, so the image behind it moves — pin MAJOR.MINOR.PATCH (an optional leading "v" and a suffix such as "-alpine") or a digest (@sha256:...), or add the repository to UNVERSIONED_IMAGES in components/workloads/job_rules.py with the reason it has no version tags',
+    "images-pinned-3": 'image "traefik:v3": tag "v3" is not a full version, so the image behind it moves — pin MAJOR.MINOR.PATCH (an optional leading "v" and a suffix such as "-alpine") or a digest (@sha256:...), or add the repository to UNVERSIONED_IMAGES in components/workloads/rules/images.py with the reason it has no version tags',
+    "images-pinned-4": 'image "nginx:1.27": tag "1.27" is not a full version, so the image behind it moves — pin MAJOR.MINOR.PATCH (an optional leading "v" and a suffix such as "-alpine") or a digest (@sha256:...), or add the repository to UNVERSIONED_IMAGES in components/workloads/rules/images.py with the reason it has no version tags',
+    "images-pinned-5": 'image "example/demo-api:v3": tag "v3" is not a full version, so the image behind it moves — pin MAJOR.MINOR.PATCH (an optional leading "v" and a suffix such as "-alpine") or a digest (@sha256:...), or add the repository to UNVERSIONED_IMAGES in components/workloads/rules/images.py with the reason it has no version tags',
     "images-pinned-6": "image \"example/app:1.2.3+build\" is not a valid image reference (Nomad's docker driver rejects it): a lowercase repository, then :<tag> of letters, digits, '_', '.' or '-', or @sha256:<digest>",
     "resources-set-7": "no resources block — set cpu (or cores) and memory",
     "resources-set-8": "resources sets no memory — set cpu (or cores) and memory",
@@ -94,8 +96,6 @@ def test_every_case_has_its_message():
 
 
 def test_every_volume_is_judged_not_only_the_first(tmp_path):
-    from test_jobs import job_hcl
-
     job = job_hcl(config='image = "nginx:1.27.0"\n        volumes = ["local/config:/etc/app", "/etc:/host-etc"]')
     (violation,) = check_job(load_job(write(tmp_path, job)), ALLOWED)
     assert (
