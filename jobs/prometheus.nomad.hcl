@@ -10,7 +10,7 @@
 # the task (CONSUL_TOKEN, CONSUL_HTTP_TOKEN), which `docker inspect` shows to root on the node.
 #
 # What this needs that is not verified here (no cluster in the tests):
-# - Consul ACLs. The task's token has the role nomad-default-tasks (components/access/grants.py: policies
+# - Consul ACLs. The task's token has the role nomad-default-tasks (components/access.py: policies
 #   nomad-tasks, read on services, nodes and KV, for the catalog and health reads of
 #   consul_sd_configs; and nomad-platform-tasks, agent:read, for /v1/agent/metrics). The datacenter
 #   is named explicitly anyway, so discovery does not depend on /v1/agent/self.

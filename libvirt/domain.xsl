@@ -1,5 +1,5 @@
 <?xml version="1.0"?>
-<!-- Applied by the libvirt provider to each node's domain XML (components/platforms/libvirt/stylesheets.py
+<!-- Applied by the libvirt provider to each node's domain XML (components/libvirt_xml.py
      domain_xslt, which fills in the two variables below, XML-escaped).
 
      Disks: the provider names a volume by pool and volume (<disk type="volume">), and AppArmor's

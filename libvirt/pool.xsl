@@ -1,5 +1,5 @@
 <?xml version="1.0"?>
-<!-- Applied by the libvirt provider to the storage pool's XML (components/platforms/libvirt/stylesheets.py pool_xslt,
+<!-- Applied by the libvirt provider to the storage pool's XML (components/libvirt_xml.py pool_xslt,
      which fills in the numeric gid of a group QEMU runs in). The pool directory
      holds every node's disk and cloud-init ISO, and the provider creates the ISO mode 644: the
      directory is root's, enterable by that group only (0710) and by nobody else, so only root and

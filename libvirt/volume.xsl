@@ -1,5 +1,5 @@
 <?xml version="1.0"?>
-<!-- Applied by the libvirt provider to a disk volume's XML (components/platforms/libvirt/stylesheets.py volume_xslt).
+<!-- Applied by the libvirt provider to a disk volume's XML (components/libvirt_xml.py volume_xslt).
      The provider asks for mode 644 on every volume; a node's disk holds its keys and tokens once it
      has booted, so it is 0600 instead: root's until the VM starts, then QEMU's (libvirt hands the
      image to QEMU's user and back). -->

@@ -1,7 +1,7 @@
 """Stage 6, the cluster's first steps: Consul preset tokens, Nomad ACL bootstrap, Vault unsealed, the CA file.
 
 A deployed stack's state names each dynamic provider by the module it was pickled from (dill, by
-reference). Before the layout by stage these classes lived in components/bootstrap.py, so states hold
+reference). Before the layout by stage these classes lived in the module components.bootstrap, so states hold
 `components.bootstrap.<Provider>`; the names below keep those states loadable (preview, up, destroy).
 tests/test_deployed_state.py fails if one goes.
 """
