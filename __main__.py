@@ -7,7 +7,8 @@ from components.access.grants import Access, AccessArgs
 from components.access.namespaces import NOMAD_NAMESPACES
 from components.access.providers import cluster_providers
 from components.bootstrap.cluster import Bootstrap, BootstrapArgs
-from components.config.settings import Platform, load_settings
+from components.config.reading import load_settings
+from components.config.settings import Platform
 from components.pki.cluster_secrets import ClusterSecrets, ClusterSecretsArgs
 from components.platforms.shape import NetworkArgs, NodesArgs, server_identities
 from components.workloads.deploy import Workloads, WorkloadsArgs, ingress_names, load_jobs

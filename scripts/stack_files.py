@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from components.config.settings import PROJECT, Settings, parse_settings
+from components.config.reading import parse_settings
+from components.config.settings import PROJECT, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

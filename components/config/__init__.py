@@ -1,1 +1,1 @@
-"""Stage 1, what the operator chose: the validated settings (the only reader of pulumi.Config), the node OS releases and the fixed address plan."""
+"""Stage 1, what the operator chose: the stack config read and validated (reading.py, the only reader of pulumi.Config) into typed settings (settings.py), the node OS releases and the fixed address plan."""

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.config import settings as settings_module
+from components.config import reading
 from components.workloads import deploy as workloads_module
 from components.workloads.job_rules import JobValidationError
 from scripts.stack_files import stack_settings
@@ -100,7 +100,7 @@ job "bad" {
 }
 """
     )
-    monkeypatch.setattr(settings_module, "JOBS_DIR", tmp_path)
+    monkeypatch.setattr(reading, "JOBS_DIR", tmp_path)
     monkeypatch.setattr(workloads_module, "JOBS_DIR", tmp_path)
     monitor = RecordingMonitor(ClusterMocks())
     with pytest.raises(JobValidationError) as raised:
@@ -117,7 +117,7 @@ def test_a_broken_job_file_stops_every_stack_even_when_no_stack_enables_it(tmp_p
     for name in ("traefik", "prometheus"):
         (tmp_path / f"{name}.nomad.hcl").write_text((ROOT / "jobs" / f"{name}.nomad.hcl").read_text())
     (tmp_path / "draft.nomad.hcl").write_text('job "draft" {\n  namespace = "apps"\n  group "g" {\n')
-    monkeypatch.setattr(settings_module, "JOBS_DIR", tmp_path)
+    monkeypatch.setattr(reading, "JOBS_DIR", tmp_path)
     monkeypatch.setattr(workloads_module, "JOBS_DIR", tmp_path)
     with pytest.raises(JobValidationError, match=r"draft\.nomad\.hcl: not valid HCL"):
         run_program("dev", {"jobs": ["traefik"]}, preview=True)

@@ -3,7 +3,7 @@ theirs, one rule resource each.
 
 Nothing from the internet is admitted but 80/443 to the ingress load balancer, and SSH and the APIs
 from apiAllowedCidrs, whose number settings caps so that the servers' group stays within AWS's rule
-limit (components/config/settings.py). The policy pack checks the first from the outside
+limit (components/config/reading.py). The policy pack checks the first from the outside
 (policy/resource_policies.py, no-internet-ingress-but-web).
 """
 

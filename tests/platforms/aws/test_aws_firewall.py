@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_program import EGRESS_RULE, INGRESS_RULE, STACK, WORLD, preview, run_aws, short
 
-from components.config.settings import MAX_API_ALLOWED_CIDRS, SECURITY_GROUP_RULES
+from components.config.reading import MAX_API_ALLOWED_CIDRS, SECURITY_GROUP_RULES
 from scripts.stack_files import stack_settings
 
 from conftest import unwrap

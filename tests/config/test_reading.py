@@ -7,7 +7,8 @@ import ipaddress
 
 import pytest
 
-from components.config.settings import KNOWN_KEYS, Platform, SettingsError
+from components.config.reading import KNOWN_KEYS
+from components.config.settings import Platform, SettingsError
 from scripts.stack_files import stack_settings
 
 from conftest import ClusterMocks, RecordingMonitor, run_program, stack_config
