@@ -83,6 +83,11 @@ def test_vault_is_initialised_once_then_every_server_unsealed(program):
     assert server_0.urn in init.dependencies, "initialised on server-0, as soon as it exists"
     assert _gates(program).isdisjoint(init.dependencies), "before the gates, which need its keys"
     assert init.inputs["auto_unseal"] is (program.stack == "aws"), "KMS on AWS, Shamir on libvirt"
+    # server-0's own Vault, where the operator's machine reaches it, verified against the cluster CA.
+    server_0_address = unwrap(program.stack_outputs["serverAddresses"])["server-0"]
+    assert unwrap(init.inputs["address"]) == f"https://{server_0_address}:8200"
+    assert unwrap(init.inputs["ca_pem"]) == unwrap(program.stack_outputs["caCertPem"])
+    assert (init.inputs["shares"], init.inputs["threshold"]) == (5, 3)
     assert {"root_token", "unseal_keys", "recovery_keys"} <= init.secret_outputs
     unsealed = program.of_type(DYNAMIC + "VaultUnsealed")
     assert len(unsealed) == 3
