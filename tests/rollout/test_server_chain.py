@@ -17,6 +17,7 @@ import pytest
 from fake_cluster import FakeCluster
 from fake_https import operator_tls
 
+from components.platforms.libvirt.stylesheets import console_log_path
 from components.rollout.stack_epoch import RUN_TOKEN, _StackEpochProvider
 from components.rollout.vault_init import _VaultInitProvider
 from scripts.critical_path import boots_on_longest_path
@@ -129,7 +130,8 @@ def test_a_new_base_image_is_a_new_volume_beside_the_old_one():
 
 def test_the_epoch_keeps_the_run_that_created_it():
     provider = _StackEpochProvider()
-    assert provider.create({"run": "run-1"}).outs == {"created_in": "run-1"}
+    created = provider.create({"run": "run-1"})
+    assert (created.id, created.outs) == ("epoch", {"created_in": "run-1"})
     assert provider.diff("epoch", {"run": "run-1", "created_in": "run-1"}, {"run": "run-2"}).changes is False
     first = run_program("dev", preview=True)
     epoch = first.one(EPOCH, "cluster-epoch")
@@ -159,3 +161,24 @@ def test_vault_init_unseals_server_0_so_no_gate_waits_for_another(pki, fake_api)
     assert "server-0" in cluster.vault.unsealed, "the leader is unsealed without its gate"
     cluster.retry_join()
     assert cluster.vault.challenged >= {"server-1", "server-2", "server-3", "server-4"}, "followers can join now"
+
+
+def test_each_gate_asks_the_other_servers_and_reads_its_own_console(program):
+    """A gate judges "does a cluster exist" from its peers (components/rollout/server_health.py), so its
+    peers are every other server, at the address the program reaches them at; a failed boot is read
+    from the console log on this host (libvirt) or named by the command that shows it (AWS)."""
+    reachable = unwrap(program.stack_outputs["serverAddresses"])
+    gates = program.of_type(GATE)
+    assert len(gates) == len(reachable) == 3
+    for gate in gates:
+        node = gate.inputs["node_name"]
+        assert unwrap(gate.inputs["address"]) == reachable[node]
+        assert sorted(unwrap(gate.inputs["peers"])) == sorted(ip for name, ip in reachable.items() if name != node)
+        console_log, console_command = (
+            gate.inputs.get("console_log", ""),
+            unwrap(gate.inputs.get("console_command", "")),
+        )
+        if program.stack == "aws":
+            assert console_log == "" and console_command.startswith("aws ec2 get-console-output"), gate.urn
+        else:
+            assert console_log == str(console_log_path(program.stack, node)) and console_command == "", gate.urn

@@ -4,10 +4,13 @@ keeps, and that server-0 is unsealed when it is done. Its place in the chain: te
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fake_cluster import VAULT_ROOT, FakeCluster
 from fake_https import operator_tls
 
+from components.dynamic.http_api import DeadlineExceeded
 from components.rollout.vault_init import VAULT_KEY_SHARES, VAULT_KEY_THRESHOLD, _VaultInitProvider
 
 
@@ -44,3 +47,16 @@ def test_vault_is_initialised_once_with_the_keys_of_its_seal_and_server_0_unseal
 def test_vault_init_never_changes_after_its_creation():
     provider = _VaultInitProvider()
     assert provider.diff("vault-init", {"address": "https://a:8200"}, {"address": "https://b:8200"}).changes is False
+
+
+def test_a_server_0_that_never_answers_stops_the_initialisation_at_the_deadline(pki, fake_api):
+    cluster = FakeCluster(fake_api)
+    cluster.boot(*cluster.names)
+    cluster.set_running("server-0", running=False)
+    provider = _VaultInitProvider(timeout=0.3, interval=0.01)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match=r"Vault: gave up after .*no answer \(https://127\.0\.0\.1:"):
+        provider.create(_props(cluster, pki, auto_unseal=False))
+    # It asked again and again at the interval, and gave up at the deadline, not before nor long after.
+    assert 0.3 <= time.monotonic() - started < 5
+    assert not cluster.vault.initialized
