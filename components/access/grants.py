@@ -22,12 +22,9 @@ import pulumi_consul as consul
 import pulumi_nomad as nomad
 import pulumi_vault as vault
 
-from components import CHECKOUT
 from components.access.namespaces import APPS_NAMESPACE, KV_MOUNT, NOMAD_NAMESPACES, PLATFORM_NAMESPACE
-from components.bootstrap.cluster import Bootstrap
+from components.bootstrap.cluster import Bootstrap, policy_text
 from components.config.settings import Settings
-
-POLICIES = CHECKOUT / "policies"
 
 # Nomad ACL policies (policies/nomad/<name>.hcl), one role each. None for anonymous: with ACLs on,
 # a request without a token is denied everything, and that is the point.
@@ -61,12 +58,6 @@ WORKLOAD_TOKEN_PERIOD_SECONDS = 30 * 60
 OPERATOR_TOKEN_PERIOD = "720h"
 OPERATOR_TOKEN_RENEW_MIN_LEASE_SECONDS = 15 * 24 * 3600
 OPERATOR_TOKEN_RENEW_INCREMENT_SECONDS = 30 * 24 * 3600
-
-
-def policy_text(*parts: str) -> str:
-    """The text of policies/<parts...>.hcl."""
-    *folders, name = parts
-    return POLICIES.joinpath(*folders, f"{name}.hcl").read_text()
 
 
 def workloads_policy(accessor: str) -> str:

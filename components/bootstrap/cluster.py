@@ -46,8 +46,10 @@ class BootstrapArgs:
     """The platform's Nodes component."""
 
 
-def _policy(name: str) -> str:
-    return (POLICIES / "consul" / f"{name}.hcl").read_text()
+def policy_text(*parts: str) -> str:
+    """The text of policies/<parts...>.hcl (the bootstrap's Consul policies, and the access layer's)."""
+    *folders, name = parts
+    return POLICIES.joinpath(*folders, f"{name}.hcl").read_text()
 
 
 class Bootstrap(pulumi.ComponentResource):
@@ -110,7 +112,7 @@ class Bootstrap(pulumi.ComponentResource):
                 client_cert_pem=secrets.operator.cert_pem,
                 client_key_pem=secrets.operator.private_key_pem,
                 management_token=secrets.consul_management_token,
-                policies={p: _policy(p) for p in ("agent", "nomad-agent", "vault-service")},
+                policies={p: policy_text("consul", p) for p in ("agent", "nomad-agent", "vault-service")},
                 tokens=[
                     {"secret_id": secrets.consul_agent_token, "description": "agent", "policies": ["agent"]},
                     {

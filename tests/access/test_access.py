@@ -24,7 +24,6 @@ from components.access.grants import (
     NOMAD_JWKS_URL,
     NOMAD_NAMESPACES,
     NOMAD_POLICIES,
-    POLICIES,
     VAULT_AUDIT_FILE,
     Access,
     AccessArgs,
@@ -32,6 +31,7 @@ from components.access.grants import (
     workloads_policy,
 )
 from components.access.providers import NOMAD_IGNORED_ENV_VARS, cluster_providers
+from components.bootstrap.cluster import POLICIES, policy_text
 from scripts.stack_files import stack_settings
 
 from conftest import (
@@ -132,8 +132,7 @@ def labelled(document: dict, block: str) -> dict:
 
 
 def _policy_file(*parts: str) -> dict:
-    *folders, name = parts
-    return parse_hcl(POLICIES.joinpath(*folders, f"{name}.hcl").read_text())
+    return parse_hcl(policy_text(*parts))
 
 
 # -- inventory and wiring -----------------------------------------------------------------------------
