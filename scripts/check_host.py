@@ -39,10 +39,11 @@ from urllib.parse import urlparse
 from xml.etree import ElementTree
 
 from components.config.node_os import RELEASES
-from components.config.settings import PROJECT, Platform, Settings, SettingsError
+from components.config.settings import Platform, Settings, SettingsError
 from components.nodes.node_config import Role
 from components.nodes.node_plan import node_specs
 from components.platforms.libvirt.base_image import cache_dir, cached_path
+from components.platforms.libvirt.network import resource_prefix
 from components.platforms.libvirt.nodes import CLIENT_DISK_BYTES, SERVER_DISK_BYTES
 from scripts.stack_files import ROOT, stack_settings
 
@@ -288,12 +289,6 @@ def is_session(uri: str) -> bool:
     return urlparse(uri).path.rstrip("/") == "/session"
 
 
-def stack_prefix(settings: Settings) -> str:
-    """The name of the stack's libvirt network and pool, and the prefix of its domains
-    (components/platforms/libvirt/nodes.py `_prefix`)."""
-    return f"{PROJECT}-{settings.stack}"
-
-
 # --- the checks -----------------------------------------------------------------------------------
 
 
@@ -455,7 +450,7 @@ def check_memory(host, settings: Settings, virsh: Virsh) -> Result:
         return failed(name, "cannot read MemAvailable from /proc/meminfo", "run on a Linux host (kernel 3.14 or newer)")
     # A re-run: the stack's running VMs already hold their memory, which MemAvailable no longer counts.
     running = set(virsh.names("list", "--name") or ())
-    prefix = stack_prefix(settings)
+    prefix = resource_prefix(settings)
     sizes = {Role.SERVER: settings.libvirt.server_size, Role.CLIENT: settings.libvirt.client_size}
     pending = {Role.SERVER: 0, Role.CLIENT: 0}
     for node in node_specs(settings).values():
@@ -551,10 +546,11 @@ def check_disk(host, settings: Settings, virsh: Virsh) -> Result:
     note = f"; the thin node disks may grow to {ceiling // GIB} GiB in all"
     if not short:
         return passed(name, "; ".join(summary) + note)
-    if is_local(lv.uri) and virsh.query("pool-info", stack_prefix(settings)) is not None:
+    if is_local(lv.uri) and virsh.query("pool-info", resource_prefix(settings)) is not None:
         return info(
             name,
-            "; ".join(short) + f" — the stack's pool {stack_prefix(settings)} exists already, so part of it is in use",
+            "; ".join(short)
+            + f" — the stack's pool {resource_prefix(settings)} exists already, so part of it is in use",
         )
     return failed(
         name,
@@ -604,7 +600,7 @@ def _free_range(prefixlen: int, taken: Sequence[ipaddress.IPv4Network]) -> ipadd
 def check_network(host, settings: Settings, virsh: Virsh) -> Result:
     name = "network-cidr"
     cidr = settings.network_cidr
-    own = stack_prefix(settings)
+    own = resource_prefix(settings)
     local = is_local(settings.libvirt.uri)
     conflicts: list[str] = []
     taken: list[ipaddress.IPv4Network] = []
