@@ -59,7 +59,10 @@ class StackEpoch(TypedResource, module="hashistack", name="StackEpoch"):
         """True in the run that created the epoch (the stack's first `up`, or its preview), else False."""
         return self.created_in.apply(lambda token: token == self.run)
 
-    def after(self, previous: Sequence[pulumi.Resource]) -> pulumi.Output[list[pulumi.Resource]]:
-        """A `depends_on` that waits for `previous` on every run but the first (and for the epoch)."""
-        chosen = list(previous)
-        return self.first_up.apply(lambda first: [] if first else chosen)
+    def after(
+        self, previous: Sequence[pulumi.Resource], always: Sequence[pulumi.Resource] = ()
+    ) -> pulumi.Output[list[pulumi.Resource]]:
+        """A `depends_on` that waits for `previous` on every run but the first (and for the epoch),
+        and for `always` on every run."""
+        chosen, kept = list(previous), list(always)
+        return self.first_up.apply(lambda first: kept if first else [*kept, *chosen])

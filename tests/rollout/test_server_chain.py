@@ -67,11 +67,12 @@ def test_the_first_up_has_one_boot_on_its_critical_path(stack, servers):
 def test_a_later_up_replaces_one_server_at_a_time(stack, servers):
     """Each server's every replaceable resource waits for the previous server's gate, so a change to
     every server's user-data (or image) takes down one server, waits until it is a healthy voter
-    again, then the next."""
+    again, then the next; the clients come after the last (dev: one client; aws: the group)."""
     later = _run(stack, servers, later=True)
     boots, path = boots_on_longest_path(later.registrations)
-    assert boots == servers
-    assert [urn.rsplit("::", 1)[1] for urn in path] == [f"cluster-server-{i}" for i in range(servers)]
+    assert boots == servers + 1
+    clients = "cluster-client-0" if stack == "dev" else "cluster-clients"
+    assert [urn.rsplit("::", 1)[1] for urn in path] == [*(f"cluster-server-{i}" for i in range(servers)), clients]
     gates = _gates(later)
     for i in range(1, servers):
         resources = _server_resources(later, f"server-{i}")
@@ -81,16 +82,52 @@ def test_a_later_up_replaces_one_server_at_a_time(stack, servers):
             assert waits_for == {gates[f"server-{i - 1}"]}, f"{resource.urn} waits for {waits_for}"
 
 
-@pytest.mark.parametrize("later", [False, True], ids=["first-up", "later-up"])
+CLIENT_MACHINE_KINDS = (
+    "libvirt:index/domain:Domain",
+    "libvirt:index/cloudInitDisk:CloudInitDisk",
+    "libvirt:index/volume:Volume",
+    "aws:autoscaling/group:Group",
+    "aws:ec2/launchTemplate:LaunchTemplate",
+)
+
+
+def _waits_for(monitor, urn: str) -> set[str]:
+    """Everything `urn` waits for, transitively."""
+    by_urn = {r.urn: r for r in monitor.registrations}
+    seen, todo = set(), [urn]
+    while todo:
+        for dep in by_urn[todo.pop()].dependencies:
+            if dep not in seen and dep in by_urn:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def _client_machines(monitor) -> list:
+    clients = [r for r in monitor.registrations if "client" in r.name and r.type in CLIENT_MACHINE_KINDS]
+    assert any(r.type in ("libvirt:index/domain:Domain", "aws:autoscaling/group:Group") for r in clients)
+    return clients
+
+
 @pytest.mark.parametrize("stack", ["dev", "aws"])
-def test_clients_never_wait_for_the_server_chain(stack, later):
-    monitor = _run(stack, 3, later)
-    gates = set(_gates(monitor).values())
-    clients = [r for r in monitor.registrations if "client" in r.name and r.type.split(":")[0] in ("libvirt", "aws")]
-    machines = [r for r in clients if r.type in ("libvirt:index/domain:Domain", "aws:autoscaling/group:Group")]
-    assert machines, "a client machine"
-    for resource in clients:
-        assert not resource.dependencies & gates, f"{resource.urn} waits for a server gate"
+def test_a_later_up_touches_clients_only_after_the_last_server_gate(stack):
+    """Servers first, then clients (Consul: "you must upgrade the Consul servers before you upgrade
+    the client agents", web-unified-docs content/consul/v2.0.x/content/docs/upgrade/version-specific.mdx;
+    Nomad: "5. Upgrade clients: Following the successful upgrade of the servers",
+    website/content/docs/upgrade/index.mdx@v1.10.3). An unchanged gate is a "same" step, so
+    an `up` that replaces no server delays no client."""
+    later = _run(stack, 3, later=True)
+    last_gate = _gates(later)["server-2"]
+    for client in _client_machines(later):
+        assert last_gate in _waits_for(later, client.urn), f"{client.urn} does not wait for the last server gate"
+
+
+@pytest.mark.parametrize("stack", ["dev", "aws"])
+def test_the_first_up_boots_clients_beside_the_servers(stack):
+    first = _run(stack, 3, later=False)
+    gates = set(_gates(first).values())
+    for client in _client_machines(first):
+        assert not _waits_for(first, client.urn) & gates, f"{client.urn} waits for a server gate on the first up"
 
 
 @pytest.mark.parametrize("later", [False, True], ids=["first-up", "later-up"])
@@ -110,7 +147,7 @@ def test_libvirt_clients_are_replaced_one_at_a_time_and_drained_first(later):
             expected = {nodes[f"client-{i - 1}"].urn} if later and i else set()
             assert waits_for == expected, f"{resource.urn} waits for {waits_for}"
     boots, _ = boots_on_longest_path(monitor.registrations)
-    assert boots == (3 if later else 1)
+    assert boots == (3 + 3 if later else 1), "later: the servers, then the clients one by one"
 
 
 def test_a_new_base_image_is_a_new_volume_beside_the_old_one():

@@ -198,7 +198,10 @@ class AwsNodes(pulumi.ComponentResource):
             tags=stack_tags(settings, "client"),
             # As for the servers: a newer image rolls the clients only when asked, with
             # `pulumi up --replace <launch template URN>` (the instance refresh below does the rest).
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["image_id"]),
+            # A new version comes after the servers (the group's refresh starts when it changes).
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["image_id"], depends_on=chain.epoch.after(chain.gates[-1:])
+            ),
         )
 
         ingress, ingress_targets = ingress_load_balancer(
@@ -235,7 +238,10 @@ class AwsNodes(pulumi.ComponentResource):
                 aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=True)
                 for k, v in stack_tags(settings, "client").items()
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=client_boot_needs),
+            # Clients after the servers on every `up` but the first (docs/operations.md, Upgrading).
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=chain.epoch.after(chain.gates[-1:], always=client_boot_needs)
+            ),
         )
 
         # A terminating client waits in Terminating:Wait while its own Nomad drains it

@@ -73,15 +73,19 @@ class LibvirtNodes(pulumi.ComponentResource):
         self._console_logs = console_logs
         chain = chain_servers(name, settings, reachable_ips(network), secrets, self, create_server, console_logs)
         self.server_health, self.vault_init = chain.gates, chain.vault_init
-        # Clients never wait for the servers; on every `up` but the first, each waits for the one before
-        # it to be a ready Nomad node again, and a replaced one is drained first (components/rollout/client_node.py).
+        # On every `up` but the first, the clients come after the servers (Consul and Nomad upgrade
+        # servers first: docs/operations.md, Upgrading): the first waits for the last server's gate,
+        # each next one for the one before it to be a ready Nomad node again, and a replaced one is
+        # drained first (components/rollout/client_node.py). On the first `up` they boot beside the servers.
         client_material = material_for(secrets, Role.CLIENT, secrets.client)
         server_addresses = [s.private_ip for s in network.servers]
         self.client_nodes: list[ClientNode] = []
         for node in nodes.values():
             if node.role is Role.CLIENT:
                 text = user_data(cluster, node, client_material)
-                slot = pulumi.ResourceOptions(parent=self, depends_on=chain.epoch.after(self.client_nodes[-1:]))
+                slot = pulumi.ResourceOptions(
+                    parent=self, depends_on=chain.epoch.after(self.client_nodes[-1:] or chain.gates[-1:])
+                )
                 machine = self._vm(node, text, settings.libvirt.client_size, CLIENT_DISK_BYTES, slot)
                 self.client_nodes.append(
                     ClientNode(
