@@ -174,6 +174,10 @@ SECRET_OUTPUTS: dict[str, frozenset[str]] = {
     "pulumi-python:dynamic/hashistack:VaultInit": frozenset({"root_token", "unseal_keys", "recovery_keys"}),
     "pulumi-python:dynamic/hashistack:VaultUnsealed": frozenset({"unseal_keys"}),
     "pulumi-python:dynamic/hashistack:ClientNode": frozenset({"nomad_token"}),
+    "pulumi-python:dynamic/hashistack:ServerHandover": frozenset(
+        {"client_key_pem", "consul_token", "nomad_token", "vault_token"}
+    ),
+    "pulumi-python:dynamic/hashistack:VaultStandbyFirst": frozenset({"vault_token"}),
 }
 
 # EC2 user-data is readable by anyone allowed ec2:DescribeInstanceAttribute and cannot be secret: on AWS

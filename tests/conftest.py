@@ -77,6 +77,10 @@ def _computed_outputs(typ: str, name: str, inputs: dict[str, Any] | None = None)
         return {"accessors": {d: str(uuid.UUID(bytes=digest(name, d)[:16])) for d in ("agent", "nomad-agent", "vault")}}
     if typ in ("pulumi-python:dynamic/hashistack:ServerHealth", "pulumi-python:dynamic/hashistack:VaultUnsealed"):
         return {"status": f"{name}: healthy"}
+    if typ == "pulumi-python:dynamic/hashistack:ServerHandover":
+        return {"status": f"{name}: the others are healthy voters"}
+    if typ == "pulumi-python:dynamic/hashistack:VaultStandbyFirst":
+        return {"status": f"{name}: Vault: not the active node"}
     if typ == "random:index/randomPassword:RandomPassword":
         return {"result": digest(name, "password").hex()[:24], "bcryptHash": f"$2a$10${digest(name, 'bcrypt').hex()}"}
     if typ == "random:index/randomUuid:RandomUuid":

@@ -40,12 +40,30 @@ class Raft:
     joined: set[str] = field(default_factory=set)
     """Nodes that are in the cluster and know its leader (a new machine is not, until it joins)."""
     leader: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    """Node -> the version it runs (unlisted: the pinned one)."""
+    version: str = ""
 
     def knows_leader(self, node: str) -> bool:
         return self.leader is not None and node in self.joined
 
+    def raft_id(self, node: str) -> str:
+        return f"id-{node}"
+
     def health(self, name_of: Callable[[str], str]) -> list[dict[str, Any]]:
-        return [{"Name": name_of(n), **server} for n, server in sorted(self.servers.items())]
+        return [
+            {
+                "ID": self.raft_id(n),
+                "Name": name_of(n),
+                "Version": self.versions.get(n, self.version),
+                "Leader": n == self.leader,
+                **server,
+            }
+            for n, server in sorted(self.servers.items())
+        ]
+
+    def node_of(self, raft_id: str) -> str | None:
+        return next((n for n in self.servers if self.raft_id(n) == raft_id), None)
 
 
 @dataclass
@@ -66,6 +84,11 @@ class VaultState:
     given: dict[str, list[str]] = field(default_factory=dict)
     """Key shares given to each node since its last threshold."""
     leader: str | None = None
+    """The active node."""
+    versions: dict[str, str] = field(default_factory=dict)
+    """Node -> the version it runs (unlisted: the pinned one)."""
+    step_down_moves: bool = True
+    """Whether a step-down hands the active role to another unsealed member (False: it comes straight back)."""
     non_voters: set[str] = field(default_factory=set)
     finishing: dict[str, int] = field(default_factory=dict)
     """Node -> seal-status reads left before a joined node finishes its unseal in the background."""
@@ -77,7 +100,7 @@ class FakeCluster:
     def __init__(self, fake_api: Callable[..., FakeApi], servers: int = 3, seal_type: str = "shamir"):
         self.names = [f"server-{i}" for i in range(servers)]
         self.addresses = {name: f"127.0.0.{i + 1}" for i, name in enumerate(self.names)}
-        self.consul, self.nomad = Raft(), Raft()
+        self.consul, self.nomad = Raft(version=upstream.PINNED["consul"]), Raft(version=upstream.PINNED["nomad"])
         self.vault = VaultState(seal_type=seal_type)
         self.consul_tokens: dict[str, dict[str, Any]] = {}
         self.consul_policies: dict[str, dict[str, Any]] = {}
@@ -281,6 +304,28 @@ class FakeCluster:
         api.on("PUT", "/v1/acl/policy", forwarded(management(write_policy)))
         api.on("PUT", "/v1/acl/token", forwarded(management(write_token)))
         api.on("GET", "/v1/operator/autopilot/health", forwarded(management(autopilot_health)))
+        api.on(
+            "POST", "/v1/operator/raft/transfer-leader", forwarded(management(lambda seen: self._transfer(state, seen)))
+        )
+
+    def _transfer(self, state: Raft, seen: Seen) -> Answer:
+        """Consul's transfer-leader (the id optional) and Nomad's transfer-leadership (the id required)."""
+        nomad = state is self.nomad
+        wanted = seen.query.get("id")
+        if nomad and not wanted:
+            return upstream.nomad_transfer_needs_id()
+        target = state.node_of(wanted) if wanted else next((n for n in sorted(state.joined) if n != state.leader), None)
+        if target is None:
+            return upstream.nomad_transfer_unknown_id(wanted or "")
+        previous, state.leader = state.leader, target
+        if nomad:
+            return upstream.nomad_leadership_transferred(
+                state.raft_id(previous),
+                f"{self.address(previous)}:4647",
+                state.raft_id(target),
+                f"{self.address(target)}:4647",
+            )
+        return upstream.consul_leadership_transferred()
 
     # -- Nomad ------------------------------------------------------------------------------------
     def _route_nomad(self, node: str, api: FakeApi) -> None:
@@ -336,6 +381,11 @@ class FakeCluster:
         api.on("GET", "/v1/acl/token/self", forwarded(token_self))
         api.on("POST", "/v1/acl/bootstrap", forwarded(bootstrap))
         api.on("GET", "/v1/operator/autopilot/health", forwarded(authenticated(autopilot_health)))
+        api.on(
+            "PUT",
+            "/v1/operator/raft/transfer-leadership",
+            forwarded(authenticated(lambda seen: self._transfer(state, seen))),
+        )
         api.on("GET", "/v1/jobs", forwarded(jobs))
 
     def _nomad_peers(self) -> list[str]:
@@ -431,6 +481,23 @@ class FakeCluster:
         def raft_configuration(_seen: Seen) -> Answer:
             return upstream.vault_raft_configuration({n: n not in state.non_voters for n in sorted(state.members)})
 
+        def health(seen: Seen) -> Answer:
+            return upstream.vault_health(
+                seen.query,
+                initialized=node in state.has_data or node in state.challenged,
+                sealed=node not in state.unsealed,
+                standby=state.leader != node,
+                version=state.versions.get(node, upstream.PINNED["vault"]),
+            )
+
+        def step_down(_seen: Seen) -> Answer:
+            others = sorted(n for n in state.unsealed & state.members if n != node)
+            if state.leader == node and others and state.step_down_moves:
+                state.leader = others[0]
+            return upstream.vault_stepped_down()
+
+        api.on("GET", "/v1/sys/health", health)
+        api.on("PUT", "/v1/sys/step-down", unsealed_with_root(step_down))
         api.on("GET", "/v1/sys/init", init_status)
         api.on("PUT", "/v1/sys/init", init)
         api.on("GET", "/v1/sys/seal-status", lambda _seen: seal_status_of())

@@ -41,6 +41,9 @@ PICKLED_PROVIDERS = {
     "components.rollout.server_health._ServerHealthProvider",
     "components.rollout.stack_epoch._StackEpochProvider",
     "components.rollout.vault_init._VaultInitProvider",
+    # Since the day-two roll (#25).
+    "components.rollout.server_handover._ServerHandoverProvider",
+    "components.rollout.vault_standby._VaultStandbyFirstProvider",
 }
 
 

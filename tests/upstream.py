@@ -159,11 +159,41 @@ def nomad_acl_wrong_reset_index(specified: int, reset_index: int):
 @answers(
     f"{NOMAD} command/agent/operator_endpoint.go L220-267 (L236-237: WriteHeader(429) when unhealthy, the body still "
     f"written; its Content-Type derived from net/http, not read); nomad/operator_endpoint.go ServerHealth L379-413 "
-    f"(always forwarded; operator:read); Name = <node>.<region> (nomad/server.go L1569)"
+    f"(always forwarded; operator:read); Name = <node>.<region> (nomad/server.go L1569); api/operator_autopilot.go@v2.0.5 "
+    f"ServerHealth L100-137: ID (raft id), Version, Leader beside Healthy and Voter"
 )
 def nomad_autopilot_health(servers: list[dict[str, Any]]):
-    """servers: {"Name": "<node>.<region>", "Healthy", "Voter"}."""
+    """servers: {"ID", "Name": "<node>.<region>", "Version", "Leader", "Healthy", "Voter"}."""
     return _autopilot_health(servers, servers)
+
+
+NOMAD_TRANSFER = (
+    "hashicorp/nomad v2.0.5 command/agent/operator_endpoint.go OperatorRaftTransferLeadership L90-141 (PUT or POST; "
+    "'must specify id or address' -> 400); nomad/operator_endpoint.go TransferLeadershipToPeer L190-300 (forwarded "
+    "to the leader; management token only; an id not in the raft configuration -> 400; the leader itself -> Noop)"
+)
+
+
+@answers(f"{NOMAD_TRANSFER}; nomad/structs/operator.go LeadershipTransferResponse L111-121 (From, To, Noop, Err)")
+def nomad_leadership_transferred(from_id: str, from_address: str, to_id: str, to_address: str):
+    noop = from_id == to_id
+    body = {
+        "From": {"Address": from_address, "ID": from_id},
+        "To": {"Address": to_address, "ID": to_id},
+        "Noop": noop,
+        "Err": None,
+    }
+    return 200, body
+
+
+@answers(f"{NOMAD_TRANSFER}; {_NOMAD_WRAP}: the CodedError's text")
+def nomad_transfer_needs_id():
+    return 400, "must specify id or address", TEXT
+
+
+@answers(f"{NOMAD_TRANSFER}; {_NOMAD_WRAP}: the RPC's coded error text")
+def nomad_transfer_unknown_id(server_id: str):
+    return 400, f'id "{server_id}" was not found in the Raft configuration', TEXT
 
 
 @answers(f"{NOMAD} nomad/job_endpoint.go List L1403-1421 (a JSON array of job stubs)")
@@ -294,11 +324,22 @@ def consul_acl_not_found():
 @answers(
     f"{CONSUL} agent/operator_endpoint.go OperatorServerHealth ('Reply with status 429 if something is unhealthy', "
     f"the body still written, its Content-Type derived from net/http; forwarded to the leader before the "
-    f"operator:read check); api/operator_autopilot.go (Name: the node name)"
+    f"operator:read check); api/operator_autopilot.go (Name: the node name; ID the raft id, Version, Leader)"
 )
 def consul_autopilot_health(servers: list[dict[str, Any]]):
-    """servers: {"Name": "<node>", "Healthy", "Voter"}; none yet: "Servers": null."""
+    """servers: {"ID", "Name": "<node>", "Version", "Leader", "Healthy", "Voter"}; none yet: "Servers": null."""
     return _autopilot_health(servers, servers or None)
+
+
+CONSUL_TRANSFER = (
+    "hashicorp/consul 03384f86 agent/http_register.go ('/v1/operator/raft/transfer-leader', []string{\"POST\"}: "
+    "POST only); agent/operator_endpoint.go OperatorRaftTransferLeader (id optional: none picks any voter)"
+)
+
+
+@answers(f"{CONSUL_TRANSFER}; api/operator_raft.go TransferLeaderResponse (Success)")
+def consul_leadership_transferred():
+    return 200, {"Success": True}
 
 
 @answers(f"{CONSUL} api/acl_test.go TestAPI_ACLBootstrap (anonymous acl:read denied); {CONSUL_HTTP}")
@@ -451,3 +492,40 @@ def vault_raft_configuration(voters: dict[str, bool]):
 @answers(f"{VAULT} vault/token_store.go handleLookupSelf (200; the root token: policies ['root'], ttl 0)")
 def vault_token_lookup(policies: list[str]):
     return 200, {"data": {"policies": policies, "ttl": 0}}
+
+
+VAULT_HEALTH = (
+    f"{VAULT} http/sys_health.go@05aae7c6 getSysHealth: codes active 200, standby 429 unless standbyok, sealed 503 "
+    f"(sealedcode), not initialised 501 (uninitcode); the body always written (HealthResponse: initialized, "
+    f"sealed, standby, version, ...); removed_from_cluster (1.19+) not in that copy"
+)
+
+
+@answers(VAULT_HEALTH)
+def vault_health(query: dict[str, str], *, initialized: bool, sealed: bool, standby: bool, version: str):
+    code = 200
+    if not initialized:
+        code = int(query.get("uninitcode", 501))
+    elif sealed:
+        code = int(query.get("sealedcode", 503))
+    elif standby and query.get("standbyok") not in ("true", "1"):
+        code = int(query.get("standbycode", 429))
+    body = {
+        "initialized": initialized,
+        "sealed": sealed,
+        "standby": standby,
+        "performance_standby": False,
+        "replication_performance_mode": "disabled",
+        "replication_dr_mode": "disabled",
+        "server_time_utc": 1796000000,
+        "version": version,
+    }
+    return code, body
+
+
+@answers(
+    f"{VAULT} http/sys_seal.go handleSysStepDown (read_file id 2356579708): UpdateOperation (PUT/POST) -> "
+    f"core.StepDown, respondOk(w, nil): 204 and no body; vault/ha.go StepDown needs a root (sudo) token"
+)
+def vault_stepped_down():
+    return 204, None

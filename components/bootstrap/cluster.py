@@ -155,8 +155,11 @@ class Bootstrap(pulumi.ComponentResource):
 
         self.consul_token = pulumi.Output.secret(consul.management_token)
         self.nomad_token = pulumi.Output.secret(nomad.bootstrap_secret)
+        # Vault's users wait for every server unsealed and for the chain's end, whose step-down moves
+        # Vault's active node (components/rollout/vault_standby.py) and would race their first calls.
+        standby = nodes.vault_standby_first.status
         self.vault_token = pulumi.Output.secret(
-            pulumi.Output.all(init.root_token, *[u.status for u in unsealed]).apply(lambda values: values[0])
+            pulumi.Output.all(init.root_token, standby, *[u.status for u in unsealed]).apply(lambda values: values[0])
         )
         self.vault_unseal_keys = pulumi.Output.secret(init.unseal_keys)
         self.vault_recovery_keys = pulumi.Output.secret(init.recovery_keys)

@@ -21,6 +21,7 @@ from components.config.settings import Settings
 from components.pki.cluster_secrets import ClusterSecrets, ServerIdentity
 from components.rollout.server_health import ServerHealth
 from components.rollout.vault_init import VaultInit
+from components.rollout.vault_standby import VaultStandbyFirst
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class ClusterNodes(Protocol):
     """One health gate per server, in chain order."""
     vault_init: VaultInit
     """Vault's initialisation (root token, unseal or recovery keys), made within the server chain."""
+    vault_standby_first: VaultStandbyFirst
+    """The server chain's end: Vault's active node moved off the first server (Vault's users wait for it)."""
     hosts_lines: pulumi.Output[str]
     """Lines for the operator's /etc/hosts naming the nodes and the ingress's services."""
     ssh_commands: pulumi.Output[dict[str, str]]

@@ -95,9 +95,11 @@ def test_every_dynamic_resource_of_the_program_takes_a_frozen_dataclass():
         "ClientNode",
         "ConsulPresetTokens",
         "NomadAclBootstrap",
+        "ServerHandover",
         "ServerHealth",
         "StackEpoch",
         "VaultInit",
+        "VaultStandbyFirst",
         "VaultUnsealed",
     ]
     for cls in classes:

@@ -14,6 +14,7 @@ import base64
 import functools
 
 import pytest
+import upstream
 from fake_cluster import FakeCluster
 from fake_https import operator_tls
 
@@ -26,6 +27,7 @@ from conftest import EPOCH, run_program, unwrap
 
 GATE = "pulumi-python:dynamic/hashistack:ServerHealth"
 CLIENT_NODE = "pulumi-python:dynamic/hashistack:ClientNode"
+HANDOVER = "pulumi-python:dynamic/hashistack:ServerHandover"
 SHAPES = [(stack, servers) for stack in ("dev", "aws") for servers in (3, 5)]
 
 
@@ -59,8 +61,8 @@ def test_the_first_up_has_one_boot_on_its_critical_path(stack, servers):
     gates = set(_gates(first).values())
     for i in range(servers):
         for resource in _server_resources(first, f"server-{i}"):
-            assert not resource.dependencies & gates, f"{resource.urn} waits for a gate on the first up"
-            assert first.one(EPOCH, "cluster-epoch").urn in resource.dependencies, "the decision is awaited"
+            assert not _waits_for(first, resource.urn) & gates, f"{resource.urn} waits for a gate on the first up"
+            assert first.one(EPOCH, "cluster-epoch").urn in _waits_for(first, resource.urn), "the decision is awaited"
 
 
 @pytest.mark.parametrize(("stack", "servers"), SHAPES, ids=[f"{s}-{n}" for s, n in SHAPES])
@@ -74,12 +76,16 @@ def test_a_later_up_replaces_one_server_at_a_time(stack, servers):
     clients = "cluster-client-0" if stack == "dev" else "cluster-clients"
     assert [urn.rsplit("::", 1)[1] for urn in path] == [*(f"cluster-server-{i}" for i in range(servers)), clients]
     gates = _gates(later)
-    for i in range(1, servers):
+    for i in range(servers):
+        handover = later.one(HANDOVER, f"cluster-server-{i}-handover")
+        expected = {gates[f"server-{i - 1}"]} if i else set()
+        assert handover.dependencies & set(gates.values()) == expected, "a handover waits for the previous gate"
         resources = _server_resources(later, f"server-{i}")
         assert len(resources) == (3 if stack == "dev" else 1)
         for resource in resources:
-            waits_for = resource.dependencies & set(gates.values())
-            assert waits_for == {gates[f"server-{i - 1}"]}, f"{resource.urn} waits for {waits_for}"
+            assert handover.urn in resource.dependencies, f"{resource.urn} goes only after its handover"
+            waits_for = _waits_for(later, resource.urn) & set(gates.values())
+            assert waits_for == {gates[f"server-{j}"] for j in range(i)}, f"{resource.urn} waits for {waits_for}"
 
 
 CLIENT_MACHINE_KINDS = (
@@ -219,3 +225,41 @@ def test_each_gate_asks_the_other_servers_and_reads_its_own_console(program):
             assert console_log == "" and console_command.startswith("aws ec2 get-console-output"), gate.urn
         else:
             assert console_log == str(console_log_path(program.stack, node)) and console_command == "", gate.urn
+
+
+@pytest.mark.parametrize("stack", ["dev", "aws"])
+def test_each_handover_knows_the_cluster_it_checks(stack):
+    """Peers are every other server; leadership goes to the one replaced just before; the first
+    server's handover has no Vault token (it exists only after that server's machine), later ones do
+    on a later `up`; the versions are what this `up` installs."""
+    later = _run(stack, 3, later=True)
+    handovers = [unwrap(later.one(HANDOVER, f"cluster-server-{i}-handover").inputs) for i in range(3)]
+    for i, handover in enumerate(handovers):
+        assert handover["node_name"] == f"server-{i}"
+        assert sorted(handover["peers"]) == [f"server-{j}" for j in range(3) if j != i]
+        assert handover["address"] not in handover["peers"].values()
+        assert handover["prefer"] == (f"server-{i - 1}" if i else "")
+        assert handover["versions"] == {
+            "consul": upstream.PINNED["consul"],
+            "nomad": upstream.PINNED["nomad"],
+            "vault": upstream.PINNED["vault"],
+        }
+    assert handovers[0]["vault_token"] == ""
+    assert all(h["vault_token"].startswith("hvs.") for h in handovers[1:])
+    first = _run(stack, 3, later=False)
+    assert all(
+        unwrap(first.one(HANDOVER, f"cluster-server-{i}-handover").inputs)["vault_token"] == "" for i in range(3)
+    )
+
+
+@pytest.mark.parametrize("stack", ["dev", "aws"])
+def test_a_version_bump_changes_every_machine_spec_and_nothing_else_does(stack):
+    def specs(config):
+        run = run_program(stack, {"serverCount": 3, **config}, preview=True, later=True)
+        return [unwrap(run.one(HANDOVER, f"cluster-server-{i}-handover").inputs)["machine_spec"] for i in range(3)]
+
+    before = specs({})
+    assert len(set(before)) == 3, "each server's spec is its own"
+    bumped = specs({"nomadVersion": "99.0.0"})
+    assert all(b != a for a, b in zip(before, bumped, strict=True))
+    assert specs({}) == before, "the digest is stable between runs"

@@ -26,6 +26,7 @@ from components.platforms.shape import NodesArgs, hosts_lines, reachable_ips
 from components.rollout.server_chain import chain_servers
 from components.rollout.server_health import ServerHealth
 from components.rollout.vault_init import VaultInit
+from components.rollout.vault_standby import VaultStandbyFirst
 
 ROOT_VOLUME_GIB = 30
 _IMDS = {"http_endpoint": "enabled", "http_tokens": "required", "instance_metadata_tags": "disabled"}
@@ -54,6 +55,7 @@ class AwsNodes(pulumi.ComponentResource):
     ingress_endpoint: pulumi.Output[str]
     """DNS name of the ingress load balancer (80/443 to the clients)."""
     server_health: list[ServerHealth]
+    vault_standby_first: VaultStandbyFirst
     """One health gate per server, in chain order."""
     vault_init: VaultInit
     """Vault's initialisation, made within the server chain (components/rollout/server_chain.py)."""
@@ -109,11 +111,13 @@ class AwsNodes(pulumi.ComponentResource):
             node = nodes[planned.name]
             material = material_for(secrets, Role.SERVER, secrets.servers[planned.name])
             role, profile = roles[ssm_scope(node)]
-            servers[planned.name] = (node, material, profile, boot_needs(node, material, role, key.arn))
+            text = user_data(cluster, node, material, kms_key_id=key.arn)
+            servers[planned.name] = (text, profile, boot_needs(node, material, role, key.arn))
+        # What takes a server down: new user-data replaces it, a new instance type stops and starts it.
+        machine_specs = {server: [text, settings.aws.server_instance_type] for server, (text, _, _) in servers.items()}
 
         def create_server(planned: PlannedServer, server_opts: pulumi.ResourceOptions) -> aws.ec2.Instance:
-            node, material, profile, server_boot_needs = servers[planned.name]
-            text = user_data(cluster, node, material, kms_key_id=key.arn)
+            text, profile, server_boot_needs = servers[planned.name]
             return aws.ec2.Instance(
                 f"{name}-{planned.name}",
                 ami=image.id,
@@ -151,6 +155,7 @@ class AwsNodes(pulumi.ComponentResource):
             secrets,
             self,
             create_server,
+            machine_specs,
             # The boot script's last line is on the serial console (cloudinit/hashistack-bootstrap.sh).
             console_command=lambda machine: pulumi.Output.concat(
                 "aws ec2 get-console-output --latest --output text --region ",
@@ -160,6 +165,7 @@ class AwsNodes(pulumi.ComponentResource):
             ),
         )
         self.server_health, self.vault_init = chain.gates, chain.vault_init
+        self.vault_standby_first = chain.end
 
         client_material = material_for(secrets, Role.CLIENT, secrets.client)
         client_role, client_profile = roles[ssm_scope(client)]
@@ -200,7 +206,7 @@ class AwsNodes(pulumi.ComponentResource):
             # `pulumi up --replace <launch template URN>` (the instance refresh below does the rest).
             # A new version comes after the servers (the group's refresh starts when it changes).
             opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["image_id"], depends_on=chain.epoch.after(chain.gates[-1:])
+                parent=self, ignore_changes=["image_id"], depends_on=chain.epoch.after(chain.last)
             ),
         )
 
@@ -240,7 +246,7 @@ class AwsNodes(pulumi.ComponentResource):
             ],
             # Clients after the servers on every `up` but the first (docs/operations.md, Upgrading).
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=chain.epoch.after(chain.gates[-1:], always=client_boot_needs)
+                parent=self, depends_on=chain.epoch.after(chain.last, always=client_boot_needs)
             ),
         )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pulumi
 import pulumi_libvirt as libvirt
 
-from components.config.addressing import PlannedServer
+from components.config.addressing import PlannedServer, planned_servers
 from components.config.settings import NodeSize
 from components.nodes.node_config import NodeSpec, Role
 from components.nodes.node_plan import cluster_spec, node_specs
@@ -29,6 +29,7 @@ from components.rollout.client_node import ClientNode, ClientNodeArgs
 from components.rollout.server_chain import chain_servers
 from components.rollout.server_health import ServerHealth
 from components.rollout.vault_init import VaultInit
+from components.rollout.vault_standby import VaultStandbyFirst
 
 GIB = 1024**3
 # Room for the OS, the agents' data and (on clients) container images.
@@ -46,6 +47,7 @@ class LibvirtNodes(pulumi.ComponentResource):
     ingress_endpoint: pulumi.Output[str]
     """The first client's address, where the ingress (Traefik) listens; empty without clients."""
     server_health: list[ServerHealth]
+    vault_standby_first: VaultStandbyFirst
     """One health gate per server, in chain order."""
     vault_init: VaultInit
     """Vault's initialisation, made within the server chain (components/rollout/server_chain.py)."""
@@ -61,18 +63,43 @@ class LibvirtNodes(pulumi.ComponentResource):
         cluster = cluster_spec(settings)
         nodes = node_specs(settings)
 
-        def create_server(planned: PlannedServer, server_opts: pulumi.ResourceOptions) -> libvirt.Domain:
-            node = nodes[planned.name]
-            text = user_data(cluster, node, material_for(secrets, Role.SERVER, secrets.servers[planned.name]))
-            return self._vm(node, text, settings.libvirt.server_size, SERVER_DISK_BYTES, server_opts)
-
         console_logs = {node: str(console_log_path(settings.stack, node)) for node in nodes}
         if not pulumi.runtime.is_dry_run():
             for log in console_logs.values():
                 prepare_console_log(Path(log))
         self._console_logs = console_logs
-        chain = chain_servers(name, settings, reachable_ips(network), secrets, self, create_server, console_logs)
+        server_texts = {
+            planned.name: user_data(
+                cluster, nodes[planned.name], material_for(secrets, Role.SERVER, secrets.servers[planned.name])
+            )
+            for planned in planned_servers(settings)
+        }
+
+        def create_server(planned: PlannedServer, server_opts: pulumi.ResourceOptions) -> libvirt.Domain:
+            node = nodes[planned.name]
+            return self._vm(
+                node, server_texts[planned.name], settings.libvirt.server_size, SERVER_DISK_BYTES, server_opts
+            )
+
+        # What replaces a server's domain: its user-data (a new cloud-init disk), the base image, its
+        # size and the stylesheets (the domain's own inputs).
+        size = settings.libvirt.server_size
+        machine_specs = {
+            server: [
+                text,
+                network.base_volume_id,
+                size.memory_mib,
+                size.vcpus,
+                domain_xslt(settings.libvirt.pool_dir, console_logs[server]),
+            ]
+            for server, text in server_texts.items()
+        }
+
+        chain = chain_servers(
+            name, settings, reachable_ips(network), secrets, self, create_server, machine_specs, console_logs
+        )
         self.server_health, self.vault_init = chain.gates, chain.vault_init
+        self.vault_standby_first = chain.end
         # On every `up` but the first, the clients come after the servers (Consul and Nomad upgrade
         # servers first: docs/operations.md, Upgrading): the first waits for the last server's gate,
         # each next one for the one before it to be a ready Nomad node again, and a replaced one is
@@ -84,7 +111,7 @@ class LibvirtNodes(pulumi.ComponentResource):
             if node.role is Role.CLIENT:
                 text = user_data(cluster, node, client_material)
                 slot = pulumi.ResourceOptions(
-                    parent=self, depends_on=chain.epoch.after(self.client_nodes[-1:] or chain.gates[-1:])
+                    parent=self, depends_on=chain.epoch.after(self.client_nodes[-1:] or chain.last)
                 )
                 machine = self._vm(node, text, settings.libvirt.client_size, CLIENT_DISK_BYTES, slot)
                 self.client_nodes.append(

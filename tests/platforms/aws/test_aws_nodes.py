@@ -200,7 +200,9 @@ def test_servers_are_replaced_one_after_another():
         instance = monitor.one(INSTANCE, f"{NAME}-{node}")
         assert instance.delete_before_replace, instance.urn
         earlier = {gates[s].urn for s in SERVERS[:i]}
-        waits_for = {urn for urn in instance.dependencies if urn in {g.urn for g in gates.values()}}
+        handover = monitor.one("pulumi-python:dynamic/hashistack:ServerHandover", f"{NAME}-{node}-handover")
+        assert handover.urn in instance.dependencies, "the instance goes after its handover"
+        waits_for = {urn for urn in handover.dependencies if urn in {g.urn for g in gates.values()}}
         assert waits_for == ({gates[SERVERS[i - 1]].urn} if i else set()), f"{instance.urn} waits for {waits_for}"
         assert waits_for <= earlier
 

@@ -131,9 +131,12 @@ def test_servers_are_chained_behind_health_gates():
     domains = {r.name: r for r in dev.of_type(DOMAIN)}
     gates = {r.name: r for r in dev.of_type(HEALTH)}
     assert sorted(gates) == ["cluster-server-0-healthy", "cluster-server-1-healthy", "cluster-server-2-healthy"]
-    assert not any(g.urn in domains["cluster-server-0"].dependencies for g in gates.values())
-    assert gates["cluster-server-0-healthy"].urn in domains["cluster-server-1"].dependencies
-    assert gates["cluster-server-1-healthy"].urn in domains["cluster-server-2"].dependencies
+    handovers = {r.name: r for r in dev.of_type("pulumi-python:dynamic/hashistack:ServerHandover")}
+    for i in range(3):
+        handover = handovers[f"cluster-server-{i}-handover"]
+        assert handover.urn in domains[f"cluster-server-{i}"].dependencies, "the domain goes after its handover"
+        previous = {gates[f"cluster-server-{i - 1}-healthy"].urn} if i else set()
+        assert {g.urn for g in gates.values()} & handover.dependencies == previous
     for i in range(3):
         gate, domain = gates[f"cluster-server-{i}-healthy"], domains[f"cluster-server-{i}"]
         # The gate re-runs when its server is replaced: the machine's id is one of its inputs.

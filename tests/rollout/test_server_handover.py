@@ -1,0 +1,249 @@
+"""The handover before a server's machine goes, and the chain's end, against a fake cluster that
+answers as the pinned Consul, Nomad and Vault do (tests/fake_cluster.py, sources in tests/upstream.py):
+the rest of the cluster must be able to lose the server, and its leadership moves elsewhere first."""
+
+from __future__ import annotations
+
+import pytest
+import upstream
+from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, VAULT_ROOT, FakeCluster
+from fake_https import operator_tls
+
+from components.rollout import server_handover, vault_standby
+from components.rollout.server_handover import HandoverRefusedError, _ServerHandoverProvider, downgrade_failures
+from components.rollout.vault_standby import _VaultStandbyFirstProvider
+
+PINNED = {product: upstream.PINNED[product] for product in ("consul", "nomad", "vault")}
+
+
+@pytest.fixture
+def cluster(fake_api) -> FakeCluster:
+    return FakeCluster(fake_api)
+
+
+@pytest.fixture
+def built(pki, cluster) -> FakeCluster:
+    """An earlier run's cluster: server-0 leads Consul and Nomad and is Vault's active node."""
+    cluster.build(pki)
+    return cluster
+
+
+@pytest.fixture
+def provider(monkeypatch, cluster) -> _ServerHandoverProvider:
+    on_ports = server_handover.server_apis
+
+    monkeypatch.setattr(server_handover, "server_apis", lambda *args: on_ports(*args, ports=cluster.ports))
+    return _ServerHandoverProvider(timeout=0.3, interval=0.02)
+
+
+def props(pki, cluster: FakeCluster, name: str, *, prefer: str = "", vault_token: str = VAULT_ROOT, **changes):
+    tls = operator_tls(pki)
+    return {
+        "node_name": name,
+        "address": cluster.address(name),
+        "peers": {n: cluster.address(n) for n in cluster.names if n != name},
+        "prefer": prefer,
+        "machine_spec": "spec-1",
+        "versions": dict(PINNED),
+        "ca_pem": tls.ca_pem,
+        "client_cert_pem": tls.client_cert_pem,
+        "client_key_pem": tls.client_key_pem,
+        "consul_token": CONSUL_TOKEN,
+        "nomad_token": NOMAD_TOKEN,
+        "vault_token": vault_token,
+        **changes,
+    }
+
+
+def roll(provider, pki, cluster: FakeCluster, name: str, **kwargs) -> str:
+    """The handover's update, as the engine runs it when the server's machine is about to be replaced."""
+    olds = props(pki, cluster, name, **kwargs)
+    news = {**olds, "machine_spec": "spec-2"}
+    return provider.update(name, olds, news).outs["status"]
+
+
+def transfers(cluster: FakeCluster, product: str, method: str, path: str) -> list[dict[str, str]]:
+    return [seen.query for name in cluster.names for seen in cluster.apis[name][product].seen(method, path)]
+
+
+def test_the_leader_hands_consul_and_nomad_over_and_vault_steps_down(pki, built, provider):
+    status = roll(provider, pki, built, "server-0")
+    assert (built.consul.leader, built.nomad.leader, built.vault.leader) != ("server-0",) * 3
+    assert "server-0" not in (built.consul.leader, built.nomad.leader, built.vault.leader)
+    assert "Consul: leadership handed to server-1" in status and "Nomad: leadership handed to server-1" in status
+    assert "Vault: stepped down" in status
+    # Consul registers transfer-leader for POST only; Nomad's transfer-leadership wants the id.
+    assert transfers(built, "consul", "POST", "/v1/operator/raft/transfer-leader") == [{"id": "id-server-1"}]
+    assert transfers(built, "nomad", "PUT", "/v1/operator/raft/transfer-leadership") == [{"id": "id-server-1"}]
+
+
+def test_leadership_goes_to_the_server_replaced_before(pki, built, provider):
+    built.consul.leader = built.nomad.leader = "server-2"
+    status = roll(provider, pki, built, "server-2", prefer="server-1")
+    assert built.consul.leader == built.nomad.leader == "server-1"
+    assert "handed to server-1" in status
+    assert "Vault: not the active node" in status  # server-0 stays active: server-2 is a standby
+
+
+def test_a_follower_hands_nothing_over(pki, built, provider):
+    status = roll(provider, pki, built, "server-1", prefer="server-0")
+    assert "Consul: not the leader" in status and "Nomad: not the leader" in status
+    assert "Vault: not the active node" in status
+    assert transfers(built, "consul", "POST", "/v1/operator/raft/transfer-leader") == []
+    assert transfers(built, "nomad", "PUT", "/v1/operator/raft/transfer-leadership") == []
+
+
+def test_the_preferred_server_is_passed_over_when_it_is_not_a_healthy_voter(pki, built, provider):
+    built.nomad.leader = "server-2"
+    built.nomad.servers["server-1"] = {"Healthy": True, "Voter": False}
+    with pytest.raises(HandoverRefusedError, match="server-1: Nomad autopilot reports Healthy=True, Voter=False"):
+        roll(provider, pki, built, "server-2", prefer="server-1")
+    assert built.nomad.leader == "server-2"
+
+
+@pytest.mark.parametrize(
+    ("break_it", "named"),
+    [
+        (
+            lambda c: c.rejoin("server-2", healthy=False, products="consul"),
+            "server-2: Consul autopilot reports Healthy=False",
+        ),
+        (
+            lambda c: c.rejoin("server-2", healthy=False, products="nomad"),
+            "server-2: Nomad autopilot reports Healthy=False",
+        ),
+        (lambda c: c.consul.servers.pop("server-2"), "server-2: not in Consul's raft configuration"),
+        (lambda c: c.vault.unsealed.discard("server-2"), r"server-2: Vault is sealed \(`make unseal`\)"),
+        (lambda c: c.set_running("server-2", running=False), "server-2: Vault does not answer"),
+    ],
+    ids=["consul-unhealthy", "nomad-unhealthy", "consul-missing", "vault-sealed", "server-down"],
+)
+def test_a_server_is_not_taken_down_while_another_is_unhealthy(pki, built, provider, break_it, named):
+    break_it(built)
+    with pytest.raises(HandoverRefusedError, match=named) as refused:
+        roll(provider, pki, built, "server-0")
+    assert "server-0 was not taken down" in str(refused.value)
+    assert "docs/operations.md#a-server-that-is-not-healthy-stops-the-roll" in str(refused.value)
+    # Nothing moved: the leaders are where they were.
+    assert (built.consul.leader, built.nomad.leader, built.vault.leader) == ("server-0",) * 3
+
+
+def test_a_vault_that_has_not_joined_stops_the_roll(pki, built, provider):
+    built.vault.has_data.discard("server-1")
+    built.vault.unsealed.discard("server-1")
+    with pytest.raises(HandoverRefusedError, match="server-1: Vault is not initialised"):
+        roll(provider, pki, built, "server-2")
+
+
+def test_the_first_server_without_a_vault_token_says_how_to_step_vault_down(pki, built, provider):
+    with pytest.raises(HandoverRefusedError, match="vault operator step-down") as refused:
+        roll(provider, pki, built, "server-0", vault_token="")
+    assert f"https://{built.address('server-0')}:" in str(refused.value)
+    assert built.vault.leader == "server-0"
+
+
+def test_a_leader_that_does_not_move_in_time_stops_the_roll(pki, built, provider):
+    built.vault.step_down_moves = False
+    with pytest.raises(HandoverRefusedError, match="server-0 Vault step-down: gave up after 0 s: still active"):
+        roll(provider, pki, built, "server-0")
+
+
+@pytest.mark.parametrize(
+    ("product", "setting"), [("consul", "consulVersion"), ("nomad", "nomadVersion"), ("vault", "vaultVersion")]
+)
+def test_a_peer_on_a_newer_version_stops_the_roll(pki, built, provider, product, setting):
+    newer = "99.0.0"
+    versions = built.vault.versions if product == "vault" else getattr(built, product).versions
+    versions["server-2"] = newer
+    with pytest.raises(
+        HandoverRefusedError, match=f"{setting}: {PINNED[product]} is older than {newer}, which server-2 runs"
+    ):
+        roll(provider, pki, built, "server-0")
+
+
+def test_an_older_version_is_refused_in_every_preview():
+    olds = {"versions": {"consul": "2.0.4", "nomad": "2.0.7", "vault": "2.1.1"}}
+    older = {"versions": {"consul": "2.0.4", "nomad": "2.0.5", "vault": "2.1.1"}}
+    (failure,) = downgrade_failures(olds, older)
+    assert failure.property == "versions"
+    assert failure.reason.startswith("nomadVersion: 2.0.5 is older than 2.0.7")
+    assert "set nomadVersion to 2.0.7 or newer" in failure.reason
+    assert downgrade_failures(olds, {"versions": {"consul": "2.0.5", "nomad": "2.0.7", "vault": "2.2.0"}}) == []
+    assert downgrade_failures({}, older) == []  # a new handover has no history
+    check = _ServerHandoverProvider().check(olds, older)
+    assert [f.property for f in check.failures] == ["versions"]
+
+
+def test_creation_passes_with_no_cluster_and_checks_one_that_answers(pki, cluster, provider):
+    created = provider.create(props(pki, cluster, "server-0"))
+    assert created.id == "server-0"
+    assert created.outs["status"] == "server-0: no cluster answers yet, nothing to hand over"
+    cluster.build(pki)
+    cluster.rejoin("server-2", healthy=False)
+    with pytest.raises(HandoverRefusedError, match="server-2: Consul autopilot reports Healthy=False"):
+        provider.create(props(pki, cluster, "server-0"))
+
+
+def test_the_cluster_as_it_stood_counts_and_the_server_itself_does_not(pki, built, provider):
+    """A 3 -> 2 change keeps the leaving server-2 among the peers that must be healthy; the server
+    itself is never its own peer."""
+    olds = props(pki, built, "server-1")
+    news = {**olds, "machine_spec": "spec-2", "peers": {"server-0": built.address("server-0")}}
+    built.rejoin("server-2", healthy=False)
+    with pytest.raises(HandoverRefusedError, match="server-2"):
+        provider.update("server-1", olds, news)
+    olds["peers"]["server-1"] = built.address("server-1")
+    built.rejoin("server-2")
+    built.rejoin("server-1", healthy=False)  # its own state does not matter: it is about to go
+    assert "healthy voters" in provider.update("server-1", olds, news).outs["status"]
+
+
+def test_only_a_machine_about_to_be_replaced_runs_the_handover(pki, cluster):
+    provider = _ServerHandoverProvider()
+    olds = props(pki, cluster, "server-0")
+    assert not provider.diff("server-0", olds, {**olds, "consul_token": "rotated", "peers": {}}).changes
+    for key in ("machine_spec", "address"):
+        result = provider.diff("server-0", olds, {**olds, key: "changed"})
+        assert result.changes and not result.replaces, key
+    renamed = provider.diff("server-0", olds, {**olds, "node_name": "server-9"})
+    assert renamed.replaces == ["node_name"] and renamed.delete_before_replace is False
+
+
+# -- the chain's end ------------------------------------------------------------------------------------
+@pytest.fixture
+def end(monkeypatch, cluster) -> _VaultStandbyFirstProvider:
+    on_ports = vault_standby.server_apis
+    monkeypatch.setattr(vault_standby, "server_apis", lambda *args: on_ports(*args, ports=cluster.ports))
+    return _VaultStandbyFirstProvider(timeout=0.3, interval=0.02)
+
+
+def end_props(pki, cluster: FakeCluster, **changes) -> dict:
+    return {
+        "node_name": "server-0",
+        "address": cluster.address("server-0"),
+        "has_peers": True,
+        "machines": ["m-0", "m-1", "m-2"],
+        "ca_pem": operator_tls(pki).ca_pem,
+        "vault_token": VAULT_ROOT,
+        **changes,
+    }
+
+
+def test_the_chain_ends_with_vault_active_on_another_server(pki, built, end):
+    created = end.create(end_props(pki, built))
+    assert created.outs["status"] == "Vault: stepped down to a standby"
+    assert built.vault.leader not in (None, "server-0")
+    again = end.update("vault-standby-first", created.outs, end_props(pki, built, machines=["m-3", "m-1", "m-2"]))
+    assert again.outs["status"] == "Vault: not the active node"
+
+
+def test_a_single_server_has_nobody_to_hand_over_to(pki, built, end):
+    assert end.create(end_props(pki, built, has_peers=False)).outs["status"] == "server-0: the only server"
+    assert built.vault.leader == "server-0"
+
+
+def test_the_end_runs_again_only_after_a_new_machine(pki, cluster):
+    provider = _VaultStandbyFirstProvider()
+    olds = end_props(pki, cluster)
+    assert not provider.diff("x", olds, {**olds, "vault_token": "rotated"}).changes
+    assert provider.diff("x", olds, {**olds, "machines": ["m-9", "m-1", "m-2"]}).changes
