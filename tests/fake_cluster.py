@@ -48,7 +48,8 @@ class Raft:
         return self.leader is not None and node in self.joined
 
     def raft_id(self, node: str) -> str:
-        return f"id-{node}"
+        """Raft ids are node ids, UUIDs (Nomad refuses a transfer to anything else)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.version}/{node}"))
 
     def health(self, name_of: Callable[[str], str]) -> list[dict[str, Any]]:
         return [
@@ -94,6 +95,14 @@ class VaultState:
     """Node -> seal-status reads left before a joined node finishes its unseal in the background."""
     finishing_reads: int = 2
     """Reads (the threshold's own answer included) that still say sealed after a join completes."""
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 class FakeCluster:
@@ -314,6 +323,8 @@ class FakeCluster:
         wanted = seen.query.get("id")
         if nomad and not wanted:
             return upstream.nomad_transfer_needs_id()
+        if nomad and not _is_uuid(wanted):
+            return upstream.nomad_transfer_id_not_uuid(wanted)
         target = state.node_of(wanted) if wanted else next((n for n in sorted(state.joined) if n != state.leader), None)
         if target is None:
             return upstream.nomad_transfer_unknown_id(wanted or "")

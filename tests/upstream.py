@@ -191,6 +191,11 @@ def nomad_transfer_needs_id():
     return 400, "must specify id or address", TEXT
 
 
+@answers(f"{NOMAD_TRANSFER}; nomad/structs/operator.go@v2.0.5 validateID ('id must be a uuid: %w'; the wrapped go-uuid wording not read); {_NOMAD_WRAP}")
+def nomad_transfer_id_not_uuid(server_id: str):
+    return 400, f"id must be a uuid: uuid string is wrong length: {server_id!r}", TEXT
+
+
 @answers(f"{NOMAD_TRANSFER}; {_NOMAD_WRAP}: the RPC's coded error text")
 def nomad_transfer_unknown_id(server_id: str):
     return 400, f'id "{server_id}" was not found in the Raft configuration', TEXT

@@ -73,8 +73,9 @@ def test_the_leader_hands_consul_and_nomad_over_and_vault_steps_down(pki, built,
     assert "Consul: leadership handed to server-1" in status and "Nomad: leadership handed to server-1" in status
     assert "Vault: stepped down" in status
     # Consul registers transfer-leader for POST only; Nomad's transfer-leadership wants the id.
-    assert transfers(built, "consul", "POST", "/v1/operator/raft/transfer-leader") == [{"id": "id-server-1"}]
-    assert transfers(built, "nomad", "PUT", "/v1/operator/raft/transfer-leadership") == [{"id": "id-server-1"}]
+    consul_id, nomad_id = built.consul.raft_id("server-1"), built.nomad.raft_id("server-1")
+    assert transfers(built, "consul", "POST", "/v1/operator/raft/transfer-leader") == [{"id": consul_id}]
+    assert transfers(built, "nomad", "PUT", "/v1/operator/raft/transfer-leadership") == [{"id": nomad_id}]
 
 
 def test_leadership_goes_to_the_server_replaced_before(pki, built, provider):
