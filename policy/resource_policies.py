@@ -178,6 +178,7 @@ SECRET_OUTPUTS: dict[str, frozenset[str]] = {
         {"client_key_pem", "consul_token", "nomad_token", "vault_token"}
     ),
     "pulumi-python:dynamic/hashistack:VaultStandbyFirst": frozenset({"vault_token"}),
+    "pulumi-python:dynamic/hashistack:ClientFleet": frozenset({"nomad_token"}),
 }
 
 # EC2 user-data is readable by anyone allowed ec2:DescribeInstanceAttribute and cannot be secret: on AWS

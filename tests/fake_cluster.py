@@ -316,6 +316,16 @@ class FakeCluster:
         api.on(
             "POST", "/v1/operator/raft/transfer-leader", forwarded(management(lambda seen: self._transfer(state, seen)))
         )
+        api.on("DELETE", "/v1/operator/raft/peer", forwarded(management(lambda seen: self._remove_peer(state, seen))))
+
+    def _remove_peer(self, state: Raft, seen: Seen) -> Answer:
+        """Consul's and Nomad's raft peer removal by id."""
+        node = state.node_of(seen.query.get("id", ""))
+        if node is None:
+            return upstream.nomad_transfer_unknown_id(seen.query.get("id", ""))
+        state.servers.pop(node)
+        state.joined.discard(node)
+        return upstream.nomad_peer_removed() if state is self.nomad else upstream.consul_peer_removed()
 
     def _transfer(self, state: Raft, seen: Seen) -> Answer:
         """Consul's transfer-leader (the id optional) and Nomad's transfer-leadership (the id required)."""
@@ -396,6 +406,9 @@ class FakeCluster:
             "PUT",
             "/v1/operator/raft/transfer-leadership",
             forwarded(authenticated(lambda seen: self._transfer(state, seen))),
+        )
+        api.on(
+            "DELETE", "/v1/operator/raft/peer", forwarded(authenticated(lambda seen: self._remove_peer(state, seen)))
         )
         api.on("GET", "/v1/jobs", forwarded(jobs))
 
@@ -507,7 +520,12 @@ class FakeCluster:
                 state.leader = others[0]
             return upstream.vault_stepped_down()
 
+        def remove_peer(seen: Seen) -> Answer:
+            state.members.discard(seen.body["server_id"])
+            return upstream.vault_peer_removed()
+
         api.on("GET", "/v1/sys/health", health)
+        api.on("POST", "/v1/sys/storage/raft/remove-peer", unsealed_with_root(remove_peer))
         api.on("PUT", "/v1/sys/step-down", unsealed_with_root(step_down))
         api.on("GET", "/v1/sys/init", init_status)
         api.on("PUT", "/v1/sys/init", init)

@@ -287,7 +287,7 @@ def test_each_stand_in_is_the_pinned_version_with_its_binary_in_usr_bin_and_its_
     _, debs, _ = repository
     by_name = {d.name.split("_")[0]: d for d in debs}
     assert sorted(by_name) == ["consul", "consul-cni", "nomad", "vault"]
-    for name, version in [("consul", "1.21.2"), ("nomad", "1.10.3"), ("vault", "1.20.0"), ("consul-cni", "1.7.2")]:
+    for name, version in [("consul", "2.0.4"), ("nomad", "2.0.7"), ("vault", "2.1.1"), ("consul-cni", "2.0.3")]:
         assert deb_field(by_name[name], "--field", "Version").strip() == f"{version}-1"
         assert f"./usr/bin/{name}\n" in deb_field(by_name[name], "--contents").replace(" ", "\n")
     consul_conffiles = deb_field(by_name["consul"], "--info", "conffiles")
@@ -298,7 +298,7 @@ def test_each_stand_in_is_the_pinned_version_with_its_binary_in_usr_bin_and_its_
 
 def test_the_units_are_the_products_own():
     """consul.service: hashicorp/consul .release/linux/package (commit 3fd4bc05) — Type=notify, user
-    consul, ConditionDirectoryNotEmpty; nomad.service at hashicorp/nomad v1.10.3 — Type=notify, root,
+    consul, ConditionDirectoryNotEmpty; nomad.service at hashicorp/nomad v2.0.7 — Type=notify, root,
     KillSignal=SIGINT; vault.service: hashicorp/vault (commit 443eb65c) — Type=simple, user vault,
     EnvironmentFile without '-' (vault.env must exist), ConditionFileNotEmpty on vault.hcl."""
     assert "Type=notify\n" in standins.CONSUL_UNIT and "User=consul\n" in standins.CONSUL_UNIT
@@ -327,7 +327,7 @@ def test_the_repository_is_signed_by_the_key_it_serves(repository, tmp_path):
     # Armored, as HashiCorp serves its key (the boot script dearmors it into the keyring).
     assert (work / "www/gpg").read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
     index = (work / "www/dists/bookworm/main/binary-amd64/Packages").read_text()
-    assert "Package: consul\n" in index and "Version: 1.21.2-1\n" in index
+    assert "Package: consul\n" in index and "Version: 2.0.4-1\n" in index
 
 
 def test_the_cni_release_checks_with_sha256sum_as_the_boot_script_runs_it(tmp_path):
@@ -426,7 +426,7 @@ def test_an_agent_that_cannot_read_its_key_stops_with_the_path(tmp_path):
 
 
 def test_nomad_notifies_ready_once_listening_without_waiting_for_consul(tmp_path):
-    """hashicorp/nomad command/agent/command.go@v1.10.3, handleSignals: sdNotify(sdSock, sdReady)
+    """hashicorp/nomad command/agent/command.go@v2.0.7, handleSignals: sdNotify(sdSock, sdReady)
     once the agent has started; Nomad does not wait for Consul."""
     cert, key = pki(tmp_path)
     directory = tmp_path / "nomad.d"
@@ -444,9 +444,9 @@ def test_nomad_notifies_ready_once_listening_without_waiting_for_consul(tmp_path
 
 def test_the_stand_ins_answer_version_as_the_postinst_scripts_ask(tmp_path):
     program = tmp_path / "nomad"
-    program.write_text(standins.AGENT_PROGRAM.read_text().replace("@VERSION@", "1.10.3"))
+    program.write_text(standins.AGENT_PROGRAM.read_text().replace("@VERSION@", "2.0.7"))
     done = subprocess.run([sys.executable, str(program), "version"], capture_output=True, text=True, check=True)
-    assert done.stdout == "Nomad v1.10.3 (boot-test stand-in)\n" and "+ent" not in done.stdout
+    assert done.stdout == "Nomad v2.0.7 (boot-test stand-in)\n" and "+ent" not in done.stdout
 
 
 # --- the network and the runner ------------------------------------------------------------------
@@ -502,7 +502,7 @@ def test_the_image_is_cached_per_build_script_and_built_with_sudo_when_not_root(
 
 def test_the_maintainer_scripts_make_the_users_and_owners_the_real_packages_make():
     """consul .release/linux/preinstall and postinstall (commits b5f1d821, 34d62a9c), nomad
-    .release/linux/preinst and postinst at v1.10.3, vault .release/linux/preinst and postinst (commits
+    .release/linux/preinst and postinst at v2.0.7, vault .release/linux/preinst and postinst (commits
     209b36c3, 1e1cc61e), consul-k8s .release/linux/postinst (commit 6b1b1346)."""
     scripts = {p.name: p for p in standins.packages(SETTINGS.versions)}
     for name in ("consul", "nomad"):
@@ -541,7 +541,7 @@ def test_the_debs_carry_their_maintainer_scripts_executable(repository, tmp_path
     with tarfile.open(fileobj=io.BytesIO(binary)) as archive:
         member = archive.getmember("./usr/bin/nomad")
         assert member.mode == 0o755 and member.uid == 0
-        assert b'VERSION = "1.10.3"' in archive.extractfile(member).read()
+        assert b'VERSION = "2.0.7"' in archive.extractfile(member).read()
 
 
 def test_the_release_file_names_the_suite_component_and_architecture(repository):
@@ -551,8 +551,8 @@ def test_the_release_file_names_the_suite_component_and_architecture(repository)
         assert f"{field}\n" in release
     packages = work / "www/dists/bookworm/main/binary-amd64"
     assert gzip.decompress((packages / "Packages.gz").read_bytes()) == (packages / "Packages").read_bytes()
-    assert "Filename: pool/main/consul-cni_1.7.2-1_amd64.deb\n" in (packages / "Packages").read_text()
-    assert (work / "www/pool/main/vault_1.20.0-1_amd64.deb").exists()
+    assert "Filename: pool/main/consul-cni_2.0.3-1_amd64.deb\n" in (packages / "Packages").read_text()
+    assert (work / "www/pool/main/vault_2.1.1-1_amd64.deb").exists()
 
 
 def test_the_throwaway_ca_issues_node_certificates_and_copies_keep_the_key_private(tmp_path):

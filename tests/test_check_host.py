@@ -624,7 +624,7 @@ def packages_index(*entries):
     return "".join(f"Package: {p}\nVersion: {v}\nArchitecture: amd64\n\n" for p, v in entries)
 
 
-DEV_PACKAGES = [("consul", "1.21.2-1"), ("nomad", "1.10.3-1"), ("vault", "1.20.0-1"), ("consul-cni", "1.7.2-1")]
+DEV_PACKAGES = [("consul", "2.0.4-1"), ("nomad", "2.0.7-1"), ("vault", "2.1.1-1"), ("consul-cni", "2.0.3-1")]
 
 
 @pytest.fixture(scope="module")
@@ -663,7 +663,7 @@ def test_package_index_with_every_pinned_version_passes(apt_repo):
     routes[INDEX + ".gz"] = (200, gzip.compress(packages_index(("consul", "1.21.1-1"), *DEV_PACKAGES).encode()))
     result = ch.check_package_source(host, dev(hashicorpAptUrl=url))
     assert result.line() == (
-        "PASS package-source: consul=1.21.2-1, nomad=1.10.3-1, vault=1.20.0-1, consul-cni=1.7.2-1 listed in "
+        "PASS package-source: consul=2.0.4-1, nomad=2.0.7-1, vault=2.1.1-1, consul-cni=2.0.3-1 listed in "
         f"{url}{INDEX}.gz"
     )
 
@@ -684,8 +684,8 @@ def test_package_index_without_a_pinned_version_fails_with_the_newest(apt_repo):
         ("vault", "1.20.1+ent-1"),
     ]
     routes[INDEX + ".gz"] = (200, gzip.compress(packages_index(*entries).encode()))
-    result = ch.check_package_source(host, dev(hashicorpAptUrl=url, vaultVersion="1.20.0"))
-    assert result.detail == f"{url}{INDEX}.gz lacks vault=1.20.0-1 (newest there: 1.20.1-1)"
+    result = ch.check_package_source(host, dev(hashicorpAptUrl=url, vaultVersion="2.1.1"))
+    assert result.detail == f"{url}{INDEX}.gz lacks vault=2.1.1-1 (newest there: 1.20.1-1)"
     assert result.fix == "pulumi config set hashistack:vaultVersion 1.20.1 --stack dev"
 
 

@@ -44,6 +44,7 @@ PICKLED_PROVIDERS = {
     # Since the day-two roll (#25).
     "components.rollout.server_handover._ServerHandoverProvider",
     "components.rollout.vault_standby._VaultStandbyFirstProvider",
+    "components.rollout.client_fleet._ClientFleetProvider",
 }
 
 

@@ -19,7 +19,71 @@ def test_the_contract_is_about_the_pinned_versions():
     config = project_file()["config"]
     pinned = {product: str(config[f"{product}Version"]["default"]) for product in upstream.PINNED}
     assert pinned == upstream.PINNED, "the defaults moved: re-check every source in tests/upstream.py"
-    assert upstream.NOMAD.endswith(f"v{upstream.PINNED['nomad']}")
+    # Nomad's sources are read at the newest tag of the pinned line that can be read here.
+    tag = tuple(int(p) for p in upstream.NOMAD_TAG.removeprefix("v").split("."))
+    pinned_nomad = tuple(int(p) for p in upstream.PINNED["nomad"].split("."))
+    assert tag[:2] == pinned_nomad[:2] and tag <= pinned_nomad
+    assert upstream.NOMAD.endswith(upstream.NOMAD_TAG)
+
+
+KNOWN_VULNERABLE = [
+    # (product, first affected, first Community Edition release with the fix, where it is said)
+    (
+        "nomad",
+        "1.0.0",
+        "2.0.4",
+        "hashicorp/nomad CHANGELOG.md@v2.0.5, 2.0.4 SECURITY: CVE-2026-14891 (docker host namespace modes)",
+    ),
+    (
+        "nomad",
+        "1.0.0",
+        "2.0.4",
+        "hashicorp/nomad CHANGELOG.md@v2.0.5, 2.0.4 SECURITY: CVE-2026-14896 (symlink past volumes.enabled)",
+    ),
+    (
+        "vault",
+        "1.20.0",
+        "1.20.3",
+        "hashicorp/web-unified-docs content/vault/global/partials/important-changes/known-issues/aws-auto-join.mdx",
+    ),
+]
+SUPPORTED_CE_LINES = {
+    # product -> the line that gets Community Edition fixes, with where it is said (refresh with PINNED)
+    "consul": (
+        "2.0",
+        "hashicorp/consul#23614: 1.21/1.22 patch releases are Enterprise only; homebrew-tap PR #402 (2.0.4)",
+    ),
+    "nomad": ("2.0", 'hashicorp/nomad .release/versions.hcl: only version "2.0.x" has ce_active = true'),
+    "vault": (
+        "2.1",
+        "endoflife.date hashicorp-vault: community versions end when the next release occurs; homebrew-tap PR #414 (2.1.1)",
+    ),
+}
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+@pytest.mark.parametrize(("product", "first", "fixed", "source"), KNOWN_VULNERABLE)
+def test_no_pin_is_a_known_vulnerable_version(product, first, fixed, source):
+    pinned = upstream.PINNED[product]
+    assert not _release(first) <= _release(pinned) < _release(fixed), f"{product} {pinned}: {source}"
+
+
+@pytest.mark.parametrize("product", sorted(SUPPORTED_CE_LINES))
+def test_every_pin_is_on_a_line_that_gets_fixes(product):
+    line, source = SUPPORTED_CE_LINES[product]
+    assert upstream.PINNED[product].startswith(f"{line}."), f"{product} {upstream.PINNED[product]}: {source}"
+
+
+def test_the_settings_refuse_what_the_tables_refuse():
+    from components.config.reading import SUPPORTED_FLOORS
+
+    for product, _first, fixed, source in KNOWN_VULNERABLE:
+        assert SUPPORTED_FLOORS[f"{product}Version"][0] >= _release(fixed), source
+    for product, (line, source) in SUPPORTED_CE_LINES.items():
+        assert SUPPORTED_FLOORS[f"{product}Version"][0][:2] >= _release(line), source
 
 
 def test_every_answer_names_its_upstream_source():

@@ -6,7 +6,9 @@ the bootstrap, gate, `make unseal` and `make doctor` tests rely on names its ups
 nomadVersion and vaultVersion (tests/test_upstream_contract.py keeps PINNED equal to them).
 
 How each was read:
-  * Nomad: the git mirror of hashicorp/nomad at the tag v1.10.3 (`git show v1.10.3:<path>`).
+  * Nomad: the git mirror of hashicorp/nomad at the newest tag of the pinned line it holds, v2.0.5
+    (`git show v2.0.5:<path>`; 2.0.7 is newer than the mirror). Every Nomad source was re-read there
+    when the pin moved from 1.10.3.
   * Consul and Vault: too large to clone here; single stored file versions of hashicorp/consul and
     hashicorp/vault at the commits named, which are near, not at, the pinned tags. Each source says
     which commit and how it relates to the pinned release, and "derived" where a detail follows from
@@ -24,11 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-PINNED = {"consul": "1.21.2", "nomad": "1.10.3", "vault": "1.20.0"}
+PINNED = {"consul": "2.0.4", "nomad": "2.0.7", "vault": "2.1.1"}
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 
-NOMAD = "hashicorp/nomad v1.10.3"
+NOMAD_TAG = "v2.0.5"
+"""The newest tag of the pinned Nomad line the mirror holds (2.0.7 came out after its last fetch)."""
+NOMAD = f"hashicorp/nomad {NOMAD_TAG}"
 CONSUL = "hashicorp/consul 3e2a818a (main after v1.21; v1.21.2 itself not readable here)"
 CONSUL_HTTP = (
     f"{CONSUL} agent/http.go wrap: errors are text/plain, acl.ErrNotFound/ErrPermissionDenied -> 403, others 500"
@@ -71,7 +75,7 @@ def _autopilot_health(servers: list[dict[str, Any]], listed: list[dict[str, Any]
     return (200, body) if healthy else (429, body, TEXT)
 
 
-# -- Nomad v1.10.3 ----------------------------------------------------------------------------------
+# -- Nomad v2.0.5 -----------------------------------------------------------------------------------
 _NOMAD_WRAP = f"{NOMAD} command/agent/http.go wrap L716-793 (errors text/plain, the bare message)"
 
 
@@ -191,7 +195,9 @@ def nomad_transfer_needs_id():
     return 400, "must specify id or address", TEXT
 
 
-@answers(f"{NOMAD_TRANSFER}; nomad/structs/operator.go@v2.0.5 validateID ('id must be a uuid: %w'; the wrapped go-uuid wording not read); {_NOMAD_WRAP}")
+@answers(
+    f"{NOMAD_TRANSFER}; nomad/structs/operator.go@v2.0.5 validateID ('id must be a uuid: %w'; the wrapped go-uuid wording not read); {_NOMAD_WRAP}"
+)
 def nomad_transfer_id_not_uuid(server_id: str):
     return 400, f"id must be a uuid: uuid string is wrong length: {server_id!r}", TEXT
 
@@ -199,6 +205,15 @@ def nomad_transfer_id_not_uuid(server_id: str):
 @answers(f"{NOMAD_TRANSFER}; {_NOMAD_WRAP}: the RPC's coded error text")
 def nomad_transfer_unknown_id(server_id: str):
     return 400, f'id "{server_id}" was not found in the Raft configuration', TEXT
+
+
+@answers(
+    "hashicorp/nomad v2.0.5 command/agent/operator_endpoint.go OperatorRaftPeer L61-88 (DELETE, ?id= only: 'Removing a "
+    "peer by address is not supported'; returns nil, nil: 200 and no body); nomad/operator_endpoint.go "
+    "RaftRemovePeerByID (management token; 'id %q was not found in the Raft configuration')"
+)
+def nomad_peer_removed():
+    return 200, None
 
 
 @answers(f"{NOMAD} nomad/job_endpoint.go List L1403-1421 (a JSON array of job stubs)")
@@ -213,10 +228,13 @@ def nomad_jobs_denied():
 
 @answers(
     f"{NOMAD} command/agent/node_endpoint.go NodesRequest L15-43 (a JSON array of api/nodes.go NodeListStub: "
-    f"ID, Name, Status, SchedulingEligibility, Drain, ...; [] when none; node:read)"
+    f"ID, Name, Status, SchedulingEligibility, Drain, ...; [] when none; node:read); nomad/structs/structs.go "
+    f"Node.Stub L2296 and NodeListStub L2337-2360: Version (the client's Nomad), CreateIndex (a new node's, "
+    f"higher than any before)"
 )
 def nomad_nodes(stubs: list[dict[str, Any]]):
-    """stubs: {"ID", "Name", "Status" ("initializing", "ready", "down"), "SchedulingEligibility", "Drain"}."""
+    """stubs: {"ID", "Name", "Status" ("initializing", "ready", "down"), "SchedulingEligibility", "Drain"[,
+    "Version", "CreateIndex"]}."""
     return 200, stubs
 
 
@@ -340,6 +358,15 @@ CONSUL_TRANSFER = (
     "hashicorp/consul 03384f86 agent/http_register.go ('/v1/operator/raft/transfer-leader', []string{\"POST\"}: "
     "POST only); agent/operator_endpoint.go OperatorRaftTransferLeader (id optional: none picks any voter)"
 )
+
+
+@answers(
+    "hashicorp/consul 03384f86 agent/http_register.go ('/v1/operator/raft/peer', []string{\"DELETE\"}); "
+    "agent/operator_endpoint.go OperatorRaftPeer (?id= or ?address=; returns nil, nil: 200, no body); "
+    "api/operator_raft.go RaftRemovePeerByID"
+)
+def consul_peer_removed():
+    return 200, None
 
 
 @answers(f"{CONSUL_TRANSFER}; api/operator_raft.go TransferLeaderResponse (Success)")
@@ -533,4 +560,11 @@ def vault_health(query: dict[str, str], *, initialized: bool, sealed: bool, stan
     f"core.StepDown, respondOk(w, nil): 204 and no body; vault/ha.go StepDown needs a root (sudo) token"
 )
 def vault_stepped_down():
+    return 204, None
+
+
+@answers(
+    f"{VAULT_RAFT} handleRaftRemovePeerUpdate (server_id; no response data: 204; sudo on sys/storage/raft/remove-peer)"
+)
+def vault_peer_removed():
     return 204, None

@@ -39,6 +39,10 @@ VAULT_JWT_PATH = "jwt-nomad"
 # Audiences of the identities Nomad's servers add to jobs (cloudinit/nomad.hcl.j2).
 CONSUL_AUDIENCE = "consul.io"
 VAULT_AUDIENCE = "vault.io"
+MIN_AUTOPILOT_QUORUM = 3
+"""Vault refuses dead-server cleanup with a min_quorum below 3 (sys/storage/raft/autopilot/configuration)."""
+DEAD_SERVER_AFTER = "24h0m0s"
+"""Far longer than any replacement (a gate waits 20 minutes): a server out of contact this long is gone."""
 # Where Consul and Vault fetch the keys that sign workload identities. Every Consul and Vault server
 # runs next to a Nomad server (whose certificate names 127.0.0.1), so the loopback is always there.
 # Not the API endpoint: on AWS it is the internet-facing load balancer, which admits only
@@ -158,6 +162,7 @@ class Access(pulumi.ComponentResource):
     def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("hashistack:access:Access", name, None, opts)
         self._name = name
+        self._settings = args.settings
         settings, bootstrap = args.settings, args.bootstrap
         self.consul_workload_identity, self.vault_workload_identity = [], []
 
@@ -320,6 +325,29 @@ class Access(pulumi.ComponentResource):
         return namespace
 
     # -- Vault ----------------------------------------------------------------------------------
+    def _vault_autopilot(self, opts: pulumi.ResourceOptions) -> vault.RaftAutopilot | None:
+        """No dead voters in Vault's raft: autopilot removes a server that has been out of contact for
+        DEAD_SERVER_AFTER, but never below serverCount voters (`min_quorum`: raft-autopilot prunes only
+        while `voters-1 >= min_quorum`), so a server being replaced under its own node_id keeps its
+        seat and only a server that has left the plan goes. The server chain removes departed servers
+        at once (components/rollout/server_handover.py); this catches a removal that could not be
+        made. Vault leaves cleanup off by default (audit C-1) and refuses it with min_quorum below 3 or a
+        threshold under 1m (hashicorp/vault vault/logical_system_raft.go
+        handleStorageRaftAutopilotConfigUpdate, index copy 283510408), so a single server has none."""
+        count = self._settings.server_count
+        if count < MIN_AUTOPILOT_QUORUM:
+            return None
+        return vault.RaftAutopilot(
+            f"{self._name}-vault-raft-autopilot",
+            cleanup_dead_servers=True,
+            min_quorum=count,
+            dead_server_last_contact_threshold=DEAD_SERVER_AFTER,
+            last_contact_threshold="10s",
+            max_trailing_logs=1000,
+            server_stabilization_time="10s",
+            opts=opts,
+        )
+
     def _vault(self, bootstrap: Bootstrap) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         name = self._name
         # First, so that everything after it (the operator token's creation included) is on record.
@@ -384,6 +412,7 @@ class Access(pulumi.ComponentResource):
         )
 
         self.vault_workload_identity += [kv, backend, policy, role]
+        self._vault_autopilot(audited)
 
         admin = vault.Policy(
             f"{name}-vault-admin",

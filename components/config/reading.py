@@ -62,8 +62,19 @@ _SSH_KEY_TYPES = (
 _RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 # RFC 5737 ranges, used in Pulumi.aws.yaml so a fresh clone previews; nobody's real address.
 _DOCUMENTATION = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
-# Nomad 1.10 removed the legacy Consul/Vault tokens; the cluster relies on workload identity.
-MIN_NOMAD_VERSION = (1, 10, 0)
+SUPPORTED_FLOORS: dict[str, tuple[tuple[int, int, int], str]] = {
+    # The lines that still get Community Edition fixes (../shared/audits/turn3/versions.md A.1):
+    # hashicorp/nomad .release/versions.hcl marks only 2.0.x ce_active; Consul's 1.21/1.22 patch lines
+    # are Enterprise only (hashicorp/consul#23614); a Vault CE line ends at the next release.
+    "consulVersion": ((2, 0, 0), "the oldest Consul line with Community Edition fixes"),
+    "nomadVersion": (
+        (2, 0, 4),
+        "older Nomad lets a job get round the Docker hardening: CVE-2026-14891 and CVE-2026-14896, fixed in "
+        "2.0.4 (hashicorp/nomad CHANGELOG.md@v2.0.5)",
+    ),
+    "vaultVersion": ((2, 1, 0), "the oldest Vault line with Community Edition fixes"),
+}
+"""Version setting -> (the oldest version allowed, why)."""
 
 MIN_SERVER_MEMORY_MIB = 1536
 MIN_CLIENT_MEMORY_MIB = 2048
@@ -197,12 +208,13 @@ class _Reader:
             self.problem(key, value, "must be a DNS name: dot-separated DNS labels (lowercase letters, digits, '-')")
         return value
 
-    def version(self, key: str, minimum: tuple[int, int, int] | None = None) -> str:
+    def version(self, key: str) -> str:
         value = self.string(key)
+        floor = SUPPORTED_FLOORS.get(key)
         if not _EXACT_VERSION.match(value):
             self.problem(key, value, "must be an exact version MAJOR.MINOR.PATCH, e.g. 1.2.3 (no ranges, no 'v')")
-        elif minimum and tuple(int(p) for p in value.split(".")) < minimum:
-            self.problem(key, value, f"must be {'.'.join(map(str, minimum))} or newer")
+        elif floor and tuple(int(p) for p in value.split(".")) < floor[0]:
+            self.problem(key, value, f"must be {'.'.join(map(str, floor[0]))} or newer ({floor[1]})")
         return value
 
     def https_url(self, key: str) -> str:
@@ -269,7 +281,7 @@ def parse_settings(
 
     versions = Versions(
         consul=read.version("consulVersion"),
-        nomad=read.version("nomadVersion", MIN_NOMAD_VERSION),
+        nomad=read.version("nomadVersion"),
         vault=read.version("vaultVersion"),
         envoy=read.version("envoyVersion"),
         cni_plugins=read.version("cniPluginsVersion"),

@@ -277,6 +277,47 @@ def hand_over(
     return f"{node_name}: the others are healthy voters; " + "; ".join(done)
 
 
+def remove_departed(apis: ServerApis, node_name: str, peers: Mapping[str, str], vault_token: str) -> str:
+    """Removes a server that has left the plan from Consul's, Nomad's and Vault's raft
+    configurations (asked through the servers that remain). A product without it already, or no
+    cluster at all (`pulumi destroy`), passes."""
+    addresses = list(peers.values())
+    if not _anyone_answers(apis, addresses):
+        return f"{node_name}: no cluster answers, nothing to remove"
+    done = []
+    for product in raft_products(apis):
+        seat = (autopilot(product, addresses) or {}).get(node_name)
+        if seat is None or not seat.get("ID"):
+            done.append(f"{product.name}: not a member")
+            continue
+        answer = _first_ok([product.api_for(a) for a in addresses], "DELETE", f"/v1/operator/raft/peer?id={seat['ID']}")
+        done.append(
+            f"{product.name}: removed"
+            if answer
+            else f"{product.name}: removal refused (`{product.key} operator raft remove-peer` by hand)"
+        )
+    body = {"server_id": node_name}
+    answer = _first_ok(
+        [apis.vault(a) for a in addresses], "POST", "/v1/sys/storage/raft/remove-peer", body, vault_token
+    )
+    done.append("Vault: removed" if answer else "Vault: removal refused (`vault operator raft remove-peer`)")
+    return f"{node_name} left the cluster: " + "; ".join(done)
+
+
+def _first_ok(
+    apis: Sequence[HttpsApi], method: str, path: str, body: Any = None, vault_token: str | None = None
+) -> Response | None:
+    headers = {"X-Vault-Token": vault_token} if vault_token is not None else None
+    for api in apis:
+        try:
+            answer = api.request(method, path, body=body, headers=headers)
+        except Unreachable:
+            continue
+        if answer.ok:
+            return answer
+    return None
+
+
 def _anyone_answers(apis: ServerApis, addresses: Sequence[str]) -> bool:
     for address in addresses:
         try:
@@ -303,6 +344,10 @@ def downgrade_failures(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list
                 )
             )
     return failures
+
+
+MACHINE_KEYS = ("machine_spec", "address")
+"""The inputs whose change means the server's machine is about to be replaced."""
 
 
 class _ServerHandoverProvider(pulumi.dynamic.ResourceProvider):
@@ -339,19 +384,29 @@ class _ServerHandoverProvider(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.CreateResult(id_=props["node_name"], outs={**props, "status": status})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
-        # Only a machine about to be replaced needs the check; rotated credentials do not.
+        # A machine about to be replaced needs the check; a changed plan of peers is only recorded
+        # (the next check must not wait for servers that have left); rotated credentials are neither.
         replaces = changed_keys(olds, news, ("node_name",))
-        changes = replaces or changed_keys(olds, news, ("machine_spec", "address"))
+        changes = replaces or changed_keys(olds, news, (*MACHINE_KEYS, "peers"))
         return pulumi.dynamic.DiffResult(changes=bool(changes), replaces=replaces, delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        if not changed_keys(olds, news, MACHINE_KEYS):
+            return pulumi.dynamic.UpdateResult(outs={**news, "status": f"{news['node_name']}: peers recorded"})
         # The cluster as it stood: the peers of the previous run (a 3 -> 5 change adds servers that do
-        # not exist yet; a 5 -> 3 one keeps the leaving servers, which still count for the quorums).
+        # not exist yet; a 5 -> 3 one keeps the leaving servers, which still count for the quorums:
+        # the engine deletes them after every update).
         peers = {name: address for name, address in (olds.get("peers") or {}).items() if name != news["node_name"]}
         return pulumi.dynamic.UpdateResult(outs={**news, "status": self._hand_over(news, peers)})
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        pass
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        # The server left the plan (serverCount 5 -> 3): its machine is gone (it depended on this
+        # resource, so it was deleted first). Its seats in the three raft configurations go now, in
+        # this `up`, so that the next replacement counts only live voters.
+        # It never fails: on `pulumi destroy` the remaining servers go too, and a removal that
+        # cannot be made (no leader any more) must not hold the destroy up; it says what to run.
+        status = remove_departed(self._apis(props), props["node_name"], props["peers"], props["vault_token"] or "")
+        (pulumi.log.warn if "refused" in status else pulumi.log.info)(status)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from components.workloads.rules.services import (
     SERVICE_NAMES_DNS,
     SERVICES_CONSUL_CHECKED,
 )
-from components.workloads.rules.vault import VAULT_PATHS_SCOPED, VAULT_WORKLOAD_IDENTITY
+from components.workloads.rules.vault import VAULT_PATHS_SCOPED, VAULT_TEMPLATE_SAFE, VAULT_WORKLOAD_IDENTITY
 
 __all__ = [
     "RULES",
@@ -79,6 +79,7 @@ RULES: tuple[Rule, ...] = (
     HOST_NETWORK_EXCEPTION,
     VAULT_WORKLOAD_IDENTITY,
     VAULT_PATHS_SCOPED,
+    VAULT_TEMPLATE_SAFE,
     ARTIFACTS_CHECKSUMMED,
     SERVICE_NAMES_DNS,
     SERVICES_CONSUL_CHECKED,

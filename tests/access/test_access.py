@@ -40,6 +40,7 @@ from conftest import (
     one_server_secrets,
     parse_hcl,
     plaintext_strings,
+    run_program,
     run_pulumi,
     shellcheck_path,
     unwrap,
@@ -70,6 +71,7 @@ EXPECTED_INVENTORY = {
     "vault:jwt/authBackendRole:AuthBackendRole": 1,
     "vault:index/policy:Policy": 2,
     "vault:index/token:Token": 1,
+    "vault:index/raftAutopilot:RaftAutopilot": 1,
     **dict.fromkeys(PROVIDERS.values(), 1),
 }
 SECRET_EXPORTS = ("vaultOperatorToken", "nomadDeployToken", "nomadReadonlyToken", "env")
@@ -404,7 +406,7 @@ def test_kv_audit_admin_and_operator_token(program):
     assert (audit.inputs["type"], audit.inputs["options"]) == ("file", {"file_path": VAULT_AUDIT_FILE})
     assert (ROOT / "cloudinit" / "vault-audit.logrotate").read_text().count(f"{VAULT_AUDIT_FILE} {{") == 1
     others = [r for r in program.registrations if r.type.startswith("vault:") and r.urn != audit.urn]
-    assert len(others) == 6
+    assert len(others) == 7  # mount, jwt backend and role, two policies, token, raft autopilot
     for registration in others:
         assert audit.urn in registration.dependencies, f"{registration.urn}: created before auditing starts"
 
@@ -515,3 +517,26 @@ def test_env_output_uses_the_operator_facing_tokens(program, tmp_path):
     assert exported["VAULT_TOKEN"] != _token_value(program, "bootstrap-vault"), "the root token, day to day"
     ca = program.one(CA_CERT, "cluster-ca").outputs["certPem"]
     assert Path(exported["VAULT_CACERT"]).read_text() == ca
+
+
+AUTOPILOT = "vault:index/raftAutopilot:RaftAutopilot"
+
+
+@pytest.mark.parametrize("servers", [3, 5])
+def test_vault_cleans_up_dead_voters_but_never_below_the_planned_servers(servers):
+    """min_quorum = serverCount: raft-autopilot prunes only while voters-1 >= min_quorum, so a server
+    replaced under its own node_id keeps its seat and only servers beyond the plan go."""
+    later = run_program("dev", {"serverCount": servers}, preview=True, later=True)
+    (autopilot,) = later.of_type(AUTOPILOT)
+    inputs = autopilot.inputs
+    assert inputs["cleanupDeadServers"] is True
+    assert inputs["minQuorum"] == servers
+    assert inputs["deadServerLastContactThreshold"] == "24h0m0s"
+    provider = next(r for r in later.registrations if r.type == PROVIDERS["vault"])
+    assert autopilot.provider.startswith(provider.urn)
+
+
+def test_a_single_server_has_no_autopilot_cleanup():
+    """Vault refuses cleanup with min_quorum below 3."""
+    single = run_program("dev", {"serverCount": 1, "acceptNoFaultTolerance": True}, preview=True)
+    assert single.of_type(AUTOPILOT) == []

@@ -92,6 +92,7 @@ def test_every_dynamic_resource_of_the_program_takes_a_frozen_dataclass():
     names = sorted(cls.__name__ for cls in classes)
     assert names == [
         "CaFile",
+        "ClientFleet",
         "ClientNode",
         "ConsulPresetTokens",
         "NomadAclBootstrap",

@@ -202,7 +202,7 @@ def test_the_cluster_as_it_stood_counts_and_the_server_itself_does_not(pki, buil
 def test_only_a_machine_about_to_be_replaced_runs_the_handover(pki, cluster):
     provider = _ServerHandoverProvider()
     olds = props(pki, cluster, "server-0")
-    assert not provider.diff("server-0", olds, {**olds, "consul_token": "rotated", "peers": {}}).changes
+    assert not provider.diff("server-0", olds, {**olds, "consul_token": "rotated", "vault_token": "new"}).changes
     for key in ("machine_spec", "address"):
         result = provider.diff("server-0", olds, {**olds, key: "changed"})
         assert result.changes and not result.replaces, key
@@ -248,3 +248,51 @@ def test_the_end_runs_again_only_after_a_new_machine(pki, cluster):
     olds = end_props(pki, cluster)
     assert not provider.diff("x", olds, {**olds, "vault_token": "rotated"}).changes
     assert provider.diff("x", olds, {**olds, "machines": ["m-9", "m-1", "m-2"]}).changes
+
+
+# -- a server leaving the plan ----------------------------------------------------------------------------
+def test_scaling_5_to_3_leaves_no_dead_voter_in_any_product(pki, fake_api, monkeypatch):
+    """The departing servers' machines go first (they depend on their handovers); each handover's
+    delete then takes the server out of Consul's, Nomad's and Vault's raft configurations, through
+    the servers that remain, so the next replacement counts three voters, not five."""
+    cluster = FakeCluster(fake_api, servers=5)
+    on_ports = server_handover.server_apis
+    monkeypatch.setattr(server_handover, "server_apis", lambda *args: on_ports(*args, ports=cluster.ports))
+    cluster.build(pki)
+    cluster.set_running("server-3", "server-4", running=False)
+    provider = _ServerHandoverProvider(timeout=0.3, interval=0.02)
+    for leaving in ("server-4", "server-3"):
+        provider.delete(leaving, props(pki, cluster, leaving))
+    remaining = ["server-0", "server-1", "server-2"]
+    assert sorted(cluster.consul.servers) == sorted(cluster.nomad.servers) == remaining
+    assert sorted(cluster.vault.members) == remaining
+    # The remaining handovers recorded the new plan of peers in the same `up`, without a check ...
+    olds = props(pki, cluster, "server-1")
+    news = {**olds, "peers": {n: cluster.address(n) for n in ("server-0", "server-2")}}
+    assert provider.diff("server-1", olds, news).changes
+    recorded = provider.update("server-1", olds, news).outs
+    assert recorded["status"] == "server-1: peers recorded" and recorded["peers"] == news["peers"]
+    # ... so the next roll's handover counts the three that remain.
+    status = provider.update("server-1", recorded, {**recorded, "machine_spec": "spec-2"}).outs["status"]
+    assert status.startswith("server-1: the others are healthy voters")
+
+
+def test_removal_of_a_departed_server_never_holds_a_destroy_up(pki, built, provider):
+    built.set_running(*built.names, running=False)  # `pulumi destroy`: the rest went too
+    status = server_handover.remove_departed(
+        provider._apis(props(pki, built, "server-2")), "server-2", props(pki, built, "server-2")["peers"], VAULT_ROOT
+    )
+    assert status == "server-2: no cluster answers, nothing to remove"
+    built.set_running("server-0")
+    built.consul.leader = built.nomad.leader = None  # no quorum left: the removals are refused, not fatal
+    built.vault.unsealed.clear()
+    provider.delete("server-2", props(pki, built, "server-2"))
+    assert "server-2" in built.consul.servers and "server-2" in built.vault.members
+
+
+def test_a_server_already_gone_from_raft_is_not_removed_twice(pki, built, provider):
+    built.consul.servers.pop("server-2")
+    status = server_handover.remove_departed(
+        provider._apis(props(pki, built, "server-2")), "server-2", props(pki, built, "server-2")["peers"], VAULT_ROOT
+    )
+    assert "Consul: not a member" in status and "Nomad: removed" in status and "Vault: removed" in status

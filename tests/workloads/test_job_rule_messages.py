@@ -80,6 +80,7 @@ MESSAGES = {
     "mesh-upstreams-named-63": 'upstream(s) {"destination_peer": "other", "local_bind_port": 8080} without a literal destination_name — the program allows mesh calls (Consul intentions) only to upstreams named by destination_name, so every call through it would be refused; name the Consul service it calls',
     "mesh-no-transparent-proxy-64": 'transparent_proxy — the program derives Consul intentions only from explicit upstreams (components/workloads/deploy.py), so under Consul\'s default-deny every call this service makes would be refused; list its upstreams explicitly (proxy { upstreams { destination_name = "..." } }) instead',
     "variables-documented-65": "variable(s) size without type or description",
+    "vault-template-safe-66": "job ID \"demo+1\" holds '+' or '*', which Vault refuses in a templated policy path (permission denied from Vault 2.0.1): the task would get no secret — rename the job without them",
 }
 
 

@@ -542,6 +542,12 @@ CASES = [
         "variable(s) size without type or description",
         job_hcl(variables=DOCUMENTED_VARIABLE),
     ),
+    (
+        "vault-template-safe",
+        vault_job('{{ with secret "kv/data/apps/demo+1/config" }}{{ end }}').replace('job "demo"', 'job "demo+1"'),
+        'job ID "demo+1"',
+        vault_job('{{ with secret "kv/data/apps/demo-1/config" }}{{ end }}').replace('job "demo"', 'job "demo-1"'),
+    ),
 ]
 
 

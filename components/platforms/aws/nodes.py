@@ -23,6 +23,7 @@ from components.platforms.aws.load_balancers import ingress_load_balancer
 from components.platforms.aws.parameter_store import node_parameters, parameter_arns
 from components.platforms.aws.tags import stack_tags
 from components.platforms.shape import NodesArgs, hosts_lines, reachable_ips
+from components.rollout.client_fleet import ClientFleet, ClientFleetArgs
 from components.rollout.server_chain import chain_servers
 from components.rollout.server_health import ServerHealth
 from components.rollout.vault_init import VaultInit
@@ -264,8 +265,26 @@ class AwsNodes(pulumi.ComponentResource):
             opts=child,
         )
 
+        # `up` waits for the group's instance refresh (and the first boot of its clients).
+        fleet = ClientFleet(
+            f"{name}-client-fleet",
+            ClientFleetArgs(
+                group_name=group.name,
+                region=settings.aws.region,
+                template_version=template.latest_version.apply(str),
+                count=settings.client_count,
+                nomad_version=settings.versions.nomad,
+                addresses=list(reachable_ips(network).values()),
+                ca_pem=secrets.ca_cert_pem,
+                nomad_token=secrets.nomad_bootstrap_token,
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=[group]),
+        )
+
         self.servers = {s.name: s.public_ip for s in network.servers}
-        self.clients = pulumi.Output.from_input({"autoscalingGroup": group.name, "size": settings.client_count})
+        self.clients = pulumi.Output.all(group.name, fleet.status).apply(
+            lambda values: {"autoscalingGroup": values[0], "size": settings.client_count}
+        )
         self.api_endpoint = network.api_dns_name
         self.ingress_endpoint = ingress.dns_name
         self.kms_key_id = key.id

@@ -151,6 +151,29 @@ def _vault_paths_scoped(ctx: JobContext) -> str | None:
     return "; ".join(problems) or None
 
 
+# Vault 2.0.1+ refuses a templated policy path whose rendered value holds a wildcard (`+`) or glob
+# (`*`), answering "permission denied" (hashicorp/web-unified-docs content/vault/global/partials/
+# important-changes/breaking-changes/policy-template-wildcards.mdx @7e81f023). The nomad-workloads
+# policy renders the job's namespace and ID into its paths (policies/vault/nomad-workloads.hcl), and
+# Nomad allows both characters in them.
+_TEMPLATE_WILDCARDS = ("+", "*")
+
+
+def _vault_template_safe(ctx: JobContext) -> str | None:
+    task = ctx.task
+    assert task is not None
+    if not task.vault:
+        return None
+    named = [f'{what} "{value}"' for what, value in (("job ID", ctx.job.id), ("namespace", ctx.job.namespace))
+             if any(c in value for c in _TEMPLATE_WILDCARDS)]  # fmt: skip
+    if not named:
+        return None
+    return (
+        f"{' and '.join(named)} holds '+' or '*', which Vault refuses in a templated policy path (permission"
+        " denied from Vault 2.0.1): the task would get no secret — rename the job without them"
+    )
+
+
 VAULT_WORKLOAD_IDENTITY = Rule(
     "vault-workload-identity",
     "Vault only through workload identity: no policies, no token read in env or templates",
@@ -163,4 +186,10 @@ VAULT_PATHS_SCOPED = Rule(
     " kv/metadata/<namespace>), at literal paths",
     Scope.TASK,
     _vault_paths_scoped,
+)
+VAULT_TEMPLATE_SAFE = Rule(
+    "vault-template-safe",
+    "a job that uses Vault has no '+' or '*' in its ID or namespace (Vault refuses them in templated policy paths)",
+    Scope.TASK,
+    _vault_template_safe,
 )

@@ -22,7 +22,7 @@ last_line() { tail -n 1 "$1"; }
 @test "a server installs the pinned agents, hands each its files and starts them all without waiting" {
   boot server-inline
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  grep -Fq "apt-get install -y -q --allow-change-held-packages -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef consul=1.21.2-1 nomad=1.10.3-1 vault=1.20.0-1" "$SANDBOX/calls.log"
+  grep -Fq "apt-get install -y -q --allow-change-held-packages -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef consul=2.0.4-1 nomad=2.0.7-1 vault=2.1.1-1" "$SANDBOX/calls.log"
   grep -Fxq "systemctl enable consul.service nomad.service vault.service" "$SANDBOX/calls.log"
   grep -Fxq "systemctl start --no-block consul.service nomad.service vault.service" "$SANDBOX/calls.log"
   ! grep -Eq "systemctl (enable --now|start) [^-]" "$SANDBOX/calls.log"

@@ -7,6 +7,7 @@ import base64
 import gzip
 
 import pytest
+import upstream
 import yaml
 from aws_program import GROUP, INSTANCE, NAME, SERVERS, STACK, TEMPLATE, aws_resources, preview, run_aws, short
 from mock_aws import AWS_AMI, AWS_REGION
@@ -222,3 +223,19 @@ def test_a_newer_image_replaces_no_node(monitor):
         assert "ami" in instance.ignore_changes, instance.urn
     (template,) = monitor.of_type(TEMPLATE)
     assert "imageId" in template.ignore_changes, template.urn
+
+
+def test_the_up_waits_for_the_client_group_s_refresh(monitor):
+    """The fleet wait follows the group, is keyed on the launch template version it runs, and the
+    stack's `clients` output waits for it."""
+    (fleet,) = monitor.of_type("pulumi-python:dynamic/hashistack:ClientFleet")
+    group = monitor.one("aws:autoscaling/group:Group", "cluster-clients")
+    template = monitor.one("aws:ec2/launchTemplate:LaunchTemplate", "cluster-client")
+    assert group.urn in fleet.dependencies
+    inputs = unwrap(fleet.inputs)
+    assert inputs["count"] == 3 and inputs["nomad_version"] == upstream.PINNED["nomad"]
+    assert inputs["region"] == AWS_REGION
+    assert inputs["template_version"] == unwrap(group.inputs)["launchTemplate"]["version"]
+    assert template.urn in group.dependencies or template.urn in fleet.dependencies
+    assert len(inputs["addresses"]) == 3
+    assert is_secret(fleet.inputs["nomad_token"])
