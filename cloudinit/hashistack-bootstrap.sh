@@ -231,7 +231,7 @@ main() {
   install_agent_files /etc/nomad.d root agent.pem agent-key.pem
   install -d -o consul -g consul -m 0750 /opt/consul
   # Root's: Nomad runs as root, and the package's postinst gives the data directory to its `nomad`
-  # user, which nothing runs as (nomad .release/linux/postinst@v1.10.3; the boot test saw it).
+  # user, which nothing runs as (nomad .release/linux/postinst@v2.0.5; the boot test saw it).
   install -d -o root -g root -m 0700 /opt/nomad /opt/nomad/data
   if [[ "$ROLE" == server ]]; then
     # Ours is vault.hcl, the one file the unit reads; --force-confold left the packaged one here.

@@ -103,7 +103,7 @@ job "countdash" {
 
       connect {
         # Tags of its own: a sidecar without tags inherits its service's (Consul does;
-        # command/agent/consul/service_client.go sidecarTagsDifferent at v1.10.3), and Traefik would
+        # command/agent/consul/service_client.go sidecarTagsDifferent at v2.0.5), and Traefik would
         # publish Envoy's mesh-only listener beside the dashboard.
         sidecar_service {
           tags = ["mesh"]

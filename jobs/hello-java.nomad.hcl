@@ -49,7 +49,7 @@ job "hello-java" {
     count = 1
 
     # A network namespace of the group's own (the java driver supports it: drivers/java/driver.go
-    # NetIsolationModeGroup at v1.10.3): without it a java or exec task runs in the host's namespace.
+    # NetIsolationModeGroup at v2.0.5): without it a java or exec task runs in the host's namespace.
     # WireMock listens on 8080 inside (NOMAD_PORT_http is the `to` port: client/taskenv/env.go
     # addGroupPort); Nomad maps a dynamic host port to it.
     network {

@@ -63,7 +63,7 @@ job "hello-vault" {
       # its default role's token. The task itself never sees it, only the template does: `env = false`
       # keeps VAULT_TOKEN out of its environment, `disable_file = true` keeps Nomad from writing it to
       # secrets/vault_token, mode 0666, otherwise (client/allocrunner/taskrunner/vault_hook.go
-      # writeToken at v1.10.3; the template hook gets the token from the vault hook, not the file).
+      # writeToken at v2.0.5; the template hook gets the token from the vault hook, not the file).
       vault {
         env          = false
         disable_file = true

@@ -5,7 +5,7 @@
 # "cluster-ca" host volume) with the Consul token Nomad derives from this task's workload identity;
 # Prometheus sends it from a file as `Authorization: Bearer`, which Consul accepts, and re-reads the
 # file on every request. The file is a copy the task's user can read (the template below): Nomad
-# writes secrets/consul_token 0640 as root (client/allocrunner/taskrunner/consul_hook.go at v1.10.3),
+# writes secrets/consul_token 0640 as root (client/allocrunner/taskrunner/consul_hook.go at v2.0.5),
 # which nobody (65534) cannot. Like every task's, the token is also in the environment Nomad gives
 # the task (CONSUL_TOKEN, CONSUL_HTTP_TOKEN), which `docker inspect` shows to root on the node.
 #
@@ -106,7 +106,7 @@ job "prometheus" {
       consul {}
 
       # The token again, readable by the task's user: a template renders it from CONSUL_TOKEN, which
-      # the consul hook puts in the task environment before the template hook runs (v1.10.3
+      # the consul hook puts in the task environment before the template hook runs (v2.0.5
       # client/allocrunner/taskrunner/task_runner_hooks.go; uid/gid/perms: api/tasks.go Template).
       template {
         destination = "secrets/prometheus-consul-token"

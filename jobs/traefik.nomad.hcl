@@ -97,7 +97,7 @@ job "traefik" {
       # A Consul token from this task's workload identity (role nomad-default-tasks: read services,
       # nodes and KV). Nomad writes it to secrets/consul_token (0640, root: nobody cannot read it)
       # and sets CONSUL_TOKEN in the task's environment (client/allocrunner/taskrunner/consul_hook.go
-      # at v1.10.3), which is where Traefik takes it from.
+      # at v2.0.5), which is where Traefik takes it from.
       consul {}
 
       volume_mount {

@@ -11,6 +11,7 @@ is gone) and a restart (sealed servers).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,12 +98,12 @@ class VaultState:
     """Reads (the threshold's own answer included) that still say sealed after a join completes."""
 
 
+_GO_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+    """As hashicorp/go-uuid v1.0.3 ParseUUID reads one: 36 characters, dashes at 8, 13, 18 and 23."""
+    return bool(_GO_UUID.match(text))
 
 
 class FakeCluster:
@@ -321,8 +322,8 @@ class FakeCluster:
     def _remove_peer(self, state: Raft, seen: Seen) -> Answer:
         """Consul's and Nomad's raft peer removal by id."""
         node = state.node_of(seen.query.get("id", ""))
-        if node is None:
-            return upstream.nomad_transfer_unknown_id(seen.query.get("id", ""))
+        if node is None:  # Consul's answer to an unknown id is not in the contract (not read)
+            return upstream.nomad_peer_unknown_id(seen.query.get("id", "")) if state is self.nomad else (404, "unread")
         state.servers.pop(node)
         state.joined.discard(node)
         return upstream.nomad_peer_removed() if state is self.nomad else upstream.consul_peer_removed()

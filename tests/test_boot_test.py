@@ -298,7 +298,7 @@ def test_each_stand_in_is_the_pinned_version_with_its_binary_in_usr_bin_and_its_
 
 def test_the_units_are_the_products_own():
     """consul.service: hashicorp/consul .release/linux/package (commit 3fd4bc05) — Type=notify, user
-    consul, ConditionDirectoryNotEmpty; nomad.service at hashicorp/nomad v2.0.7 — Type=notify, root,
+    consul, ConditionDirectoryNotEmpty; nomad.service at hashicorp/nomad v2.0.5 — Type=notify, root,
     KillSignal=SIGINT; vault.service: hashicorp/vault (commit 443eb65c) — Type=simple, user vault,
     EnvironmentFile without '-' (vault.env must exist), ConditionFileNotEmpty on vault.hcl."""
     assert "Type=notify\n" in standins.CONSUL_UNIT and "User=consul\n" in standins.CONSUL_UNIT
@@ -426,7 +426,7 @@ def test_an_agent_that_cannot_read_its_key_stops_with_the_path(tmp_path):
 
 
 def test_nomad_notifies_ready_once_listening_without_waiting_for_consul(tmp_path):
-    """hashicorp/nomad command/agent/command.go@v2.0.7, handleSignals: sdNotify(sdSock, sdReady)
+    """hashicorp/nomad command/agent/command.go@v2.0.5, handleSignals: sdNotify(sdSock, sdReady)
     once the agent has started; Nomad does not wait for Consul."""
     cert, key = pki(tmp_path)
     directory = tmp_path / "nomad.d"
@@ -502,7 +502,7 @@ def test_the_image_is_cached_per_build_script_and_built_with_sudo_when_not_root(
 
 def test_the_maintainer_scripts_make_the_users_and_owners_the_real_packages_make():
     """consul .release/linux/preinstall and postinstall (commits b5f1d821, 34d62a9c), nomad
-    .release/linux/preinst and postinst at v2.0.7, vault .release/linux/preinst and postinst (commits
+    .release/linux/preinst and postinst at v2.0.5, vault .release/linux/preinst and postinst (commits
     209b36c3, 1e1cc61e), consul-k8s .release/linux/postinst (commit 6b1b1346)."""
     scripts = {p.name: p for p in standins.packages(SETTINGS.versions)}
     for name in ("consul", "nomad"):

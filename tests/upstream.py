@@ -76,12 +76,12 @@ def _autopilot_health(servers: list[dict[str, Any]], listed: list[dict[str, Any]
 
 
 # -- Nomad v2.0.5 -----------------------------------------------------------------------------------
-_NOMAD_WRAP = f"{NOMAD} command/agent/http.go wrap L716-793 (errors text/plain, the bare message)"
+_NOMAD_WRAP = f"{NOMAD} command/agent/http.go wrap L740-826 (errors text/plain, the bare message)"
 
 
 @answers(
     f"{NOMAD} nomad/rpc.go forward L600-605, getLeaderForRPC L645-659 (held RPCHoldTimeout, 5 s: nomad/config.go "
-    f"L627) -> structs.ErrNoLeader (nomad/structs/errors.go L14); {_NOMAD_WRAP}: 500"
+    f"L687) -> structs.ErrNoLeader (nomad/structs/errors.go L14); {_NOMAD_WRAP}: 500"
 )
 def nomad_no_leader():
     """Any request Nomad forwards to its leader (default-consistency reads, writes) while it has none."""
@@ -90,7 +90,7 @@ def nomad_no_leader():
 
 @answers(
     f"{NOMAD} nomad/auth/auth.go Authenticate L156-184 (a token not in state -> ErrPermissionDenied); {_NOMAD_WRAP} "
-    f"suffix match L739: 403"
+    f"suffix match L773: 403"
 )
 def nomad_permission_denied():
     return 403, "Permission denied", TEXT
@@ -98,7 +98,7 @@ def nomad_permission_denied():
 
 @answers(
     f"{NOMAD} nomad/status_endpoint.go Leader L46-55 (stale: the local raft's leader, '' without one: nomad/rpc.go "
-    f"forward L600; ?stale parsed by command/agent/http.go parseConsistency L917-935)"
+    f"forward L600; ?stale parsed by command/agent/http.go parseConsistency L950-968)"
 )
 def nomad_leader(leader: str):
     """/v1/status/leader?stale=true on any server, or without ?stale once a leader exists."""
@@ -111,7 +111,7 @@ def nomad_peers(addresses: list[str]):
 
 
 @answers(
-    f"{NOMAD} command/agent/acl_endpoint.go aclTokenSelf L273-292 -> nomad/acl_endpoint.go WhoAmI L2171-2177 "
+    f"{NOMAD} command/agent/acl_endpoint.go aclTokenSelf L273-292 -> nomad/acl_endpoint.go WhoAmI L2212-2218 "
     f"(authenticates locally, then forwards: a consistent read is answered by the leader's state)"
 )
 def nomad_token(secret: str, accessor: str, kind: str = "management"):
@@ -119,8 +119,8 @@ def nomad_token(secret: str, accessor: str, kind: str = "management"):
 
 
 @answers(
-    f"{NOMAD} nomad/auth/auth.go resolveSecretToken L580-612 (no secret -> the anonymous token, nomad/structs/"
-    f"structs.go L13444-13450); no upstream test covers it"
+    f"{NOMAD} nomad/auth/auth.go resolveSecretToken L866-898 (no secret -> the anonymous token, nomad/structs/"
+    f"acl.go AnonymousACLToken L244-250); no upstream test covers it"
 )
 def nomad_anonymous_token():
     return 200, {"AccessorID": "anonymous", "Name": "Anonymous Token", "Type": "client", "Policies": ["anonymous"]}
@@ -128,7 +128,8 @@ def nomad_anonymous_token():
 
 @answers(
     f"{NOMAD} WhoAmI -> Authenticate -> ErrPermissionDenied (auth.go L184), asserted in nomad/acl_endpoint_test.go "
-    f"~L1943; new in v1.10.1 (commit d94760ad10, backport #25719 of #25547; upgrade-specific.mdx L50-60)"
+    f"~L2079; new in v1.10.1 (commit df3b00bce0, #25547; website/content/docs/upgrade/upgrade-specific.mdx@v1.10.3 "
+    f"L50-60, the docs having left the repository by v2.0)"
 )
 def nomad_unknown_token():
     """/v1/acl/token/self with a secret the leader does not know."""
@@ -140,30 +141,30 @@ def nomad_unknown_token_v1_10_0():
     return 404, "ACL token not found", TEXT
 
 
-@answers(f"{NOMAD} command/agent/acl_endpoint.go L145-170; nomad/acl_endpoint.go Bootstrap L532-544 (the token)")
+@answers(f"{NOMAD} command/agent/acl_endpoint.go L145-170; nomad/acl_endpoint.go Bootstrap L488-500 (the token)")
 def nomad_acl_bootstrapped(secret: str, accessor: str):
     return 200, {"AccessorID": accessor, "SecretID": secret, "Name": "Bootstrap Token", "Type": "management"}
 
 
-@answers(f"{NOMAD} nomad/acl_endpoint.go Bootstrap L522 NewErrRPCCodedf(400, ...) -> http.go wrap L734: 400")
+@answers(f"{NOMAD} nomad/acl_endpoint.go Bootstrap L478 NewErrRPCCodedf(400, ...) -> http.go wrap L768: 400")
 def nomad_acl_already_bootstrapped(reset_index: int):
     return 400, f"ACL bootstrap already done (reset index: {reset_index})", TEXT
 
 
-@answers(f"{NOMAD} nomad/acl_endpoint.go L36 aclDisabled = NewErrRPCCoded(400, ...), Bootstrap L488-489")
+@answers(f"{NOMAD} nomad/acl_endpoint.go L38 aclDisabled = NewErrRPCCoded(400, ...), Bootstrap L444-445")
 def nomad_acl_disabled():
     return 400, "ACL support disabled", TEXT
 
 
-@answers(f"{NOMAD} nomad/acl_endpoint.go Bootstrap L524 (the reset file <data_dir>/server/acl-bootstrap-reset): 400")
+@answers(f"{NOMAD} nomad/acl_endpoint.go Bootstrap L480 (the reset file <data_dir>/server/acl-bootstrap-reset): 400")
 def nomad_acl_wrong_reset_index(specified: int, reset_index: int):
     return 400, f"Invalid bootstrap reset index (specified {specified}, reset index: {reset_index})", TEXT
 
 
 @answers(
     f"{NOMAD} command/agent/operator_endpoint.go L220-267 (L236-237: WriteHeader(429) when unhealthy, the body still "
-    f"written; its Content-Type derived from net/http, not read); nomad/operator_endpoint.go ServerHealth L379-413 "
-    f"(always forwarded; operator:read); Name = <node>.<region> (nomad/server.go L1569); api/operator_autopilot.go@v2.0.5 "
+    f"written; its Content-Type derived from net/http, not read); nomad/operator_endpoint.go ServerHealth L381-415 "
+    f"(always forwarded; operator:read); Name = <node>.<region> (nomad/server.go setupSerf L1740); api/operator_autopilot.go@v2.0.5 "
     f"ServerHealth L100-137: ID (raft id), Version, Leader beside Healthy and Voter"
 )
 def nomad_autopilot_health(servers: list[dict[str, Any]]):
@@ -172,13 +173,15 @@ def nomad_autopilot_health(servers: list[dict[str, Any]]):
 
 
 NOMAD_TRANSFER = (
-    "hashicorp/nomad v2.0.5 command/agent/operator_endpoint.go OperatorRaftTransferLeadership L90-141 (PUT or POST; "
-    "'must specify id or address' -> 400); nomad/operator_endpoint.go TransferLeadershipToPeer L190-300 (forwarded "
+    "hashicorp/nomad v2.0.5 command/agent/operator_endpoint.go OperatorRaftTransferLeadership L91-139 (PUT or POST; "
+    "'must specify id or address' -> 400); nomad/operator_endpoint.go TransferLeadershipToPeer L190-305 (forwarded "
     "to the leader; management token only; an id not in the raft configuration -> 400; the leader itself -> Noop)"
 )
 
 
-@answers(f"{NOMAD_TRANSFER}; nomad/structs/operator.go LeadershipTransferResponse L111-121 (From, To, Noop, Err)")
+@answers(
+    f"{NOMAD_TRANSFER}; nomad/structs/operator.go LeadershipTransferResponse L111-116, RaftIDAddress L118-121 (From, To, Noop, Err)"
+)
 def nomad_leadership_transferred(from_id: str, from_address: str, to_id: str, to_address: str):
     noop = from_id == to_id
     body = {
@@ -196,10 +199,10 @@ def nomad_transfer_needs_id():
 
 
 @answers(
-    f"{NOMAD_TRANSFER}; nomad/structs/operator.go@v2.0.5 validateID ('id must be a uuid: %w'; the wrapped go-uuid wording not read); {_NOMAD_WRAP}"
+    f"{NOMAD_TRANSFER}; nomad/structs/operator.go@v2.0.5 validateID ('id must be a uuid: %w'; go-uuid v1.0.3 uuid.go ParseUUID L62 'uuid string is wrong length'); {_NOMAD_WRAP}"
 )
 def nomad_transfer_id_not_uuid(server_id: str):
-    return 400, f"id must be a uuid: uuid string is wrong length: {server_id!r}", TEXT
+    return 400, "id must be a uuid: uuid string is wrong length", TEXT
 
 
 @answers(f"{NOMAD_TRANSFER}; {_NOMAD_WRAP}: the RPC's coded error text")
@@ -208,20 +211,28 @@ def nomad_transfer_unknown_id(server_id: str):
 
 
 @answers(
-    "hashicorp/nomad v2.0.5 command/agent/operator_endpoint.go OperatorRaftPeer L61-88 (DELETE, ?id= only: 'Removing a "
+    "hashicorp/nomad v2.0.5 command/agent/operator_endpoint.go OperatorRaftPeer L62-88 (DELETE, ?id= only: 'Removing a "
     "peer by address is not supported'; returns nil, nil: 200 and no body); nomad/operator_endpoint.go "
-    "RaftRemovePeerByID (management token; 'id %q was not found in the Raft configuration')"
+    "RaftRemovePeerByID L120-184 (management token; 'id %q was not found in the Raft configuration')"
 )
 def nomad_peer_removed():
     return 200, None
 
 
-@answers(f"{NOMAD} nomad/job_endpoint.go List L1403-1421 (a JSON array of job stubs)")
+@answers(
+    "hashicorp/nomad v2.0.5 nomad/operator_endpoint.go RaftRemovePeerByID L153 (an uncoded fmt.Errorf: the wrap "
+    "answers 500 with its text)"
+)
+def nomad_peer_unknown_id(server_id: str):
+    return 500, f'id "{server_id}" was not found in the Raft configuration', TEXT
+
+
+@answers(f"{NOMAD} nomad/job_endpoint.go List L1399-1418 (a JSON array of job stubs)")
 def nomad_jobs(jobs: list[dict[str, Any]]):
     return 200, jobs
 
 
-@answers(f"{NOMAD} nomad/job_endpoint.go List L1403-1421 (list-jobs denied to the anonymous token): 403")
+@answers(f"{NOMAD} nomad/job_endpoint.go List L1399-1418 (list-jobs denied to the anonymous token): 403")
 def nomad_jobs_denied():
     return 403, "Permission denied", TEXT
 
@@ -239,7 +250,7 @@ def nomad_nodes(stubs: list[dict[str, Any]]):
 
 
 @answers(
-    f"{NOMAD} command/agent/node_endpoint.go nodeQuery L173-194 (api/nodes.go Node; DrainStrategy null once a "
+    f"{NOMAD} command/agent/node_endpoint.go nodeQuery L177-197 (api/nodes.go Node; DrainStrategy null once a "
     f'drain is over: api/nodes.go MonitorDrain L277); 404 "node not found" for an unknown id'
 )
 def nomad_node(node: dict[str, Any] | None):
@@ -247,7 +258,7 @@ def nomad_node(node: dict[str, Any] | None):
 
 
 @answers(
-    f"{NOMAD} command/agent/node_endpoint.go nodeToggleDrain L114-149 (PUT or POST; body api/nodes.go "
+    f"{NOMAD} command/agent/node_endpoint.go nodeToggleDrain L117-152 (PUT or POST; body api/nodes.go "
     f"NodeUpdateDrainRequest {{DrainSpec {{Deadline ns, IgnoreSystemJobs}}, MarkEligible}}; answers "
     f"NodeDrainUpdateResponse; node:write)"
 )

@@ -9,7 +9,7 @@ delete, which drains the node through Nomad's API, runs while the old machine st
 creation waits until the new machine's Nomad client is ready, and the next client waits for it
 (components/platforms/libvirt/nodes.py), so clients are replaced one at a time on every `up` but the first.
 
-Nomad's API as read at hashicorp/nomad v1.10.3 (tests/upstream.py has each answer with its source):
+Nomad's API as read at hashicorp/nomad v2.0.5 (tests/upstream.py has each answer with its source):
 GET /v1/nodes lists node stubs (api/nodes.go NodeListStub: ID, Name, Status, SchedulingEligibility,
 Drain); PUT /v1/node/<id>/drain takes {"DrainSpec": {"Deadline": <ns>, "IgnoreSystemJobs": false},
 "MarkEligible": false} (command/agent/node_endpoint.go nodeToggleDrain); a drain is over once the

@@ -33,16 +33,17 @@ this relies on are in tests/upstream.py, each with its source.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi.dynamic
 
-from components.dynamic.http_api import DeadlineExceeded, HttpsApi, Poller, Response, TlsMaterial, Unreachable
+from components.dynamic.http_api import DeadlineExceeded, HttpsApi, Poller, Response, Unreachable
 from components.dynamic.inputs import changed_keys, is_known
-from components.dynamic.typed import SECRET, TypedResource
-from components.rollout.server_health import AUTOPILOT_HEALTH_STATUSES, ServerApis, server_apis
+from components.dynamic.typed import TypedResource
+from components.rollout.server_health import AUTOPILOT_HEALTH_STATUSES, ServerApis, ServerCredentials
+from components.rollout.server_health import apis_from as server_apis_from
 from components.rollout.versions import VERSION_KEYS, newer_than, reported_version
 
 HANDOVER_SECONDS = 2 * 60
@@ -355,8 +356,7 @@ class _ServerHandoverProvider(pulumi.dynamic.ResourceProvider):
         self._timeout, self._interval = timeout, interval
 
     def _apis(self, props: Mapping[str, Any]) -> ServerApis:
-        tls = TlsMaterial(props["ca_pem"], props["client_cert_pem"], props["client_key_pem"])
-        return server_apis(tls, props["consul_token"], props["nomad_token"], props["vault_token"] or "")
+        return server_apis_from(props)
 
     def _hand_over(self, props: Mapping[str, Any], peers: Mapping[str, str]) -> str:
         return hand_over(
@@ -410,7 +410,9 @@ class _ServerHandoverProvider(pulumi.dynamic.ResourceProvider):
 
 
 @dataclass(frozen=True)
-class ServerHandoverArgs:
+class ServerHandoverArgs(ServerCredentials):
+    """vault_token is "" for the first server (see the module's doc)."""
+
     node_name: pulumi.Input[str]
     address: pulumi.Input[str]
     """Where the program reaches the server."""
@@ -422,15 +424,6 @@ class ServerHandoverArgs:
     """A digest of what replaces the server's machine when it changes."""
     versions: pulumi.Input[Mapping[str, str]]
     """consul, nomad, vault -> the version this `up` installs."""
-    ca_pem: pulumi.Input[str]
-    client_cert_pem: pulumi.Input[str]
-    client_key_pem: pulumi.Input[str] = field(metadata=SECRET)
-    consul_token: pulumi.Input[str] = field(metadata=SECRET)
-    """Consul's management token (operator:read for autopilot, operator:write for the transfer)."""
-    nomad_token: pulumi.Input[str] = field(metadata=SECRET)
-    """Nomad's preset management token (operator:read and operator:write)."""
-    vault_token: pulumi.Input[str] = field(metadata=SECRET)
-    """Vault's root token (sudo on sys/step-down); "" for the first server (see the module's doc)."""
 
 
 class ServerHandover(TypedResource, module="hashistack", name="ServerHandover"):

@@ -24,7 +24,7 @@ used throughout.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ DEFAULT_TIMEOUT_SECONDS = 20 * 60  # a first boot installs packages before Consu
 POLL_SECONDS = 5.0
 # Nomad's /v1/status/leader forwards to the leader unless the read may be stale, and answers 500
 # "No cluster leader" without one; a stale read answers from the server's own raft state, "" without
-# a leader (hashicorp/nomad v1.10.3 nomad/rpc.go forward, nomad/status_endpoint.go Leader).
+# a leader (hashicorp/nomad v2.0.5 nomad/rpc.go forward, nomad/status_endpoint.go Leader).
 NOMAD_LEADER_PATH = "/v1/status/leader?stale=true"
 # Autopilot health answers 429 with the full body when any server is unhealthy (Consul and Nomad
 # command/agent/operator_endpoint.go): the body still says how *this* server is.
@@ -151,7 +151,7 @@ def _nomad_acl_bootstrapped(apis: ServerApis, address: str, peers: Sequence[str]
     leader refuses it (the leader's ACL state lacks it); None when nothing can tell yet.
 
     The node under test is asked only for a yes: until it has joined it cannot forward the read to
-    the leader (500 "No cluster leader", hashicorp/nomad v1.10.3 nomad/acl_endpoint.go WhoAmI), and
+    the leader (500 "No cluster leader", hashicorp/nomad v2.0.5 nomad/acl_endpoint.go WhoAmI), and
     its own state knows no token.
     """
     answers = {candidate: _ask(apis.nomad(candidate), "/v1/acl/token/self") for candidate in (*peers, address)}
@@ -263,12 +263,7 @@ class _ServerHealthProvider(pulumi.dynamic.ResourceProvider):
         self._timeout, self._interval = timeout, interval
 
     def _wait(self, props: dict[str, Any], cluster_existed: bool) -> dict[str, Any]:
-        apis = server_apis(
-            TlsMaterial(props["ca_pem"], props["client_cert_pem"], props["client_key_pem"]),
-            props["consul_token"],
-            props["nomad_token"],
-            props["vault_token"],
-        )
+        apis = apis_from(props)
         status = wait_until_healthy(
             apis,
             props["node_name"],
@@ -304,21 +299,34 @@ class _ServerHealthProvider(pulumi.dynamic.ResourceProvider):
 
 
 @dataclass(frozen=True)
-class ServerHealthArgs:
+class ServerCredentials:
+    """How the program talks to every server's Consul, Nomad and Vault (`apis_from` reads them back)."""
+
+    ca_pem: pulumi.Input[str]
+    client_cert_pem: pulumi.Input[str]
+    client_key_pem: pulumi.Input[str] = field(metadata=SECRET)
+    consul_token: pulumi.Input[str] = field(metadata=SECRET)
+    """Consul's management token (operator:read for autopilot, operator:write for a leader transfer)."""
+    nomad_token: pulumi.Input[str] = field(metadata=SECRET)
+    """Nomad's preset management token; accepted once Nomad's ACLs are bootstrapped (a transfer needs
+    management, not only operator:write)."""
+    vault_token: pulumi.Input[str] = field(metadata=SECRET)
+    """Vault's root token (raft autopilot state, sudo on sys/step-down); "" where there is none yet."""
+
+
+def apis_from(props: Mapping[str, Any]) -> ServerApis:
+    """The servers' APIs from a resource's ServerCredentials props."""
+    tls = TlsMaterial(props["ca_pem"], props["client_cert_pem"], props["client_key_pem"])
+    return server_apis(tls, props["consul_token"], props["nomad_token"], props["vault_token"] or "")
+
+
+@dataclass(frozen=True)
+class ServerHealthArgs(ServerCredentials):
     node_name: pulumi.Input[str]
     address: pulumi.Input[str]
     peers: pulumi.Input[Sequence[pulumi.Input[str]]]
     machine_id: pulumi.Input[str]
     """The machine's id; a new id (a replaced machine) re-runs the check, as for an existing cluster."""
-    ca_pem: pulumi.Input[str]
-    client_cert_pem: pulumi.Input[str]
-    client_key_pem: pulumi.Input[str] = field(metadata=SECRET)
-    consul_token: pulumi.Input[str] = field(metadata=SECRET)
-    """A Consul token with operator:read (autopilot health): the management token."""
-    nomad_token: pulumi.Input[str] = field(metadata=SECRET)
-    """Nomad's (preset) management token; accepted once Nomad's ACLs are bootstrapped."""
-    vault_token: pulumi.Input[str] = field(metadata=SECRET)
-    """Vault's root token (raft autopilot state)."""
     vault_unseal_keys: pulumi.Input[Sequence[str]] = field(metadata=SECRET)
     """Shamir unseal keys; empty with auto-unseal."""
     console_log: pulumi.Input[str] = ""

@@ -1,6 +1,6 @@
 # Nomad servers and clients (one token for both) with workload identity (Nomad >= 1.7).
-# Compared with Nomad's documented minimum for v1.10 (hashicorp/nomad v1.10.3
-# website/content/docs/integrations/consul/acl.mdx L33-65) and with the Consul calls Nomad 1.10.3
+# Compared with Nomad's documented minimum for v1.10 (hashicorp/web-unified-docs content/nomad/v2.0.x/content/docs/secure/acl/consul.mdx,
+# "Nomad Agents"; unchanged from v1.10.3's) and with the Consul calls Nomad 1.10.3
 # makes with its agent token; tests/test_bootstrap.py keeps this file to the rules below.
 
 # GET /v1/agent/self: Consul version and namespace detection, supported Envoy versions, the client's

@@ -11,7 +11,7 @@ It models only what the boot script and systemd depend on, each from the product
   port (8300), so with no server it never gets that far, as a real client never does without the
   servers and its token. It answers HTTPS on 8501 and DNS on 8600 for `consul.service.<domain>`;
 - nomad (`agent -config DIR`) notifies READY=1 once its listeners are up, without waiting for Consul
-  (hashicorp/nomad command/agent/command.go@v1.10.3, handleSignals: sdNotify(sdSock, sdReady));
+  (hashicorp/nomad command/agent/command.go@v2.0.5, handleSignals: sdNotify(sdSock, sdReady));
   it answers HTTPS on 4646 (/v1/agent/health);
 - vault (`server -config=FILE`, Type=simple) answers HTTPS on 8200 (/v1/sys/health: 501, not
   initialised, as a new Vault does).

@@ -169,7 +169,7 @@ def packages(versions: Versions) -> list[StandIn]:
             "nomad",
             versions.nomad,
             source="hashicorp/nomad .release/linux/package/ (nomad.service, etc/nomad.d/nomad.hcl, nomad.env), "
-            ".release/linux/preinst and postinst, all at v1.10.3",
+            ".release/linux/preinst and postinst, all at v2.0.5",
             conffiles={
                 "/usr/lib/systemd/system/nomad.service": NOMAD_UNIT,
                 # The packaged example runs a one-node server and client (the bootstrap removes it).

@@ -439,13 +439,13 @@ def _seconds(duration: str) -> int:
     return int(match[1]) * units[match[2]]
 
 
-# What a stopped client's agent does, read in hashicorp/nomad at v2.0.7.
+# What a stopped client's agent does, read in hashicorp/nomad at v2.0.5.
 NOMAD_GRACEFUL_TIMEOUT = 5
-"""command/agent/command.go@v2.0.7 gracefulTimeout: the agent exits at most deadline + 5 s after
-SIGINT (terminateGracefully); client/drain.go@v2.0.7 DrainSelf polls until deadline + 5 s."""
+"""command/agent/command.go@v2.0.5 gracefulTimeout: the agent exits at most deadline + 5 s after
+SIGINT (terminateGracefully); client/drain.go@v2.0.5 DrainSelf polls until deadline + 5 s."""
 SYSTEMD_DEFAULT_STOP_TIMEOUT = 90
 """DefaultTimeoutStopSec (systemd-system.conf(5)): the packaged unit sets no TimeoutStopSec
-(.release/linux/package/usr/lib/systemd/system/nomad.service@v2.0.7: KillSignal=SIGINT, KillMode=process)."""
+(.release/linux/package/usr/lib/systemd/system/nomad.service@v2.0.5: KillSignal=SIGINT, KillMode=process)."""
 
 
 def _autoscaled_aws_client(cluster: ClusterSpec, node: NodeSpec) -> bool:
@@ -454,9 +454,9 @@ def _autoscaled_aws_client(cluster: ClusterSpec, node: NodeSpec) -> bool:
 
 
 def test_aws_clients_drain_themselves_when_nomad_stops():
-    """website/content/docs/configuration/client.mdx@v2.0.7 (drain_on_shutdown: deadline, force,
+    """website/content/docs/configuration/client.mdx@v2.0.5 (drain_on_shutdown: deadline, force,
     ignore_system_jobs; acts only with leave_on_interrupt or leave_on_terminate); command/agent/
-    command.go@v2.0.7 handleSignals (SIGINT + LeaveOnInt -> terminateGracefully -> Agent.Leave ->
+    command.go@v2.0.5 handleSignals (SIGINT + LeaveOnInt -> terminateGracefully -> Agent.Leave ->
     client/drain.go DrainSelf, authenticated by the node's secret ID). The packaged unit stops Nomad with
     SIGINT, so leave_on_interrupt is the one that counts. Deadline and system jobs as the libvirt
     clients' API drain (components/rollout/client_node.py, "DrainSpec")."""

@@ -120,7 +120,7 @@ def test_a_later_up_touches_clients_only_after_the_last_server_gate(stack):
     """Servers first, then clients (Consul: "you must upgrade the Consul servers before you upgrade
     the client agents", web-unified-docs content/consul/v2.0.x/content/docs/upgrade/version-specific.mdx;
     Nomad: "5. Upgrade clients: Following the successful upgrade of the servers",
-    website/content/docs/upgrade/index.mdx@v1.10.3). An unchanged gate is a "same" step, so
+    hashicorp/web-unified-docs content/nomad/v2.0.x/content/docs/upgrade/index.mdx). An unchanged gate is a "same" step, so
     an `up` that replaces no server delays no client."""
     later = _run(stack, 3, later=True)
     last_gate = _gates(later)["server-2"]

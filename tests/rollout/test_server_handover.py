@@ -9,7 +9,7 @@ import upstream
 from fake_cluster import CONSUL_TOKEN, NOMAD_TOKEN, VAULT_ROOT, FakeCluster
 from fake_https import operator_tls
 
-from components.rollout import server_handover, vault_standby
+from components.rollout import server_handover, server_health, vault_standby
 from components.rollout.server_handover import HandoverRefusedError, _ServerHandoverProvider, downgrade_failures
 from components.rollout.vault_standby import _VaultStandbyFirstProvider
 
@@ -30,9 +30,9 @@ def built(pki, cluster) -> FakeCluster:
 
 @pytest.fixture
 def provider(monkeypatch, cluster) -> _ServerHandoverProvider:
-    on_ports = server_handover.server_apis
+    on_ports = server_health.server_apis
 
-    monkeypatch.setattr(server_handover, "server_apis", lambda *args: on_ports(*args, ports=cluster.ports))
+    monkeypatch.setattr(server_health, "server_apis", lambda *args: on_ports(*args, ports=cluster.ports))
     return _ServerHandoverProvider(timeout=0.3, interval=0.02)
 
 
@@ -256,8 +256,8 @@ def test_scaling_5_to_3_leaves_no_dead_voter_in_any_product(pki, fake_api, monke
     delete then takes the server out of Consul's, Nomad's and Vault's raft configurations, through
     the servers that remain, so the next replacement counts three voters, not five."""
     cluster = FakeCluster(fake_api, servers=5)
-    on_ports = server_handover.server_apis
-    monkeypatch.setattr(server_handover, "server_apis", lambda *args: on_ports(*args, ports=cluster.ports))
+    on_ports = server_health.server_apis
+    monkeypatch.setattr(server_health, "server_apis", lambda *args: on_ports(*args, ports=cluster.ports))
     cluster.build(pki)
     cluster.set_running("server-3", "server-4", running=False)
     provider = _ServerHandoverProvider(timeout=0.3, interval=0.02)

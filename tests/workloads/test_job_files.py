@@ -1,6 +1,6 @@
 """The shipped jobs as the Nomad provider will submit them (the jobspec and HCL2 variables each
 nomad.Job carries in the dev program), checked for what they promise at run time, with the Nomad
-v1.10.3 behaviour each promise rests on."""
+v2.0.5 behaviour each promise rests on."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _task(job, name):
 
 def test_prometheus_reads_a_copy_of_its_consul_token_that_its_user_can_read(submitted):
     """Nomad writes secrets/consul_token 0640 as root (client/allocrunner/taskrunner/consul_hook.go
-    consulTokenFilePerms at v1.10.3); Prometheus runs as nobody. A template renders CONSUL_TOKEN,
+    consulTokenFilePerms at v2.0.5); Prometheus runs as nobody. A template renders CONSUL_TOKEN,
     which the consul hook sets before the template hook runs (task_runner_hooks.go), into a file of
     nobody's (api/tasks.go Template uid/gid/perms), and every credentials_file reads that one."""
     task = _task(submitted["prometheus"], "prometheus")
@@ -74,7 +74,7 @@ def test_no_non_root_task_reads_the_consul_token_file_nomad_keeps_root_s(submitt
 
 def test_a_published_service_s_sidecar_carries_tags_of_its_own(submitted):
     """Consul gives a sidecar without tags its service's tags (command/agent/consul/service_client.go
-    sidecarTagsDifferent at v1.10.3): traefik.enable=true would publish Envoy's mesh-only listener."""
+    sidecarTagsDifferent at v2.0.5): traefik.enable=true would publish Envoy's mesh-only listener."""
     checked = 0
     for job in submitted.values():
         for service in job.services:
@@ -90,6 +90,6 @@ def test_a_published_service_s_sidecar_carries_tags_of_its_own(submitted):
 def test_hello_vault_s_token_reaches_its_template_only(submitted):
     """`env = false` keeps VAULT_TOKEN out of the task's environment; `disable_file = true` keeps
     Nomad from writing secrets/vault_token, mode 0666 (client/allocrunner/taskrunner/vault_hook.go
-    writeToken at v1.10.3); the template hook gets the token from the vault hook."""
+    writeToken at v2.0.5); the template hook gets the token from the vault hook."""
     (vault,) = _task(submitted["hello-vault"], "http-echo").vault
     assert (vault["env"], vault["disable_file"]) == (False, True)

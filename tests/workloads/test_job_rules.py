@@ -276,7 +276,7 @@ CASES = [
         'security_opt "seccomp=unconfined"; security_opt "apparmor:unconfined"; security_opt "label=disable"',
         job_hcl(config=docker('security_opt = ["no-new-privileges", "label=type:svirt_apache_t"]')),
     ),
-    # The exec and java drivers' own namespace and capability options (drivers/exec/driver.go@v1.10.3).
+    # The exec and java drivers' own namespace and capability options (drivers/exec/driver.go@v2.0.5).
     (
         "task-sandboxed",
         exec_job('command = "/bin/true"\n        pid_mode = "host"\n        ipc_mode = "host"'),
@@ -315,7 +315,7 @@ CASES = [
         job_hcl(network_mode="host"),
     ),
     # exec and java run in the group's network namespace, the host's in Nomad's default mode
-    # (client/allocrunner/network_manager_linux.go@v1.10.3).
+    # (client/allocrunner/network_manager_linux.go@v2.0.5).
     (
         "host-network-exception",
         java_job(network_mode=None),
@@ -395,7 +395,7 @@ CASES = [
         job_hcl(task_extra=f"vault {{}}\n{SCOPED_SECRET}"),
     ),
     # consul-template inserts data/ (reads) and metadata/ (lists) on a KV v2 mount
-    # (dependency/vault_read.go, vault_list.go@v0.41.0).
+    # (dependency/vault_read.go, vault_list.go@v0.42.1).
     (
         "vault-paths-scoped",
         vault_job('{{ with secret "kv/default/grafana/admin" }}{{ .Data.data.x }}{{ end }}'),
@@ -470,7 +470,7 @@ CASES = [
         f"artifact {JAR} has no checksum",
         java_job(task_extra=artifact(JAR, DIGEST)),
     ),
-    # go-getter takes the checksum from the URL (checksum.go@v1.7.8); Nomad adds options to the query.
+    # go-getter takes the checksum from the URL (checksum.go@v1.8.8); Nomad adds options to the query.
     (
         "artifacts-checksummed",
         java_job(task_extra=artifact(f"{JAR}?archive=false")),

@@ -155,7 +155,7 @@ def test_traefik_reads_the_local_consul_agent_with_the_workload_token(jobs):
     assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_EXPOSEDBYDEFAULT"] == "false"
     assert env["TRAEFIK_PROVIDERS_CONSULCATALOG_DEFAULTRULE"] == "Host(`{{ normalize .Name }}.hashistack.test`)"
     # The token is never in the job: it comes from CONSUL_TOKEN, which Nomad sets in the task's
-    # environment (client/allocrunner/taskrunner/consul_hook.go@v1.10.3), and which uid 65534 can read
+    # environment (client/allocrunner/taskrunner/consul_hook.go@v2.0.5), and which uid 65534 can read
     # where it cannot read secrets/consul_token (0640, root).
     assert not [key for key in env if "TOKEN" in key]
     command = " ".join(t.config["args"])

@@ -12,7 +12,7 @@ from components.workloads.rules.artifacts import checksum_problem
 
 
 def test_the_first_checksum_parameter_counts_as_in_go(tmp_path):
-    """url.Values.Get gives the first value (go-getter checksum.go@v1.7.8 extractChecksum)."""
+    """url.Values.Get gives the first value (go-getter checksum.go@v1.8.8 extractChecksum)."""
     first_bad = java_job(task_extra=artifact(f"{JAR}?checksum=md5:{'ab' * 16}&checksum={DIGEST}"))
     assert [v.rule for v in check_job(load_job(write(tmp_path, first_bad)), ALLOWED)] == ["artifacts-checksummed"]
     first_good = java_job(task_extra=artifact(f"{JAR}?checksum={DIGEST}&checksum=md5:{'ab' * 16}"))
@@ -20,7 +20,7 @@ def test_the_first_checksum_parameter_counts_as_in_go(tmp_path):
 
 
 def test_checksums():
-    """nomad/structs/structs.go@v1.10.3 TaskArtifact.validateChecksum and go-getter checksum.go@v1.7.8."""
+    """nomad/structs/structs.go@v2.0.5 TaskArtifact.validateChecksum and go-getter checksum.go@v1.8.8."""
     assert checksum_problem(DIGEST, in_url=False) is None
     assert checksum_problem(SHA512, in_url=True) is None
     assert checksum_problem(f" {DIGEST.upper().replace('SHA256', 'sha256')} ", in_url=False) is None

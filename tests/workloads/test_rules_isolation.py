@@ -36,13 +36,14 @@ def test_a_host_network_violation_says_all_of_it(tmp_path):
         ("/", False),
         ("../../etc", False),
         ("local/../../..", False),
-        ("../..x", False),  # isParentPath tests the relative path's prefix, so "..x" counts as outside
+        ("../..x", False),  # stricter than Nomad 2.0's ChildEscapesParentDir, which passes "..x": on the safe side
         ("${NOMAD_TASK_DIR}/x", False),
     ],
 )
 def test_mount_sources_resolve_against_the_task_dir_as_nomad_does(source, inside):
-    """drivers/docker/driver.go@v1.10.3 containerBinds/toDockerMount: expandPath(task dir, source), then
-    isParentPath(alloc dir, ...) (drivers/docker/utils.go@v1.10.3) with volumes.enabled = false."""
+    """drivers/docker/driver.go@v2.0.5 containerBinds/toDockerMount: expandPath(task dir, source), then
+    escapingfs.ChildEscapesParentDir(alloc dir, ...) (helper/escapingfs/escapes.go@v2.0.5) with
+    volumes.enabled = false."""
     assert (host_path_problem(source, "server") is None) is inside
 
 
@@ -51,7 +52,7 @@ def test_a_mount_source_that_is_not_a_string_is_reported():
 
 
 def test_the_mounts_list_is_checked_like_mount_blocks(tmp_path):
-    """`mounts` is a block list of the same body as `mount` (drivers/docker/config.go@v1.10.3)."""
+    """`mounts` is a block list of the same body as `mount` (drivers/docker/config.go@v2.0.5)."""
     config = docker('mounts = [{ type = "bind", source = "/var/run/docker.sock", target = "/sock" }]')
     (violation,) = check_job(load_job(write(tmp_path, job_hcl(config=config))), ALLOWED)
     assert violation.rule == "task-sandboxed" and '"/var/run/docker.sock" is a host path' in violation.message
@@ -60,7 +61,7 @@ def test_the_mounts_list_is_checked_like_mount_blocks(tmp_path):
 
 
 def test_group_network_modes():
-    """client/allocrunner/network_manager_linux.go@v1.10.3: "host" by default; bridge, none and cni/*
+    """client/allocrunner/network_manager_linux.go@v2.0.5: "host" by default; bridge, none and cni/*
     isolate (netModeToIsolationMode)."""
     assert [isolates_network(m) for m in ("bridge", "Bridge", "none", "cni/mynet")] == [True] * 4
     assert [isolates_network(m) for m in ("host", "driver", "", "cnix")] == [False] * 4

@@ -30,7 +30,7 @@ from components.workloads.rules.vault import vault_grants, vault_request
     ],
 )
 def test_vault_token_reads_are_matched_precisely(tmp_path, extra, reads):
-    """Nomad writes the task's token to secrets/vault_token (client/allocrunner/taskrunner/vault_hook.go@v1.10.3)."""
+    """Nomad writes the task's token to secrets/vault_token (client/allocrunner/taskrunner/vault_hook.go@v2.0.5)."""
     rules = [v.rule for v in check_job(load_job(write(tmp_path, job_hcl(task_extra=f"vault {{}}\n{extra}"))), ALLOWED)]
     assert rules == (["vault-workload-identity"] if reads else [])
 
@@ -61,7 +61,7 @@ def test_a_template_with_both_problems_reports_both(tmp_path):
 )
 def test_vault_requests_are_what_consul_template_sends(function, path, expected):
     """dependency/vault_read.go shimKVv2Path and vault_list.go shimKvV2ListPath at consul-template
-    v0.41.0, the version in Nomad v1.10.3's go.mod."""
+    v0.42.1, the version in Nomad v2.0.5's go.mod."""
     assert vault_request(function, path) == expected
 
 

@@ -35,7 +35,7 @@ def _elb_name(name: str) -> str:
 # What the API load balancer asks each server before sending it traffic: the agent serving, not merely
 # its port open. Both answer without a token or a client certificate; anything but 200 is unhealthy.
 HEALTH_CHECKS = {
-    # 200 once the server knows a leader, 500 otherwise (hashicorp/nomad v1.10.3
+    # 200 once the server knows a leader, 500 otherwise (hashicorp/nomad v2.0.5
     # command/agent/agent_endpoint.go HealthRequest; no ACL; verify_https_client = false).
     NOMAD_HTTP_PORT: "/v1/agent/health?type=server",
     # 200 active or (standbyok) standby; 501 uninitialised, 503 sealed, 429 never asked for

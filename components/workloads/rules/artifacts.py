@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 from components.workloads.job_model import _is_expression, _one
 from components.workloads.rule_framework import JobContext, Rule, Scope
 
-# Checksum types that pin an artifact: go-getter and Nomad also take md5 and sha1 (checksum.go@v1.7.8,
-# TaskArtifact.validateChecksum in nomad/structs/structs.go@v1.10.3), whose collisions can be made.
+# Checksum types that pin an artifact: go-getter and Nomad also take md5 and sha1 (checksum.go@v1.8.8,
+# TaskArtifact.validateChecksum in nomad/structs/structs.go@v2.0.5), whose collisions can be made.
 ARTIFACT_CHECKSUM_HEX_DIGITS = {"sha256": 64, "sha512": 128}
 
 
@@ -20,8 +20,8 @@ ARTIFACT_CHECKSUM_HEX_DIGITS = {"sha256": 64, "sha512": 128}
 def checksum_problem(checksum: Any, *, in_url: bool) -> str | None:
     """Why an artifact checksum does not pin the download, or None. "sha256:<64 hex>" or
     "sha512:<128 hex>"; in the URL, go-getter also takes the hex alone and tells the type by its
-    length (extractChecksum, newChecksumFromValue: checksum.go@v1.7.8). A value Nomad interpolates at
-    run time passes, as Nomad lets it (TaskArtifact.validateChecksum, nomad/structs/structs.go@v1.10.3)."""
+    length (extractChecksum, newChecksumFromValue: checksum.go@v1.8.8). A value Nomad interpolates at
+    run time passes, as Nomad lets it (TaskArtifact.validateChecksum, nomad/structs/structs.go@v2.0.5)."""
     if not isinstance(checksum, str):
         return f"checksum {checksum!r} is not a string"
     if _is_expression(checksum):
@@ -45,7 +45,7 @@ def checksum_problem(checksum: Any, *, in_url: bool) -> str | None:
 def artifact_problem(artifact: Mapping[str, Any]) -> str | None:
     """Why an artifact is not pinned, or None. Its checksum is options.checksum, else the source
     URL's `checksum` parameter: Nomad sets each option as a query parameter of the URL, over one of
-    the same name (getURL, client/allocrunner/taskrunner/getter/util.go@v1.10.3)."""
+    the same name (getURL, client/allocrunner/taskrunner/getter/util.go@v2.0.5)."""
     source = artifact.get("source", "?")
     options = _one(artifact, "options") or {}
     if "checksum" in options:

@@ -24,7 +24,7 @@ _PINNED_TAG = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+(?:[-_.][\w.-]+)?", re.ASCII)
 # Docker's canonical form, so "nginx" also covers "docker.io/library/nginx".
 UNVERSIONED_IMAGES: dict[str, str] = {
     # HashiCorp's Connect demo (jobs/countdash.nomad.hcl): tagged only v1, v2, v3 (and -amd64/-arm64
-    # variants); Nomad's own example runs ":v3" (command/asset/connect.nomad.hcl at v1.10.3). A
+    # variants); Nomad's own example runs ":v3" (command/asset/connect.nomad.hcl at v2.0.5). A
     # production job pins a digest instead (image = "repo@sha256:...").
     "hashicorpdev/counter-api": "publishes only major-version tags (v1, v2, v3)",
     "hashicorpdev/counter-dashboard": "publishes only major-version tags (v1, v2, v3)",
@@ -34,7 +34,7 @@ IMAGE_DRIVERS = frozenset({"docker", "podman", "containerd-driver"})
 
 
 # -- images --------------------------------------------------------------------------------------------------
-# distribution/reference regexp.go@v0.6.0 (Nomad v1.10.3's go.mod), which drivers/docker/utils.go@v1.10.3
+# distribution/reference regexp.go@v0.6.0 (Nomad v2.0.5's go.mod), which drivers/docker/utils.go@v2.0.5
 # parseDockerImage matches images against: an image it does not match is rejected by the driver.
 _REF_ALNUM = r"[a-z0-9]+"
 _REF_SEPARATOR = r"(?:[._]|__|[-]+)"

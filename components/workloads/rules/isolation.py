@@ -15,17 +15,20 @@ from components.workloads.rules.images import IMAGE_DRIVERS
 
 # Drivers that run a task in its group's network namespace, which is the host's unless the group's
 # network mode isolates it: the exec and java drivers support the "host" and "group" isolation modes
-# only (driverCapabilities in drivers/exec/driver.go and drivers/java/driver.go@v1.10.3), and the
+# only (driverCapabilities in drivers/exec/driver.go and drivers/java/driver.go@v2.0.5), and the
 # executor joins a network namespace only when the alloc has one (NetworkIsolation,
-# drivers/shared/executor/executor_linux.go@v1.10.3).
+# drivers/shared/executor/executor_linux_cgo.go@v2.0.5).
 GROUP_NETWORK_DRIVERS = frozenset({"exec", "java"})
 # The task meta key by which a job states why a task runs in the host's network namespace (the rule
 # "host-network-exception"); Nomad passes it to the task as NOMAD_META_host_network_reason, harmlessly.
 HOST_NETWORK_REASON = "host_network_reason"
 # Docker run options that put a container in a namespace of the host's (pid, ipc, userns, uts,
-# cgroupns = "host"); the task config keys of drivers/docker/config.go@v1.10.3.
+# cgroupns = "host"); the task config keys of drivers/docker/config.go@v2.0.5. Since 2.0.4 (CVE-2026-14891)
+# Nomad itself refuses any pid, ipc, uts or userns mode unless the plugin allows it (allow_privileged
+# or allowed_modes; validateNamespace, drivers/docker/driver.go@v2.0.5), which this cluster's plugin
+# does not; cgroupns it still passes through, so the rule keeps checking all five.
 DOCKER_HOST_NAMESPACE_OPTIONS = ("pid_mode", "ipc_mode", "userns_mode", "uts_mode", "cgroupns")
-# The exec and java drivers' own namespace options (taskConfigSpec, drivers/exec/driver.go@v1.10.3).
+# The exec and java drivers' own namespace options (taskConfigSpec, drivers/exec/driver.go@v2.0.5).
 EXEC_HOST_NAMESPACE_OPTIONS = ("pid_mode", "ipc_mode")
 
 
@@ -45,11 +48,13 @@ _ALLOC_DIR = "/nomad-alloc-dir"
 
 def host_path_problem(source: Any, task_name: str) -> str | None:
     """Why a bind-mount source is not inside the allocation directory, or None: the check Nomad's
-    docker driver makes with `volumes.enabled = false` (the default; drivers/docker/config.go@v1.10.3).
+    docker driver makes with `volumes.enabled = false` (the default; drivers/docker/config.go@v2.0.5).
     A relative source is resolved against the task directory (<alloc dir>/<task>) and cleaned, an
-    absolute one only cleaned (expandPath, drivers/docker/utils.go@v1.10.3), and the result must be
-    the alloc dir or under it (isParentPath: its path relative to the alloc dir does not start with
-    ".."). So `local/x`, `secrets/x`, `../alloc/data` and `..` pass; `/etc` and `../../etc` do not.
+    absolute one only cleaned (expandPath, drivers/docker/utils.go@v2.0.5), and the result must be
+    the alloc dir or under it (escapingfs.ChildEscapesParentDir, helper/escapingfs/escapes.go@v2.0.5,
+    which replaced isParentPath in 2.0.4 for CVE-2026-14896 and also follows symlinks on the client:
+    its path relative to the alloc dir must not leave it). This rule refuses any relative path
+    starting with "..", a little more than Nomad (which passes "../..x"). So `local/x`, `secrets/x`, `../alloc/data` and `..` pass; `/etc` and `../../etc` do not.
     An absolute source can only be inside the alloc dir by naming the client's data_dir, which no job
     can know, so every absolute source counts as a host path."""
     if not isinstance(source, str):
@@ -79,25 +84,25 @@ def _docker_sandbox_problems(task: Task) -> list[str]:
         if config.get(option) == "host":
             problems.append(f'{option} = "host"')
     # seccomp/apparmor/systempaths=unconfined and label=disable switch a confinement off
-    # (parseSecurityOpts, drivers/docker/driver.go@v1.10.3, takes "key=value" or "key:value").
+    # (parseSecurityOpts, drivers/docker/driver.go@v2.0.5, takes "key=value" or "key:value").
     for option in config.get("security_opt") or ():
         key, value = _split_opt(str(option))
         if value == "unconfined" or (key == "label" and value == "disable"):
             problems.append(f'security_opt "{option}"')
     # With a volume driver, `volumes` are named volumes: refused unless volumes are enabled
-    # (containerBinds, drivers/docker/driver.go@v1.10.3).
+    # (containerBinds, drivers/docker/driver.go@v2.0.5).
     if config.get("volume_driver"):
         problems.append(f'volume_driver = "{config["volume_driver"]}" (a Docker volume, outside the allocation)')
     else:
         for volume in config.get("volumes") or ():
             parts = volume.split(":") if isinstance(volume, str) else []
-            if len(parts) < 2:  # parseVolumeSpecLinux, drivers/docker/utils.go@v1.10.3
+            if len(parts) < 2:  # parseVolumeSpecLinux, drivers/docker/utils.go@v2.0.5
                 problems.append(f"volumes entry {json.dumps(volume)} is not <source>:<destination>[:<mode>]")
                 continue
             problem = host_path_problem(parts[0], task.name)
             if problem:
                 problems.append(f'volumes entry "{volume}": {problem}')
-    # `mount` blocks and the `mounts` list (toDockerMount, drivers/docker/driver.go@v1.10.3): a bind
+    # `mount` blocks and the `mounts` list (toDockerMount, drivers/docker/driver.go@v2.0.5): a bind
     # is checked like a volume; tmpfs has no source; any other type (default "volume") is refused.
     for mount in [*_blocks(config, "mount"), *_blocks(config, "mounts")]:
         kind = mount.get("type", "volume")
@@ -149,7 +154,7 @@ def _task_sandboxed(ctx: JobContext) -> str | None:
 # -- the host's network namespace ---------------------------------------------------------------------------
 def group_network_mode(group: Group) -> str:
     """The group's network mode; Nomad's default is "host" (newNetworkManager,
-    client/allocrunner/network_manager_linux.go@v1.10.3)."""
+    client/allocrunner/network_manager_linux.go@v2.0.5)."""
     network = _one(group.raw, "network") or {}
     mode = network.get("mode")
     return mode if isinstance(mode, str) and mode else "host"
@@ -158,7 +163,7 @@ def group_network_mode(group: Group) -> str:
 def isolates_network(mode: str) -> bool:
     """Whether a group network mode gives the allocation its own network namespace: "bridge", "none"
     and "cni/<name>" do, "host" and anything else not (netModeToIsolationMode,
-    client/allocrunner/network_manager_linux.go@v1.10.3)."""
+    client/allocrunner/network_manager_linux.go@v2.0.5)."""
     mode = mode.lower()
     return mode in ("bridge", "none") or mode.startswith("cni/")
 
@@ -177,7 +182,7 @@ def _host_network_exception(ctx: JobContext) -> str | None:
     assert task is not None and group is not None
     if task.driver in IMAGE_DRIVERS:
         # A container without network_mode gets Docker's own network (or the group's namespace), never
-        # the host's (createContainerConfig, drivers/docker/driver.go@v1.10.3).
+        # the host's (createContainerConfig, drivers/docker/driver.go@v2.0.5).
         if task.config.get("network_mode") != "host":
             return None
         what, instead = 'network_mode = "host"', "or leave network_mode unset"
@@ -186,7 +191,7 @@ def _host_network_exception(ctx: JobContext) -> str | None:
         if isolates_network(mode):
             return None
         what = f'driver "{task.driver}" in a group whose network mode is "{mode}" runs in the host\'s network namespace'
-        # The exec driver looks its user up by name (HasValidIDs, drivers/exec/driver.go@v1.10.3), so a
+        # The exec driver looks its user up by name (HasValidIDs, drivers/exec/driver.go@v2.0.5), so a
         # numeric uid fails there: for exec, bridge mode is the way.
         instead = 'or give the group network { mode = "bridge" }'
     else:

@@ -15,13 +15,13 @@ from components.workloads.rule_framework import JobContext, Rule, Scope
 from components.workloads.rules.templates import _calls, _template_actions_of
 
 # A Vault token file read: Nomad's vault hook writes the task's token to secrets/vault_token
-# (client/allocrunner/taskrunner/vault_hook.go@v1.10.3), i.e. ${NOMAD_SECRETS_DIR}/vault_token.
+# (client/allocrunner/taskrunner/vault_hook.go@v2.0.5), i.e. ${NOMAD_SECRETS_DIR}/vault_token.
 _VAULT_TOKEN_FILE = re.compile(r"(?:^|/)(?:secrets|\$\{\s*NOMAD_SECRETS_DIR\s*\})/vault_token$")
 # `${VAULT_TOKEN}` in a value Nomad interpolates from the task's environment (env values); HCL's
 # `$${VAULT_TOKEN}` is the same by then, as the loader resolves the escape as jobspec2 does.
 _VAULT_TOKEN_INTERPOLATION = re.compile(r"\$\{\s*VAULT_TOKEN\s*\}")
-# consul-template's functions that read the task's environment (template/template.go@v0.41.0, the
-# consul-template of Nomad v1.10.3's go.mod).
+# consul-template's functions that read the task's environment (template/template.go@v0.42.1, the
+# consul-template of Nomad v2.0.5's go.mod).
 _ENV_FUNCTIONS = frozenset({"env", "mustEnv", "envOrDefault"})
 # Its functions that read (secret "path"), write (secret "path" "k=v") or list (secrets "path") Vault.
 _VAULT_FUNCTIONS = frozenset({"secret", "secrets"})
@@ -70,7 +70,7 @@ def _vault_workload_identity(ctx: JobContext) -> str | None:
 
 
 def vault_request(function: str, path: str) -> tuple[str, str]:
-    """(operation, Vault path) that consul-template v0.41.0 (Nomad v1.10.3's) sends for `secret "path"`
+    """(operation, Vault path) that consul-template v0.42.1 (Nomad v2.0.5's) sends for `secret "path"`
     (read) or `secrets "path"` (list) on this cluster's KV v2 mount: spaces and slashes trimmed,
     a read's query string dropped (NewVaultReadQuery, NewVaultListQuery); a read gets "data/" after
     the mount unless it names data/, metadata/ or subkeys/ (shimKVv2Path, dependency/vault_read.go),
@@ -125,7 +125,7 @@ def _vault_paths_scoped(ctx: JobContext) -> str | None:
                     continue
                 operation, effective = vault_request(call.function, path)
                 if call.function == "secret" and len(call.arguments) > 1:
-                    operation = "write"  # secret "path" "k=v" writes (secretFunc, template/funcs.go@v0.41.0)
+                    operation = "write"  # secret "path" "k=v" writes (secretFunc, template/funcs.go@v0.42.1)
                 if not effective.startswith(KV_MOUNT + "/") or vault_grants(
                     operation, effective, job.namespace, job.id
                 ):

@@ -4,7 +4,7 @@
 # systemctl and sleep return at once. The states and the IMDSv2 calls are those of
 # https://docs.aws.amazon.com/autoscaling/ec2/userguide/retrieving-target-lifecycle-state-through-imds.html
 # (InService, Standby, Detached, Terminated, Warmed:*; a 404 until the group has set one). That a stop
-# drains the node is Nomad's (drain_on_shutdown, client/drain.go@v1.10.3): tests/nodes/test_node_config.py.
+# drains the node is Nomad's (drain_on_shutdown, client/drain.go@v2.0.5): tests/nodes/test_node_config.py.
 
 setup() {
   export STUB_LOG="$BATS_TEST_TMPDIR/calls.log" STUB_STATE="$BATS_TEST_TMPDIR/state"

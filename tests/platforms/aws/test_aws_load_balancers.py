@@ -20,7 +20,7 @@ def test_the_api_load_balancer_asks_nomad_and_vault_whether_they_serve(monitor):
     """A TCP check passes for a sealed or uninitialised Vault and a Nomad without a leader; the HTTPS
     ones do not: Vault's /v1/sys/health answers 501 uninitialised, 503 sealed, 200 active or (with
     standbyok) standby (hashicorp/vault http/sys_health.go getSysHealth); Nomad's agent health answers
-    500 without a leader (hashicorp/nomad v1.10.3 command/agent/agent_endpoint.go HealthRequest).
+    500 without a leader (hashicorp/nomad v2.0.5 command/agent/agent_endpoint.go HealthRequest).
     Consul stays TCP: its servers' HTTPS API wants a client certificate the load balancer has not."""
     checks = {
         r.inputs["port"]: r.inputs["healthCheck"]
