@@ -83,10 +83,20 @@ def fleet_done(apis: Sequence[HttpsApi], count: int, version: str, since: int):
     return attempt
 
 
-def _registered_up_to(apis: Sequence[HttpsApi]) -> int:
-    """The newest CreateIndex among the nodes now: clients registered later are the refresh's."""
-    nodes = list_nodes(apis)
-    return max((_create_index(n) for n in nodes), default=0) if isinstance(nodes, list) else 0
+def _registered_up_to(apis: Sequence[HttpsApi], poller: Poller) -> int:
+    """The newest CreateIndex among the nodes now: clients registered later are the refresh's. It waits
+    until a server lists them: counting from 0 would take the old clients for new ones."""
+    newest: list[int] = []
+
+    def listed() -> tuple[bool, str]:
+        nodes = list_nodes(apis)
+        if isinstance(nodes, str):
+            return False, nodes
+        newest.append(max((_create_index(n) for n in nodes), default=0))
+        return True, f"clients registered up to index {newest[-1]}"
+
+    poller.until("Nomad's client list before the refresh", listed)
+    return newest[-1]
 
 
 class _ClientFleetProvider(pulumi.dynamic.ResourceProvider):
@@ -96,11 +106,11 @@ class _ClientFleetProvider(pulumi.dynamic.ResourceProvider):
     def _wait(self, props: Mapping[str, Any], since: int) -> str:
         apis = [nomad_api(a, props["ca_pem"], props["nomad_token"]) for a in props["addresses"]]
         count, version = int(props["count"]), props["nomad_version"]
-        if since < 0:
-            since = _registered_up_to(apis)
         poller = Poller(self._per_client * max(count, 1), self._interval)
         group, region = props["group_name"], props["region"]
         try:
+            if since < 0:
+                since = _registered_up_to(apis, poller)
             return poller.until(f"{group} instance refresh", fleet_done(apis, count, version, since))
         except DeadlineExceeded as error:
             raise RefreshNotDoneError(

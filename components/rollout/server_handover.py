@@ -218,18 +218,19 @@ def _wait(poller: Poller, what: str, done: Callable[[], tuple[bool, str]]) -> No
         raise HandoverRefusedError(f"{error}. The machine was not taken down; see {OPERATIONS}.") from None
 
 
-def vault_step_down(node_name: str, api: HttpsApi, token: str, poller: Poller) -> str:
-    """Steps Vault's active node on this server down (a standby takes over); a standby is left alone."""
+def vault_step_down(node_name: str, api: HttpsApi, has_token: bool, poller: Poller) -> str:
+    """Steps Vault's active node on this server down (a standby takes over); a standby, or a sealed
+    Vault (which reports itself a standby), is left alone. `api` carries the root token, if any."""
     health = vault_health(api)
-    if health is None or health.get("sealed") or health.get("standby") is not False:
+    if health is None or health.get("standby") is not False:
         return "Vault: not the active node"
-    if not token:
+    if not has_token:
         raise HandoverRefusedError(
             f"{node_name} is Vault's active node, and its machine goes first in the roll: step it down first "
             f"(`vault operator step-down` against {api.base_url} with the root token from `make outputs`), "
             f"then run `pulumi up` again. Nothing was taken down; see {OPERATIONS}."
         )
-    answer = api.request("PUT", "/v1/sys/step-down", headers={"X-Vault-Token": token})
+    answer = api.request("PUT", "/v1/sys/step-down")
     if not answer.ok:
         raise HandoverRefusedError(
             f"{node_name}'s Vault would not step down: PUT /v1/sys/step-down answers {answer.status}: "
@@ -274,11 +275,11 @@ def hand_over(
     if downgrades:
         raise HandoverRefusedError(f"{node_name} was not taken down: " + "; ".join(downgrades) + ".")
     done = [transfer_leadership(p, views[p.key] or {}, node_name, address, peers, prefer, poller) for p in products]
-    done.append(vault_step_down(node_name, apis.vault(address), vault_token, poller))
+    done.append(vault_step_down(node_name, apis.vault(address), bool(vault_token), poller))
     return f"{node_name}: the others are healthy voters; " + "; ".join(done)
 
 
-def remove_departed(apis: ServerApis, node_name: str, peers: Mapping[str, str], vault_token: str) -> str:
+def remove_departed(apis: ServerApis, node_name: str, peers: Mapping[str, str]) -> str:
     """Removes a server that has left the plan from Consul's, Nomad's and Vault's raft
     configurations (asked through the servers that remain). A product without it already, or no
     cluster at all (`pulumi destroy`), passes."""
@@ -287,31 +288,28 @@ def remove_departed(apis: ServerApis, node_name: str, peers: Mapping[str, str], 
         return f"{node_name}: no cluster answers, nothing to remove"
     done = []
     for product in raft_products(apis):
-        seat = (autopilot(product, addresses) or {}).get(node_name)
-        if seat is None or not seat.get("ID"):
+        by_hand = f"(`{product.key} operator raft remove-peer` by hand)"
+        servers = autopilot(product, addresses)
+        seat = (servers or {}).get(node_name)
+        if servers is None:
+            done.append(f"{product.name}: not removed, no server answers autopilot health {by_hand}")
+        elif seat is None or not seat.get("ID"):
             done.append(f"{product.name}: not a member")
-            continue
-        answer = _first_ok([product.api_for(a) for a in addresses], "DELETE", f"/v1/operator/raft/peer?id={seat['ID']}")
-        done.append(
-            f"{product.name}: removed"
-            if answer
-            else f"{product.name}: removal refused (`{product.key} operator raft remove-peer` by hand)"
-        )
+        elif _first_ok([product.api_for(a) for a in addresses], "DELETE", f"/v1/operator/raft/peer?id={seat['ID']}"):
+            done.append(f"{product.name}: removed")
+        else:
+            done.append(f"{product.name}: removal refused {by_hand}")
     body = {"server_id": node_name}
-    answer = _first_ok(
-        [apis.vault(a) for a in addresses], "POST", "/v1/sys/storage/raft/remove-peer", body, vault_token
-    )
-    done.append("Vault: removed" if answer else "Vault: removal refused (`vault operator raft remove-peer`)")
+    answer = _first_ok([apis.vault(a) for a in addresses], "POST", "/v1/sys/storage/raft/remove-peer", body)
+    done.append("Vault: removed" if answer else "Vault: removal refused (`vault operator raft remove-peer` by hand)")
     return f"{node_name} left the cluster: " + "; ".join(done)
 
 
-def _first_ok(
-    apis: Sequence[HttpsApi], method: str, path: str, body: Any = None, vault_token: str | None = None
-) -> Response | None:
-    headers = {"X-Vault-Token": vault_token} if vault_token is not None else None
+def _first_ok(apis: Sequence[HttpsApi], method: str, path: str, body: Any = None) -> Response | None:
+    """The first accepting answer of the servers (each API carries its product's token), else None."""
     for api in apis:
         try:
-            answer = api.request(method, path, body=body, headers=headers)
+            answer = api.request(method, path, body=body)
         except Unreachable:
             continue
         if answer.ok:
@@ -405,8 +403,8 @@ class _ServerHandoverProvider(pulumi.dynamic.ResourceProvider):
         # this `up`, so that the next replacement counts only live voters.
         # It never fails: on `pulumi destroy` the remaining servers go too, and a removal that
         # cannot be made (no leader any more) must not hold the destroy up; it says what to run.
-        status = remove_departed(self._apis(props), props["node_name"], props["peers"], props["vault_token"] or "")
-        (pulumi.log.warn if "refused" in status else pulumi.log.info)(status)
+        status = remove_departed(self._apis(props), props["node_name"], props["peers"])
+        (pulumi.log.warn if "by hand" in status else pulumi.log.info)(status)
 
 
 @dataclass(frozen=True)

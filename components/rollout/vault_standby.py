@@ -34,7 +34,7 @@ class _VaultStandbyFirstProvider(pulumi.dynamic.ResourceProvider):
             return {**props, "status": f"{props['node_name']}: the only server"}
         api = server_apis(TlsMaterial(props["ca_pem"]), "", "", props["vault_token"]).vault(props["address"])
         poller = Poller(self._timeout, self._interval)
-        return {**props, "status": vault_step_down(props["node_name"], api, props["vault_token"], poller)}
+        return {**props, "status": vault_step_down(props["node_name"], api, bool(props["vault_token"]), poller)}
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         return pulumi.dynamic.CreateResult(id_="vault-standby-first", outs=self._step_down(props))

@@ -7,8 +7,9 @@ import pytest
 import upstream
 from fake_https import FakeApi, Seen, operator_tls
 
+from components.dynamic.http_api import Poller
 from components.rollout import client_node
-from components.rollout.client_fleet import RefreshNotDoneError, _ClientFleetProvider
+from components.rollout.client_fleet import RefreshNotDoneError, _ClientFleetProvider, _registered_up_to
 
 TOKEN = "11111111-2222-4333-8444-555555555555"
 OLD, NEW = "2.0.5", upstream.PINNED["nomad"]
@@ -123,3 +124,29 @@ def test_only_what_rolls_the_group_waits_again(pki):
     assert not provider().diff("g", olds, {**olds, "nomad_token": "rotated", "addresses": ["10.0.0.1"]}).changes
     for key, value in (("template_version", "2"), ("count", 3), ("nomad_version", "9.9.9")):
         assert provider().diff("g", olds, {**olds, key: value}).changes, key
+
+
+def test_a_refresh_counts_from_the_clients_listed_when_it_began(pki, nodes):
+    """The list is refused at first (a server still settling after the roll): counting from index 0
+    would take the two old clients, on the same version, for the refresh's."""
+    old = [nodes.add(NEW), nodes.add(NEW)]
+
+    def replace(node):
+        nodes.add(NEW)
+        node["Status"] = "down"
+
+    nodes.denied = 1
+    nodes.steps = [lambda: None, lambda: replace(old[0]), lambda: replace(old[1])]
+    outs = provider().update("g", props(pki), props(pki, template_version="2")).outs
+    assert outs["status"] == "2 of 2 new clients in service, 0 old ones still ready"
+    assert nodes.steps == []  # it waited for both replacements
+
+
+def test_the_clients_listed_before_the_refresh_are_read_from_the_newest_index(pki, nodes):
+    apis = [client_node.nomad_api(a, operator_tls(pki).ca_pem, TOKEN) for a in ("127.0.0.9", "127.0.0.1")]
+    nodes.add(NEW)["CreateIndex"] = 7
+    nodes.add(NEW)["CreateIndex"] = "unreadable"
+    nodes.add(NEW)["CreateIndex"] = 5
+    assert _registered_up_to(apis, Poller(1, 0.01)) == 7
+    nodes.nodes.clear()
+    assert _registered_up_to(apis, Poller(1, 0.01)) == 0

@@ -277,22 +277,162 @@ def test_scaling_5_to_3_leaves_no_dead_voter_in_any_product(pki, fake_api, monke
     assert status.startswith("server-1: the others are healthy voters")
 
 
-def test_removal_of_a_departed_server_never_holds_a_destroy_up(pki, built, provider):
+def log_calls(monkeypatch) -> list[tuple[str, str]]:
+    logged: list[tuple[str, str]] = []
+    for level in ("info", "warn"):
+        monkeypatch.setattr(server_handover.pulumi.log, level, lambda text, level=level: logged.append((level, text)))
+    return logged
+
+
+def test_removal_of_a_departed_server_never_holds_a_destroy_up(pki, built, provider, monkeypatch):
     built.set_running(*built.names, running=False)  # `pulumi destroy`: the rest went too
     status = server_handover.remove_departed(
-        provider._apis(props(pki, built, "server-2")), "server-2", props(pki, built, "server-2")["peers"], VAULT_ROOT
+        provider._apis(props(pki, built, "server-2")), "server-2", props(pki, built, "server-2")["peers"]
     )
     assert status == "server-2: no cluster answers, nothing to remove"
     built.set_running("server-0")
     built.consul.leader = built.nomad.leader = None  # no quorum left: the removals are refused, not fatal
     built.vault.unsealed.clear()
+    logged = log_calls(monkeypatch)
     provider.delete("server-2", props(pki, built, "server-2"))
     assert "server-2" in built.consul.servers and "server-2" in built.vault.members
+    assert logged == [
+        (
+            "warn",
+            "server-2 left the cluster: Consul: not removed, no server answers autopilot health (`consul operator "
+            "raft remove-peer` by hand); Nomad: not removed, no server answers autopilot health (`nomad operator "
+            "raft remove-peer` by hand); Vault: removal refused (`vault operator raft remove-peer` by hand)",
+        )
+    ]
 
 
 def test_a_server_already_gone_from_raft_is_not_removed_twice(pki, built, provider):
     built.consul.servers.pop("server-2")
     status = server_handover.remove_departed(
-        provider._apis(props(pki, built, "server-2")), "server-2", props(pki, built, "server-2")["peers"], VAULT_ROOT
+        provider._apis(props(pki, built, "server-2")), "server-2", props(pki, built, "server-2")["peers"]
     )
-    assert "Consul: not a member" in status and "Nomad: removed" in status and "Vault: removed" in status
+    assert status == "server-2 left the cluster: Consul: not a member; Nomad: removed; Vault: removed"
+
+
+def test_a_departed_server_is_removed_through_any_server_that_answers(pki, built, provider, monkeypatch):
+    """The first remaining server is down too: the removals go through the next one."""
+    built.consul.leader = built.nomad.leader = "server-1"
+    built.vault.leader = "server-1"
+    built.set_running("server-0", running=False)
+    logged = log_calls(monkeypatch)
+    provider.delete("server-2", props(pki, built, "server-2"))
+    assert logged == [("info", "server-2 left the cluster: Consul: removed; Nomad: removed; Vault: removed")]
+    assert "server-2" not in built.consul.servers and "server-2" not in built.nomad.servers
+    assert built.vault.members == {"server-0", "server-1"}
+    (removal,) = built.apis["server-1"]["vault"].seen("POST", "/v1/sys/storage/raft/remove-peer")
+    assert removal.body == {"server_id": "server-2"}
+    assert removal.headers.get("X-Vault-Token") == VAULT_ROOT
+
+
+# -- what each refusal says -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("health", "problem"),
+    [
+        (None, "Vault does not answer"),
+        ({"removed_from_cluster": True, "initialized": True}, "Vault was removed from the raft cluster"),
+        ({"removed_from_cluster": False, "initialized": False}, "Vault is not initialised (not joined)"),
+        ({"initialized": True, "sealed": True}, "Vault is sealed (`make unseal`)"),
+        ({"initialized": True, "sealed": False, "removed_from_cluster": False}, None),
+    ],
+)
+def test_each_vault_state_that_stops_the_roll_is_named(health, problem):
+    assert server_handover.vault_problem(health) == problem
+
+
+def test_a_refused_nomad_transfer_stops_the_roll_with_what_nomad_answered(pki, built, provider):
+    path = "/v1/operator/raft/transfer-leadership"
+    built.apis["server-0"]["nomad"].on("PUT", path, upstream.nomad_permission_denied())
+    with pytest.raises(HandoverRefusedError) as refused:
+        roll(provider, pki, built, "server-0", prefer="server-2")
+    target = built.nomad.raft_id("server-2")
+    assert str(refused.value).startswith(
+        f"server-0 leads Nomad and would not hand leadership to server-2: PUT {path}?id={target} answers 403: "
+    )
+    assert str(refused.value).endswith(
+        "Nothing was taken down; see docs/operations.md#a-server-that-is-not-healthy-stops-the-roll."
+    )
+    assert built.nomad.leader == "server-0" and built.vault.leader == "server-0"  # Vault was not asked
+
+
+def test_a_transfer_that_is_accepted_but_does_not_move_stops_the_roll(pki, built, provider):
+    built.apis["server-0"]["consul"].on(
+        "POST", "/v1/operator/raft/transfer-leader", upstream.consul_leadership_transferred()
+    )
+    with pytest.raises(HandoverRefusedError) as refused:
+        roll(provider, pki, built, "server-0")
+    assert str(refused.value) == (
+        "server-0 Consul hand-over to server-1: gave up after 0 s: Consul leader: server-0. The machine was not "
+        "taken down; see docs/operations.md#a-server-that-is-not-healthy-stops-the-roll."
+    )
+
+
+def test_a_vault_that_refuses_to_step_down_stops_the_roll(pki, built, provider):
+    with pytest.raises(HandoverRefusedError) as refused:
+        roll(provider, pki, built, "server-0", vault_token="not-the-root-token")
+    assert str(refused.value).startswith(
+        "server-0's Vault would not step down: PUT /v1/sys/step-down answers 403: {'errors': ['permission denied']}."
+    )
+    assert built.vault.leader == "server-0"
+
+
+def test_the_step_down_waits_for_vault_to_report_a_standby(pki, built, provider):
+    status = roll(provider, pki, built, "server-0")
+    assert status == (
+        "server-0: the others are healthy voters; Consul: leadership handed to server-1; "
+        "Nomad: leadership handed to server-1; Vault: stepped down to a standby"
+    )
+    (step_down,) = built.apis["server-0"]["vault"].seen("PUT", "/v1/sys/step-down")
+    assert step_down.headers.get("X-Vault-Token") == VAULT_ROOT
+    assert built.vault.leader == "server-1"
+
+
+def test_a_sealed_or_silent_vault_is_not_stepped_down(pki, built, provider):
+    poller = server_handover.Poller(0.1, 0.01)
+    api = server_health.server_apis(operator_tls(pki), "", "", VAULT_ROOT).vault
+    built.vault.unsealed.discard("server-1")
+    assert server_handover.vault_step_down("server-1", api(built.address("server-1")), True, poller) == (
+        "Vault: not the active node"
+    )
+    built.set_running("server-2", running=False)
+    assert server_handover.vault_step_down("server-2", api(built.address("server-2")), True, poller) == (
+        "Vault: not the active node"
+    )
+    assert not [s for n in built.names for s in built.apis[n]["vault"].seen("PUT", "/v1/sys/step-down")]
+
+
+def test_leadership_goes_to_the_preferred_server_else_the_first_healthy_voter():
+    voter = {"Healthy": True, "Voter": True, "ID": "id"}
+    servers = {"a": voter, "b": voter, "c": {**voter, "Healthy": False}, "d": {**voter, "ID": ""}}
+    assert server_handover.transfer_target(servers, ["b", "a"], "b") == "b"
+    assert server_handover.transfer_target(servers, ["b", "a"], "x") == "a"  # not a peer: sorted order
+    assert server_handover.transfer_target(servers, ["c", "b"], "c") == "b"  # preferred but unhealthy
+    assert server_handover.transfer_target(servers, ["d", "c"], "d") is None  # no raft id, unhealthy
+
+
+def test_a_leader_with_nobody_to_take_over_is_not_taken_down(pki):
+    product = server_handover.raft_products(server_health.server_apis(operator_tls(pki), "", "", ""))[0]
+    servers = {"server-0": {"Leader": True, "ID": "0"}, "server-1": {"Healthy": False, "Voter": True, "ID": "1"}}
+    with pytest.raises(HandoverRefusedError, match=r"^server-0 leads Consul and no other server can take over$"):
+        server_handover.transfer_leadership(product, servers, "server-0", "a", {"server-1": "b"}, "", None)  # type: ignore[arg-type]
+
+
+def test_a_removal_a_server_refuses_says_what_to_run_by_hand(pki, built, provider, monkeypatch):
+    for name in built.names:
+        built.apis[name]["consul"].on(
+            "DELETE", "/v1/operator/raft/peer", upstream.consul_permission_denied("operator:write")
+        )
+    logged = log_calls(monkeypatch)
+    provider.delete("server-2", props(pki, built, "server-2"))
+    assert logged == [
+        (
+            "warn",
+            "server-2 left the cluster: Consul: removal refused (`consul operator raft remove-peer` by hand); "
+            "Nomad: removed; Vault: removed",
+        )
+    ]
+    assert "server-2" in built.consul.servers
