@@ -238,8 +238,7 @@ def vault_step_down(node_name: str, api: HttpsApi, has_token: bool, poller: Poll
         )
 
     def standby() -> tuple[bool, str]:
-        now = vault_health(api) or {}
-        return now.get("standby") is True, "standby" if now.get("standby") else "still active"
+        return (vault_health(api) or {}).get("standby") is True, "still active"
 
     _wait(poller, f"{node_name} Vault step-down", standby)
     return "Vault: stepped down to a standby"

@@ -150,3 +150,20 @@ def test_the_clients_listed_before_the_refresh_are_read_from_the_newest_index(pk
     assert _registered_up_to(apis, Poller(1, 0.01)) == 7
     nodes.nodes.clear()
     assert _registered_up_to(apis, Poller(1, 0.01)) == 0
+
+
+@pytest.mark.parametrize(
+    "unfit", [{"Drain": True}, {"SchedulingEligibility": "ineligible"}], ids=["draining", "ineligible"]
+)
+def test_a_new_client_that_takes_no_work_does_not_count(pki, nodes, unfit):
+    nodes.add(NEW)
+    nodes.add(NEW).update(unfit)
+    with pytest.raises(RefreshNotDoneError, match="1 of 2 new clients in service"):
+        provider().create(props(pki))
+
+
+def test_a_renamed_group_counts_its_clients_from_now(pki, nodes):
+    old = [nodes.add(NEW), nodes.add(NEW)]
+    nodes.steps = [lambda: None, lambda: [nodes.add(NEW), nodes.add(NEW), *(n.update(Status="down") for n in old)]]
+    provider().update("g", props(pki), props(pki, group_name="hashistack-aws-clients-2"))
+    assert nodes.steps == []  # the two clients there before did not count

@@ -436,3 +436,19 @@ def test_a_removal_a_server_refuses_says_what_to_run_by_hand(pki, built, provide
         )
     ]
     assert "server-2" in built.consul.servers
+
+
+def test_every_unhealthy_peer_is_named_at_once(pki, built, provider):
+    built.rejoin("server-1", healthy=False, products="consul")
+    built.vault.unsealed.discard("server-2")
+    with pytest.raises(HandoverRefusedError) as refused:
+        roll(provider, pki, built, "server-0")
+    assert (
+        "server-1: Consul autopilot reports Healthy=False, Voter=True; server-2: Vault is sealed (`make unseal`). "
+        "Bring those servers back first" in str(refused.value)
+    )
+
+
+def test_the_chain_end_without_a_token_names_the_active_server(pki, built, end):
+    with pytest.raises(HandoverRefusedError, match=r"^server-0 is Vault's active node"):
+        end.create(end_props(pki, built, vault_token=""))
