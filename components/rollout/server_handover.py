@@ -219,10 +219,10 @@ def _wait(poller: Poller, what: str, done: Callable[[], tuple[bool, str]]) -> No
 
 
 def vault_step_down(node_name: str, api: HttpsApi, has_token: bool, poller: Poller) -> str:
-    """Steps Vault's active node on this server down (a standby takes over); a standby, or a sealed
-    Vault (which reports itself a standby), is left alone. `api` carries the root token, if any."""
+    """Steps Vault's active node on this server down (a standby takes over); a standby or a sealed
+    Vault is left alone. `api` carries the root token, if any."""
     health = vault_health(api)
-    if health is None or health.get("standby") is not False:
+    if health is None or health.get("sealed") or health.get("standby") is not False:
         return "Vault: not the active node"
     if not has_token:
         raise HandoverRefusedError(

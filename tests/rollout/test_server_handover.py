@@ -398,6 +398,10 @@ def test_a_sealed_or_silent_vault_is_not_stepped_down(pki, built, provider):
     assert server_handover.vault_step_down("server-1", api(built.address("server-1")), True, poller) == (
         "Vault: not the active node"
     )
+    built.vault.unsealed.discard("server-0")  # sealed while it was the active node: nothing to step down
+    assert server_handover.vault_step_down("server-0", api(built.address("server-0")), True, poller) == (
+        "Vault: not the active node"
+    )
     built.set_running("server-2", running=False)
     assert server_handover.vault_step_down("server-2", api(built.address("server-2")), True, poller) == (
         "Vault: not the active node"
