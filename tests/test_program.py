@@ -85,10 +85,11 @@ def test_inventory(program):
         "pulumi:providers:vault": 1,
         "hashistack:workloads:Workloads": 1,
         "nomad:index/job:Job": len(stack_settings(program.stack).jobs),
-        # countdash's one upstream (count-api); hello-vault's seeded secret and its random value.
+        # countdash's one upstream (count-api); the seeded secrets of hello-vault and es-cerebro
+        # (generate = true), each with its random value.
         "consul:index/configEntry:ConfigEntry": 1,
-        "vault:kv/secretV2:SecretV2": 1,
-        "random:index/randomPassword:RandomPassword": 1,
+        "vault:kv/secretV2:SecretV2": 2,
+        "random:index/randomPassword:RandomPassword": 2,
     }
     assert {t: counts[t] for t in expected} == expected
     platform = PLATFORM_TYPES[program.stack]

@@ -28,7 +28,7 @@ from components.config.settings import Settings
 
 # Nomad ACL policies (policies/nomad/<name>.hcl), one role each. None for anonymous: with ACLs on,
 # a request without a token is denied everything, and that is the point.
-NOMAD_POLICIES = ("operator", "deployer", "readonly")
+NOMAD_POLICIES = ("operator", "deployer", "readonly", "developer")
 
 # Consul's built-in anonymous token (its AccessorID never changes).
 CONSUL_ANONYMOUS_TOKEN_ID = "00000000-0000-0000-0000-000000000002"
@@ -150,6 +150,8 @@ class Access(pulumi.ComponentResource):
     """Nomad token for CI: submit jobs in the apps namespace, nothing else (secret)."""
     nomad_readonly_token: pulumi.Output[str]
     """Nomad token that reads everything and changes nothing (secret)."""
+    nomad_developer_token: pulumi.Output[str]
+    """Nomad token for `nomadctl`: jobs, logs and exec in the apps namespace, no submit (secret)."""
     apps_namespace: pulumi.Output[str]
     """The Nomad namespace jobs are deployed to."""
     env: pulumi.Output[str]
@@ -195,6 +197,7 @@ class Access(pulumi.ComponentResource):
                 "vault_jwt_accessor": self.vault_jwt_accessor,
                 "nomad_deploy_token": self.nomad_deploy_token,
                 "nomad_readonly_token": self.nomad_readonly_token,
+                "nomad_developer_token": self.nomad_developer_token,
                 "apps_namespace": self.apps_namespace,
                 "env": self.env,
             }
@@ -322,6 +325,14 @@ class Access(pulumi.ComponentResource):
         # expected). It is stored in the state encrypted, as every secret of this stack.
         self.nomad_deploy_token = pulumi.Output.secret(deploy.secret_id)
         self.nomad_readonly_token = pulumi.Output.secret(readonly.secret_id)
+        developer = nomad.AclToken(
+            f"{name}-nomad-developer-token",
+            name="developer",
+            type="client",
+            roles=[nomad.AclTokenRoleArgs(id=roles["developer"].id)],
+            opts=self._child(),
+        )
+        self.nomad_developer_token = pulumi.Output.secret(developer.secret_id)
         return namespace
 
     # -- Vault ----------------------------------------------------------------------------------

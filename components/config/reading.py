@@ -23,6 +23,7 @@ import pulumi
 from components.config.node_os import NodeOs
 from components.config.settings import (
     CLIENT_HOST_OFFSET,
+    DEFINITION_SUFFIX,
     JOB_SUFFIX,
     JOBS_DIR,
     PROJECT,
@@ -92,6 +93,7 @@ KNOWN_KEYS = frozenset(
         "serverCount",
         "acceptNoFaultTolerance",
         "clientCount",
+        "clientNodeClass",
         "datacenter",
         "region",
         "domain",
@@ -272,6 +274,7 @@ def parse_settings(
             "a cluster that loses its data and availability with that one server",
         )
     client_count = read.integer("clientCount", 0, MAX_CLIENTS)
+    client_node_class = read.dns_label("clientNodeClass")
 
     datacenter = read.dns_label("datacenter")
     region = read.dns_label("region")
@@ -308,11 +311,15 @@ def parse_settings(
             )
 
     jobs = read.string_list("jobs")
-    available = sorted(p.name.removesuffix(JOB_SUFFIX) for p in JOBS_DIR.glob(f"*{JOB_SUFFIX}"))
+    available = sorted(
+        p.name.removesuffix(suffix) for suffix in (JOB_SUFFIX, DEFINITION_SUFFIX) for p in JOBS_DIR.glob(f"*{suffix}")
+    )
     for job in jobs:
         if job not in available:
             read.problem(
-                "jobs", job, f"must name a file in jobs/ (without {JOB_SUFFIX}): one of {', '.join(available)}"
+                "jobs",
+                job,
+                f"must name a file in jobs/ (without {JOB_SUFFIX} or {DEFINITION_SUFFIX}): one of {', '.join(available)}",
             )
     if len(set(jobs)) != len(jobs):
         read.problem("jobs", jobs, "must not name a job twice")
@@ -332,6 +339,7 @@ def parse_settings(
         platform=platform,
         server_count=server_count,
         client_count=client_count,
+        client_node_class=client_node_class,
         datacenter=datacenter,
         region=region,
         domain=domain,

@@ -16,6 +16,8 @@ from components.config.node_os import NodeOs
 PROJECT = "hashistack"
 JOBS_DIR = CHECKOUT / "jobs"
 JOB_SUFFIX = ".nomad.hcl"
+DEFINITION_SUFFIX = ".nomadgen.toml"
+"""A short job definition (components/workloads/definitions.py), rendered to a jobspec."""
 
 # libvirt host offsets inside networkCidr: .1 is libvirt's gateway; servers and clients get fixed
 # addresses from these offsets so certificates can name them before the VMs exist (DESIGN 1).
@@ -113,6 +115,8 @@ class Settings:
     platform: Platform
     server_count: int
     client_count: int
+    client_node_class: str
+    """Every client's Nomad node_class; the site policy's tiers place jobs by class."""
     datacenter: str
     region: str
     domain: str

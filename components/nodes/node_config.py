@@ -93,6 +93,10 @@ class ClusterSpec:
     package_source: PackageSource
     ssh_authorized_keys: tuple[str, ...] = ()
     node_os: NodeOs = NodeOs.UBUNTU_24_04
+    client_node_class: str = "apps"
+    zone: str | None = None
+    """The zone a client publishes as `meta.zone` for the site policy's spread, where Nomad fingerprints
+    none (libvirt); None on AWS, whose clients publish attr.platform.aws.placement.availability-zone."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,8 @@ def _context(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> di
         "vault_tls_server_name": f"vault.service.{cluster.domain}",
         "vault_address": f"https://vault.service.{cluster.domain}:8200",
         "envoy_image": f"docker.io/envoyproxy/envoy:v{cluster.versions.envoy}",
+        "node_class": cluster.client_node_class,
+        "zone": cluster.zone,
         "seal": cluster.seal,
         "secrets_source": "ssm" if isinstance(delivery, SsmSecrets) else "inline",
         "ssm_region": delivery.region if isinstance(delivery, SsmSecrets) else "",

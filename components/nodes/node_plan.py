@@ -45,6 +45,7 @@ def cluster_spec(settings: Settings) -> ClusterSpec:
         ssh_authorized_keys=settings.ssh_authorized_keys,
         package_source=settings.package_source,
         node_os=settings.node_os,
+        client_node_class=settings.client_node_class,
     )
     if settings.platform is Platform.AWS:
         region = settings.aws.region
@@ -59,6 +60,8 @@ def cluster_spec(settings: Settings) -> ClusterSpec:
         join=StaticJoin(tuple(s.private_ip for s in planned_servers(settings))),
         seal=ShamirSeal(),
         delivery=InlineSecrets(),
+        # One libvirt host is one zone: the spread has one value to use, and the same job runs on both platforms.
+        zone=settings.datacenter,
     )
 
 

@@ -24,7 +24,8 @@ from components.access.grants import Access
 from components.access.namespaces import KV_MOUNT
 from components.config.settings import JOBS_DIR, Settings
 from components.workloads.job_model import Job
-from components.workloads.job_rules import validate_directory
+from components.workloads.pipeline import build_jobs
+from components.workloads.render import ClusterParameters
 
 
 def job_variables(settings: Settings) -> dict[str, Any]:
@@ -32,11 +33,18 @@ def job_variables(settings: Settings) -> dict[str, Any]:
     return {"ingress_domain": settings.ingress_domain, "datacenters": [settings.datacenter]}
 
 
+def cluster_parameters(settings: Settings) -> ClusterParameters:
+    """What a short definition's jobspec gets from the stack (components/workloads/render.py)."""
+    return ClusterParameters(datacenters=(settings.datacenter,), ingress_domain=settings.ingress_domain)
+
+
 def load_jobs(settings: Settings, allowed_namespaces: Sequence[str]) -> list[Job]:
-    """The stack's jobs, in the `jobs` setting's order. Every file in jobs/ is parsed and checked,
-    enabled or not, so a broken file stops every stack (and CI), not only the one that enables it;
-    any violation stops the program (JobValidationError)."""
-    checked = validate_directory(allowed_namespaces, job_variables(settings), JOBS_DIR)
+    """The stack's jobs, in the `jobs` setting's order, each with the site policy applied. Every file
+    in jobs/ is rendered and checked, enabled or not, so a broken file stops every stack (and CI), not
+    only the one that enables it; any problem stops the program (JobValidationError)."""
+    checked = build_jobs(
+        allowed_namespaces, job_variables(settings), cluster_parameters(settings), settings.platform, JOBS_DIR
+    )
     return [checked[name] for name in settings.jobs]
 
 
@@ -53,8 +61,9 @@ def _hcl_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-# Secrets the program seeds in Vault for a job: job id -> {path under kv/<namespace>/<job>/: keys}.
-# Each value is random, so no secret ever sits in this repository.
+# Secrets the program seeds in Vault for a hand-written job: job id -> {path under kv/<namespace>/<job>/:
+# keys}; a short definition asks with `generate = true` (Job.seeded_secrets). Each value is random, so
+# no secret ever sits in this repository.
 SEEDED_SECRETS = {"hello-vault": {"config": ("greeting",)}}
 
 
@@ -98,7 +107,7 @@ class Workloads(pulumi.ComponentResource):
 
     def _seed_secrets(self, job: Job, kv_ready: list[pulumi.Resource]) -> list[pulumi.Resource]:
         seeded = []
-        for path, keys in SEEDED_SECRETS.get(job.id, {}).items():
+        for path, keys in {**SEEDED_SECRETS.get(job.id, {}), **job.seeded_secrets}.items():
             values = {
                 key: random.RandomPassword(
                     f"{self._name}-{job.id}-{path}-{key}",

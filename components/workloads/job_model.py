@@ -122,6 +122,9 @@ class Job:
     """The file's text, the jobspec to submit (with `variables` as its HCL2 variables)."""
     raw: dict[str, Any] = field(repr=False)
     """The parsed job block, variables resolved: blocks are lists of dicts, as python-hcl2 gives them."""
+    seeded_secrets: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    """Secrets the program seeds in Vault for the job: path under kv/<namespace>/<job>/ -> keys (from a
+    short definition's `generate = true`)."""
 
     @property
     def tasks(self) -> tuple[Task, ...]:

@@ -123,27 +123,35 @@ def validate_jobs(
     | Iterable[tuple[Path, Mapping[str, object] | None]],
     allowed_namespaces: Iterable[str],
     rules: Iterable[Rule] = RULES,
+    texts: Mapping[Path, str] | None = None,
+    errors: Sequence[str] = (),
 ) -> list[Job]:
     """Loads and checks every job; returns them in the order given, or raises JobValidationError
     listing every load error and violation of every file at once. Job ids must be unique: Vault's
-    entity alias for a workload is its job id (components/access/grants.py)."""
+    entity alias for a workload is its job id (components/access/grants.py).
+
+    `texts` holds the jobspec of a path when it is not the file's own text (a rendered short definition,
+    a job with the site policy applied: components/workloads/pipeline.py); `errors` are problems found
+    before, reported with the rest."""
     items = list(paths_with_variables.items() if isinstance(paths_with_variables, Mapping) else paths_with_variables)
     rules = tuple(rules)
     allowed = frozenset(allowed_namespaces)
+    texts = texts or {}
     jobs: list[Job] = []
-    errors: list[str] = []
+    errors = list(errors)
     violations: list[Violation] = []
     loaded = 0
     for path, variables in items:
+        path = Path(path)
         try:
-            job = load_job(Path(path), variables)
+            job = load_job_text(texts[path], path, variables) if path in texts else load_job(path, variables)
         except JobLoadError as error:
             errors.append(str(error))
             continue
         loaded += 1
         jobs.append(job)
         violations.extend(check_job(job, allowed, rules))
-    if loaded == len(items):
+    if loaded == len(items) and not errors:
         given = {name for _, variables in items for name in (variables or {})}
         declared = {name for job in jobs for name in job.declared}
         for name in sorted(given - declared):

@@ -62,9 +62,9 @@ EXPECTED_INVENTORY = {
     "consul:index/aclBindingRule:AclBindingRule": 2,
     "consul:index/aclRole:AclRole": 2,
     "nomad:index/namespace:Namespace": 1,
-    "nomad:index/aclPolicy:AclPolicy": 3,
-    "nomad:index/aclRole:AclRole": 3,
-    "nomad:index/aclToken:AclToken": 2,
+    "nomad:index/aclPolicy:AclPolicy": 4,
+    "nomad:index/aclRole:AclRole": 4,
+    "nomad:index/aclToken:AclToken": 3,
     "vault:index/audit:Audit": 1,
     "vault:index/mount:Mount": 1,
     "vault:jwt/authBackend:AuthBackend": 1,
@@ -74,7 +74,7 @@ EXPECTED_INVENTORY = {
     "vault:index/raftAutopilot:RaftAutopilot": 1,
     **dict.fromkeys(PROVIDERS.values(), 1),
 }
-SECRET_EXPORTS = ("vaultOperatorToken", "nomadDeployToken", "nomadReadonlyToken", "env")
+SECRET_EXPORTS = ("vaultOperatorToken", "nomadDeployToken", "nomadReadonlyToken", "nomadDeveloperToken", "env")
 
 
 def stand_in_bootstrap():
@@ -103,6 +103,7 @@ def access_program():
     pulumi.export("vaultOperatorToken", access.vault_operator_token)
     pulumi.export("nomadDeployToken", access.nomad_deploy_token)
     pulumi.export("nomadReadonlyToken", access.nomad_readonly_token)
+    pulumi.export("nomadDeveloperToken", access.nomad_developer_token)
     pulumi.export("vaultJwtAccessor", access.vault_jwt_accessor)
     pulumi.export("appsNamespace", access.apps_namespace)
     pulumi.export("env", access.env)
@@ -214,6 +215,7 @@ def test_tokens_keys_and_the_env_block_are_secret(program):
     tokens = {r.name: r.outputs["secretId"] for r in program.of_type("nomad:index/aclToken:AclToken")}
     assert unwrap(outputs["nomadDeployToken"]) == tokens["cluster-nomad-deploy-token"]
     assert unwrap(outputs["nomadReadonlyToken"]) == tokens["cluster-nomad-readonly-token"]
+    assert unwrap(outputs["nomadDeveloperToken"]) == tokens["cluster-nomad-developer-token"]
     assert not is_secret(outputs["vaultJwtAccessor"]), "an accessor is no secret; operators need it for policies"
     assert unwrap(outputs["appsNamespace"]) == APPS_NAMESPACE
 
@@ -225,7 +227,7 @@ def test_no_secret_value_appears_in_plain_text_anywhere(program):
         *(r.outputs["secretId"] for r in program.of_type("nomad:index/aclToken:AclToken")),
         program.one("tls:index/privateKey:PrivateKey", "cluster-operator").outputs["privateKeyPem"],
     }
-    assert len(expected) == 4 and expected <= secrets, "the leak check would miss the tokens this module makes"
+    assert len(expected) == 5 and expected <= secrets, "the leak check would miss the tokens this module makes"
     places = [(r.urn, r.inputs) for r in program.registrations]
     places += [(urn, outputs) for urn, outputs in program.registered_outputs.items()]
     assert len(places) > len(EXPECTED_INVENTORY)
@@ -294,7 +296,7 @@ def test_nomad_policies_roles_and_tokens(program):
     (namespace,) = program.of_type("nomad:index/namespace:Namespace")
     assert namespace.inputs["name"] == APPS_NAMESPACE and namespace.inputs["description"]
     policies = {r.inputs["name"]: r for r in program.of_type("nomad:index/aclPolicy:AclPolicy")}
-    assert sorted(policies) == sorted(NOMAD_POLICIES) == ["deployer", "operator", "readonly"]
+    assert sorted(policies) == sorted(NOMAD_POLICIES) == ["deployer", "developer", "operator", "readonly"]
     for name, policy in policies.items():
         assert parse_hcl(policy.inputs["rulesHcl"]) == _policy_file("nomad", name), name
     roles = {r.inputs["name"]: r for r in program.of_type("nomad:index/aclRole:AclRole")}
@@ -303,7 +305,11 @@ def test_nomad_policies_roles_and_tokens(program):
         assert role.inputs["policies"] == [{"name": name}], name
         assert policies[name].urn in role.dependencies, name
     tokens = {r.name: r for r in program.of_type("nomad:index/aclToken:AclToken")}
-    expected = {"cluster-nomad-deploy-token": "deployer", "cluster-nomad-readonly-token": "readonly"}
+    expected = {
+        "cluster-nomad-deploy-token": "deployer",
+        "cluster-nomad-readonly-token": "readonly",
+        "cluster-nomad-developer-token": "developer",
+    }
     assert sorted(tokens) == sorted(expected)
     for token_name, role_name in expected.items():
         token = tokens[token_name]
@@ -322,6 +328,14 @@ def test_no_nomad_policy_for_anonymous(program):
 def _grants(body: dict, capability: str) -> bool:
     write = body.get("policy") == "write"
     return capability in body.get("capabilities", []) or (write and capability != "alloc-node-exec")
+
+
+def test_developer_reads_and_enters_apps_only_and_never_submits():
+    developer = _policy_file("nomad", "developer")
+    assert sorted(developer) == ["namespace"], "no node, agent, operator or plugin rights"
+    apps = labelled(developer, "namespace")
+    assert sorted(apps) == [APPS_NAMESPACE] and "policy" not in apps[APPS_NAMESPACE]
+    assert set(apps[APPS_NAMESPACE]["capabilities"]) == {"list-jobs", "read-job", "read-logs", "read-fs", "alloc-exec"}
 
 
 def test_deployer_submits_jobs_in_apps_only():

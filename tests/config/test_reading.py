@@ -111,7 +111,14 @@ BAD = [
         "'<a private key>'",
         "never a private one",
     ),
-    ("dev", {"jobs": ["traefik", "wordpress"]}, "jobs", "'wordpress'", "must name a file in jobs/"),
+    (
+        "dev",
+        {"jobs": ["traefik", "wordpress"]},
+        "jobs",
+        "'wordpress'",
+        "(without .nomad.hcl or .nomadgen.toml): one of",
+    ),
+    ("dev", {"clientNodeClass": "GPU nodes"}, "clientNodeClass", "'GPU nodes'", "must be a DNS label"),
     ("dev", {"jobs": ["traefik", "traefik"]}, "jobs", "['traefik', 'traefik']", "must not name a job twice"),
     ("dev", {"libvirtPoolDir": "pool"}, "libvirtPoolDir", "'pool'", "absolute directory of its own"),
     (

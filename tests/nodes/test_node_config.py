@@ -290,6 +290,15 @@ def test_nomad_client_settings():
     assert client["enabled"] is True and client["cni_path"] == "/opt/cni/bin"
     assert block(client, "server_join")["retry_join"] == list(SERVERS)
     assert client["meta"]["connect.sidecar_image"] == "docker.io/envoyproxy/envoy:v1.37.4"
+    # What the site policy places and spreads by (components/workloads/site_policy.py).
+    assert client["node_class"] == "apps" and "zone" not in client["meta"], "no zone unless the platform gives one"
+    zoned = block(
+        parse_hcl(
+            files_of(replace(LIBVIRT, zone="dc1", client_node_class="gpu"), LIBVIRT_CLIENT)["/etc/nomad.d/agent.hcl"]
+        ),
+        "client",
+    )
+    assert zoned["meta"]["zone"] == "dc1" and zoned["node_class"] == "gpu"
     volume = block(client, "host_volume")["cluster-ca"]
     assert volume == {"path": "/etc/hashistack/public", "read_only": True}
     plugins = {name: body for p in nomad["plugin"] for name, body in p.items()}

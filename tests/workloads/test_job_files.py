@@ -28,7 +28,7 @@ def submitted():
         variables = {k: json.loads(v) if v[:1] in "[{" else v for k, v in inputs["hcl2"]["vars"].items()}
         parsed = load_job_text(inputs["jobspec"], JOBS_DIR / "submitted.nomad.hcl", variables)
         jobs[parsed.id] = parsed
-    assert len(jobs) == 7
+    assert len(jobs) == 8
     return jobs
 
 

@@ -24,7 +24,7 @@ def dev():
 def _jobs(program) -> dict[str, object]:
     jobs = {r.name.removeprefix("cluster-"): r for r in program.of_type(JOB)}
     assert sorted(jobs) == sorted(
-        ["traefik", "prometheus", "grafana", "hello-docker", "hello-java", "hello-vault", "countdash"]
+        ["traefik", "prometheus", "grafana", "hello-docker", "hello-java", "hello-vault", "countdash", "p-es-cerebro"]
     )
     return jobs
 
@@ -49,7 +49,7 @@ def test_hello_vault_waits_for_its_vault_role_policy_and_secret(dev):
     job = _jobs(dev)["hello-vault"]
     role = _urn(dev, "vault:jwt/authBackendRole:AuthBackendRole", "cluster-vault-nomad-workloads-role")
     policy = _urn(dev, "vault:index/policy:Policy", "cluster-vault-nomad-workloads")
-    (secret,) = dev.of_type("vault:kv/secretV2:SecretV2")
+    secret = dev.one("vault:kv/secretV2:SecretV2", "cluster-hello-vault-config")
     assert {role, policy, secret.urn} <= job.dependencies
     assert secret.inputs["mount"] == "kv" and secret.inputs["name"] == "apps/hello-vault/config"
     assert is_secret(secret.inputs["dataJson"]), "the greeting is a random secret"
@@ -107,7 +107,8 @@ job "bad" {
         run_program("dev", {"jobs": ["bad"]}, preview=True, monitor=monitor)
     message = str(raised.value)
     assert 'job "bad" group "web" task "server": images-pinned' in message
-    assert "resources-set" in message
+    # The site policy gave the task its tier's default cpu and memory: resources-set has nothing to say.
+    assert "resources-set" not in message
     assert monitor.registrations == []
 
 

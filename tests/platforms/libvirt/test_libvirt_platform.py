@@ -168,7 +168,9 @@ def test_operator_outputs(dev):
     assert unwrap(outputs["urls"])["nomad"] == "https://192.168.142.10:4646"
     hosts = unwrap(outputs["hostsLines"])
     assert "192.168.142.10 server-0\n" in hosts
-    apps = ["count-dashboard", "grafana", "hello-docker", "hello-java", "hello-vault", "prometheus", "traefik"]
+    apps = [
+        "count-dashboard", "grafana", "hello-docker", "hello-java", "hello-vault", "p-es-cerebro", "prometheus", "traefik",
+    ]  # fmt: skip
     assert f"192.168.142.20 {' '.join(f'{app}.hashistack.test' for app in apps)}\n" in hosts
     assert unwrap(outputs["appUrls"])["hello-vault"] == "http://hello-vault.hashistack.test"
     assert unwrap(outputs["sshCommands"])["client-0"] == "ssh ubuntu@192.168.142.20"

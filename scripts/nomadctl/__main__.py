@@ -1,0 +1,5 @@
+import sys
+
+from scripts.nomadctl.cli import main
+
+sys.exit(main())
