@@ -306,33 +306,24 @@ class Access(pulumi.ComponentResource):
                 policies=[nomad.AclRolePolicyArgs(name=policy.name)],
                 opts=self._child(),
             )
-        deploy = nomad.AclToken(
-            f"{name}-nomad-deploy-token",
-            name="ci-deploy",
-            type="client",
-            roles=[nomad.AclTokenRoleArgs(id=roles["deployer"].id)],
-            opts=self._child(),
-        )
-        readonly = nomad.AclToken(
-            f"{name}-nomad-readonly-token",
-            name="readonly",
-            type="client",
-            roles=[nomad.AclTokenRoleArgs(id=roles["readonly"].id)],
-            opts=self._child(),
-        )
-        # secret_id is deprecated upstream in favour of Terraform's ephemeral resources, which
-        # Pulumi has no equivalent of; it stays the only way to hand CI its token (the warning is
-        # expected). It is stored in the state encrypted, as every secret of this stack.
-        self.nomad_deploy_token = pulumi.Output.secret(deploy.secret_id)
-        self.nomad_readonly_token = pulumi.Output.secret(readonly.secret_id)
-        developer = nomad.AclToken(
-            f"{name}-nomad-developer-token",
-            name="developer",
-            type="client",
-            roles=[nomad.AclTokenRoleArgs(id=roles["developer"].id)],
-            opts=self._child(),
-        )
-        self.nomad_developer_token = pulumi.Output.secret(developer.secret_id)
+
+        def token_for(kind: str, token_name: str, role: str) -> pulumi.Output[str]:
+            """A client token holding `role`, as a secret."""
+            token = nomad.AclToken(
+                f"{name}-nomad-{kind}-token",
+                name=token_name,
+                type="client",
+                roles=[nomad.AclTokenRoleArgs(id=roles[role].id)],
+                opts=self._child(),
+            )
+            # secret_id is deprecated upstream in favour of Terraform's ephemeral resources, which
+            # Pulumi has no equivalent of; it stays the only way to hand CI its token (the warning is
+            # expected). It is stored in the state encrypted, as every secret of this stack.
+            return pulumi.Output.secret(token.secret_id)
+
+        self.nomad_deploy_token = token_for("deploy", "ci-deploy", "deployer")
+        self.nomad_readonly_token = token_for("readonly", "readonly", "readonly")
+        self.nomad_developer_token = token_for("developer", "developer", "developer")
         return namespace
 
     # -- Vault ----------------------------------------------------------------------------------
