@@ -7,7 +7,7 @@ PYTHON ?= python3
 
 NODE ?= server-0
 
-.PHONY: help up preview destroy refresh outputs unseal render bench test lint docs prereqs check-host
+.PHONY: help image up preview destroy refresh outputs unseal render bench test lint docs prereqs check-host
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -30,9 +30,19 @@ CHECK_HOST = $(VENV)/bin/python -m scripts.check_host --stack $(STACK) --pulumi-
 check-host: $(VENV)/.installed ## Check this host can run STACK: Pulumi CLI, libvirt tools, KVM, memory, disk, network, packages
 	$(CHECK_HOST)
 
+# The baked node image of STACK (libvirt; nodeImage baked): its name carries the hash of its inputs,
+# so this builds only when the versions, packages or boot script changed (scripts/node_image.py).
+# TCG=1: software emulation, for a host whose /dev/kvm exists but does not work.
+NODE_IMAGE = $(VENV)/bin/python -m scripts.node_image --stack $(STACK) $(if $(TCG),--tcg)
+
+.PHONY: image
+image: prereqs $(VENV)/.installed ## Build STACK's baked node image (libvirt, virt-customize; cached by its inputs)
+	$(NODE_IMAGE)
+
 # check-host in the recipe, not as a prerequisite: it must run after prereqs has installed, even under -j.
-up: prereqs $(VENV)/.installed ## Check the host (check-host), then deploy STACK (default dev) with `pulumi up`
+up: prereqs $(VENV)/.installed ## Check the host (check-host), build the baked image if STACK boots one, then `pulumi up`
 	$(CHECK_HOST)
+	$(NODE_IMAGE) --if-baked
 	scripts/pulumi.sh $(STACK) up
 
 preview: prereqs $(VENV)/.installed ## Show what `up` would change on STACK
@@ -63,7 +73,7 @@ e2e: prereqs $(VENV)/.installed ## Deploy STACK, prove it works end to end, tear
 render: $(VENV)/.installed ## Write what NODE of STACK gets into rendered/ (SHOW_SECRETS=1 for real values)
 	$(VENV)/bin/python -m scripts.render_node --stack $(STACK) --node $(NODE) $(if $(SHOW_SECRETS),--show-secrets)
 
-bench: $(VENV)/.installed ## Time the program under mocks per stack shape, beside its SDK imports
+bench: $(VENV)/.installed ## The last boot test's stock/baked ratio; the program's time under mocks per stack shape
 	$(VENV)/bin/python -m scripts.bench
 
 lint: $(VENV)/.installed ## ruff lint and format check

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # First-boot provisioning of a hashistack node, run once by cloud-init (runcmd), after write_files put
-# the agent configs in place and the release's packages are installed. Per-node settings come from
-# /etc/hashistack/bootstrap.env; on AWS the secret files are fetched from SSM Parameter Store first.
-# Every step is safe to re-run: `sudo /usr/local/sbin/hashistack-bootstrap` after a failed boot.
+# the agent configs in place. Per-node settings come from /etc/hashistack/bootstrap.env; on AWS the
+# secret files are fetched from SSM Parameter Store. Every step is safe to re-run:
+# `sudo /usr/local/sbin/hashistack-bootstrap` after a failed boot.
+# An image that holds the pinned versions (image_holds_pinned) skips the install. ROLE=image bakes
+# one (scripts/node_image.py): install for both roles, then seal_image; no configuration.
 # Its last line, "hashistack-bootstrap: done" or "hashistack-bootstrap: FAILED ...", also goes to the
 # serial console, where `virsh console`, the EC2 console output and the platforms' gates can read it.
 # -E: functions inherit the ERR trap, so a failure anywhere ends with the FAILED line.
@@ -12,11 +14,14 @@ exec > >(tee -a "$LOG") 2>&1
 
 # shellcheck source=/dev/null
 . /etc/hashistack/bootstrap.env
-: "${ROLE:?}" "${CONSUL_VERSION:?}" "${NOMAD_VERSION:?}" "${SECRETS_SOURCE:?}"
+: "${ROLE:?}" "${CONSUL_VERSION:?}" "${NOMAD_VERSION:?}" "${VAULT_VERSION:?}" "${SECRETS_SOURCE:?}"
+: "${CNI_PLUGINS_VERSION:?}" "${CONSUL_CNI_VERSION:?}" "${RELEASE_PACKAGES:?}"
 # The package source (the hashicorpAptUrl and hashicorpKeyFingerprint settings): the key served at
 # <url>/gpg must be exactly the configured one.
-: "${HASHICORP_APT_URL:?}" "${HASHICORP_KEY_FINGERPRINT:?}"
+: "${HASHICORP_APT_URL:?}" "${HASHICORP_KEY_FINGERPRINT:?}" "${CNI_PLUGINS_URL:?}"
 readonly KEYRING=/usr/share/keyrings/hashicorp-archive-keyring.gpg
+# Written by install_cni_plugins: the version, then a sha256sum line per plugin.
+readonly CNI_MANIFEST=/opt/cni/bin/.hashistack-cni-plugins
 readonly IMDS=http://169.254.169.254/latest
 ARCH="$(dpkg --print-architecture)"
 readonly ARCH
@@ -141,13 +146,56 @@ install_hashicorp_repository() {
   retry 10 apt-get update -q
 }
 
-install_hashicorp_packages() {
+# This role's HashiCorp packages as name=version-1 (HashiCorp's revision).
+hashicorp_packages() {
   local packages=("consul=${CONSUL_VERSION}-1" "nomad=${NOMAD_VERSION}-1")
-  if [[ "$ROLE" == server ]]; then
-    packages+=("vault=${VAULT_VERSION:?}-1")
-  else
-    packages+=("consul-cni=${CONSUL_CNI_VERSION:?}-1")
+  [[ "$ROLE" == client ]] || packages+=("vault=${VAULT_VERSION}-1")
+  [[ "$ROLE" == server ]] || packages+=("consul-cni=${CONSUL_CNI_VERSION}-1")
+  printf '%s\n' "${packages[@]}"
+}
+
+# installed_version PACKAGE: its version if installed, else nothing. Status-Abbrev (dpkg-query(1)):
+# wanted i(nstall) or h(old), as apt-mark hold leaves ours; then i(nstalled).
+installed_version() {
+  dpkg-query -W -f '${db:Status-Abbrev} ${Version}' "$1" 2>/dev/null | awk '$1 ~ /^[ih]i$/ { print $2 }'
+}
+
+# Whether all this role installs is here at the pinned versions, the CNI plugins checked against
+# their recorded checksums. Logs the first thing missing.
+image_holds_pinned() {
+  local package spec
+  for package in $RELEASE_PACKAGES; do
+    [[ -n "$(installed_version "$package")" ]] || { log "not in the image: $package"; return 1; }
+  done
+  while read -r spec; do
+    package=${spec%%=*}
+    [[ "$(installed_version "$package")" == "${spec#*=}" ]] ||
+      { log "not in the image: $spec (found: $(installed_version "$package" || true))"; return 1; }
+  done < <(hashicorp_packages)
+  if [[ "$ROLE" != server ]]; then
+    [[ "$(head -n 1 "$CNI_MANIFEST" 2>/dev/null)" == "$CNI_PLUGINS_VERSION" ]] ||
+      { log "not in the image: CNI plugins v$CNI_PLUGINS_VERSION"; return 1; }
+    tail -n +2 "$CNI_MANIFEST" | (cd /opt/cni/bin && sha256sum --quiet --strict -c -) ||
+      { log "the image's CNI plugins differ from the checksums of v$CNI_PLUGINS_VERSION"; return 1; }
   fi
+}
+
+# The release's packages (Docker, Java, jq, ...) from its archive, which updates them: only those missing.
+install_release_packages() {
+  local missing=() package
+  for package in $RELEASE_PACKAGES; do
+    [[ -n "$(installed_version "$package")" ]] || missing+=("$package")
+  done
+  ((${#missing[@]})) || return 0
+  step "installing ${missing[*]} from the release's archive"
+  retry 10 apt-get update -q
+  retry 5 env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef "${missing[@]}"
+}
+
+install_hashicorp_packages() {
+  local packages
+  mapfile -t packages < <(hashicorp_packages)
   step "installing ${packages[*]}"
   # --force-confold keeps the configs cloud-init already wrote where the packages ship defaults.
   retry 5 env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages \
@@ -156,17 +204,57 @@ install_hashicorp_packages() {
 }
 
 install_cni_plugins() {
-  local tgz="cni-plugins-linux-${ARCH}-v${CNI_PLUGINS_VERSION:?}.tgz"
-  local url="${CNI_PLUGINS_URL:?}/v${CNI_PLUGINS_VERSION}/$tgz"
+  local tgz="cni-plugins-linux-${ARCH}-v${CNI_PLUGINS_VERSION}.tgz"
+  local url="${CNI_PLUGINS_URL}/v${CNI_PLUGINS_VERSION}/$tgz"
   step "installing CNI plugins v$CNI_PLUGINS_VERSION"
   (cd "$WORK" && retry 10 "${CURL[@]}" -fsSLO "$url" && retry 10 "${CURL[@]}" -fsSLO "$url.sha256" && sha256sum -c "$tgz.sha256")
   install -d -m 0755 /opt/cni/bin /opt/cni/config
   tar -C /opt/cni/bin -xzf "$WORK/$tgz"
-  # The package puts consul-cni on its own path; Nomad looks for every plugin in cni_path.
+  {
+    echo "$CNI_PLUGINS_VERSION"
+    tar -tzf "$WORK/$tgz" | sed -e 's|^\./||' -e '/^$/d' -e '/\/$/d' | (cd /opt/cni/bin && xargs -r sha256sum --)
+  } >"$CNI_MANIFEST.tmp"
+  mv "$CNI_MANIFEST.tmp" "$CNI_MANIFEST"
+}
+
+install_software() {
+  step "checking what the image holds"
+  if image_holds_pinned; then
+    log "the image holds the pinned versions: skipping download and install"
+    return 0
+  fi
+  install_release_packages
+  install_hashicorp_repository
+  install_hashicorp_packages
+  [[ "$ROLE" == server ]] || install_cni_plugins
+}
+
+# The package puts consul-cni on its own path; Nomad looks for every plugin in cni_path.
+link_consul_cni() {
   local consul_cni
   consul_cni=$(dpkg -L consul-cni | grep -m1 '/consul-cni$') ||
     fail "consul-cni binary not found in its package" "Check the consulCniVersion setting against the repository."
   [[ "$consul_cni" == /opt/cni/bin/consul-cni ]] || ln -sf "$consul_cni" /opt/cni/bin/consul-cni
+}
+
+# ROLE=image: nothing of one machine stays in the image.
+seal_image() {
+  step "sealing the image"
+  # Clients enable Docker (configure_dns); servers never run it. Debian's nftables is off, as the
+  # package leaves it. A preset too: the first boot applies presets to every unit (the boot test's
+  # console: "Detected first boot", "Populated /etc with preset unit settings"; systemd.preset(5)).
+  local units=(docker.service docker.socket containerd.service nftables.service)
+  systemctl disable "${units[@]}"
+  install -d /etc/systemd/system-preset
+  printf 'disable %s\n' "${units[@]}" >/etc/systemd/system-preset/50-hashistack-image.preset
+  # Vault's postinst makes a self-signed key (hashicorp/vault .release/linux/postinst@1e1cc61e).
+  rm -rf /opt/vault/tls
+  apt-get clean
+  rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_* /var/lib/systemd/random-seed
+  # cloud-init's state and logs, and the machine ID (systemd makes one at boot).
+  cloud-init clean --logs --machine-id
+  rm -f /etc/hashistack/bootstrap.env /usr/local/sbin/hashistack-bootstrap
+  rm -f "$LOG"
 }
 
 # Agents read their configs, certificate and key through their group; nobody else reads them.
@@ -192,6 +280,8 @@ configure_dns() {
     # Containers in docker.slice, not system.slice, so tasks.nft can keep them from instance
     # metadata (Nomad 1.10's docker driver sets no cgroup parent of its own).
     jq -n --arg ip "$ip" '{"dns": [$ip], "cgroup-parent": "docker.slice"}' >/etc/docker/daemon.json
+    # Disabled in a baked image (seal_image).
+    systemctl enable docker.socket docker.service containerd.service
     systemctl restart docker
   fi
   # Every program's lookups through resolved's stub, so that *.<domain> reaches Consul for them too:
@@ -212,14 +302,18 @@ report_agents() {
 
 main() {
   log "hashistack bootstrap: role=$ROLE secrets=$SECRETS_SOURCE"
+  install_software
+  if [[ "$ROLE" == image ]]; then
+    seal_image
+    console "done"
+    return 0
+  fi
   step "preparing the node"
   [[ "$SECRETS_SOURCE" != ssm ]] || fetch_ssm_secrets
-  install_hashicorp_repository
-  install_hashicorp_packages
   if [[ "$ROLE" == client ]]; then
     # The CA alone, world-readable, for jobs that mount the `cluster-ca` host volume.
     install -D -m 0644 /etc/hashistack/tls/ca.pem /etc/hashistack/public/ca.pem
-    install_cni_plugins
+    link_consul_cni
     modprobe br_netfilter
     sysctl --system >/dev/null
   fi

@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPORT = Path(__file__).resolve().parent.parent / "boot-test-report.json"
 
 CASES = [
     ("dev", {}),
@@ -80,7 +84,37 @@ def critical_paths() -> list[tuple[str, int, float, int, float]]:
     return rows
 
 
+def baked_image_lines(report_path: Path = REPORT) -> list[str]:
+    """The stock and baked boot times of the last boot test (boot-test-report.json), their ratio, and
+    the dev stack's first `up` estimated with it: the cost model's boot scaled by the ratio."""
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, ValueError):
+        report = {}
+    found = report.get("stock_vs_baked")
+    if not found:
+        return [f"Baked image: no comparison in {report_path.name}; `make boot-test` boots client-0 "
+                "from both images and writes it"]  # fmt: skip
+    from scripts.critical_path import COSTS
+
+    cost = COSTS["libvirt"]
+    stock, baked = cost.minutes(1), cost.minutes(1, found["ratio"])
+    modified = datetime.fromtimestamp(report_path.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"Baked image ({report_path.name}, {modified}, {report.get('accelerator', '?').upper()}): {found['node']} "
+        f"booted in {found['stock_seconds']} s from the stock image, {found['baked_seconds']} s from the baked one: "
+        f"ratio {found['ratio']:.2f} (goal <= {found['goal']:.2f}: {'met' if found['met'] else 'NOT met'}); "
+        f"the boot script alone {found.get('stock_bootstrap_seconds')} s and {found.get('baked_bootstrap_seconds')} s.",
+        f"dev first `up` on a KVM host, estimated: {stock:.1f} min stock, {baked:.1f} min baked (the cost model's "
+        f"{cost.boot} min boot scaled by the ratio, plus create {cost.create}, gate {cost.gate} and tail {cost.tail} "
+        "min: scripts/critical_path.py).",
+    ]
+
+
 def main() -> int:
+    for line in baked_image_lines():
+        print(line)
+    print()
     print(f"{'case':<18} {'first up: boots':>16} {'est.':>7} {'replace all servers: boots':>27} {'est.':>7}")
     for case, first, first_min, later, later_min in critical_paths():
         print(f"{case:<18} {first:>16} {first_min:>5.0f}min {later:>27} {later_min:>5.0f}min")

@@ -39,8 +39,9 @@ class CostModel:
     tail: float
     """After the servers: bootstrap (tokens, ACLs, Vault), access, and the jobs' deployments."""
 
-    def minutes(self, boots: int) -> float:
-        return boots * (self.create + self.boot + self.gate) + self.tail
+    def minutes(self, boots: int, boot_ratio: float = 1.0) -> float:
+        """`boot_ratio`: a baked image's boot time over the stock image's (the boot test measures it)."""
+        return boots * (self.create + self.boot * boot_ratio + self.gate) + self.tail
 
 
 COSTS: Mapping[str, CostModel] = {

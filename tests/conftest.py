@@ -32,9 +32,10 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+import components.nodes.node_image
 import components.platforms.libvirt.base_image
 import components.platforms.libvirt.network
-from scripts.stack_files import project_file, stack_config, stacks
+from scripts.stack_files import project_file, stack_config, stack_settings, stacks
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = project_file()
@@ -355,6 +356,11 @@ def test_host(home: Path) -> Iterator[Path]:
     )
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_bytes(b"QFI\xfb")
+    # And the dev stack's baked image, as after `make image` (components/nodes/node_image.py).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        baked = components.nodes.node_image.recipe(stack_settings("dev"))
+    components.nodes.node_image.image_path(cached.parent, baked).write_bytes(b"QFI\xfb")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(components.platforms.libvirt.network, "qemu_group_gid", lambda: QEMU_GID)
         patch.setenv("HOME", str(home))

@@ -17,6 +17,19 @@ AWS_ACCOUNT = "123456789012"
 AWS_AMI = "ami-0123456789abcdef0"
 
 
+IMAGEBUILDER_KINDS = {
+    "aws:imagebuilder/component:Component": "component",
+    "aws:imagebuilder/imageRecipe:ImageRecipe": "image-recipe",
+    "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration": "infrastructure-configuration",
+}
+AWS_ROUTE_TABLE = "rtb-0123456789abcdef0"
+
+
+def baked_ami(name: str) -> str:
+    """The AMI the mock Image Builder image `name` outputs (not the stock AWS_AMI)."""
+    return f"ami-{digest(name, 'baked-ami').hex()[:17]}"
+
+
 def _arn(service: str, resource: str, region: str = AWS_REGION) -> str:
     return f"arn:aws:{service}:{region}:{AWS_ACCOUNT}:{resource}"
 
@@ -72,6 +85,24 @@ def aws_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"arn": _arn("ssm", f"parameter{inputs.get('name', '/' + name)}"), "version": 1}
     if typ == "aws:ec2/instance:Instance":
         return {"arn": _arn("ec2", f"instance/i-{h[:17]}"), "primaryNetworkInterfaceId": f"eni-{h[17:34]}"}
+    # The baked image (components/platforms/aws/baked_image.py): the bucket's auto-name, the Image
+    # Builder ARNs, and the image's AMI as the provider reports it (outputResources[].amis[].image).
+    if typ == "aws:s3/bucket:Bucket":
+        physical = inputs.get("bucket") or f"{name}-{h[:7]}"
+        return {"bucket": physical, "arn": f"arn:aws:s3:::{physical}"}
+    if typ in IMAGEBUILDER_KINDS:
+        kind = IMAGEBUILDER_KINDS[typ]
+        named = inputs.get("name", name)
+        version = (
+            f"/{inputs['version']}/1" if kind == "component" else f"/{inputs['version']}" if "version" in inputs else ""
+        )
+        return {"arn": _arn("imagebuilder", f"{kind}/{named.lower()}{version}")}
+    if typ == "aws:imagebuilder/image:Image":
+        ami = baked_ami(name)
+        return {
+            "arn": _arn("imagebuilder", f"image/{name}/1.0.0/1"),
+            "outputResources": [{"amis": [{"image": ami, "region": AWS_REGION, "accountId": AWS_ACCOUNT}]}],
+        }
     if typ in ("aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/securityGroup:SecurityGroup"):
         kind = typ.rsplit(":", 1)[1].lower().replace("securitygroup", "security-group")
         return {"arn": _arn("ec2", f"{kind}/{name}-id"), "ownerId": AWS_ACCOUNT}
@@ -119,6 +150,8 @@ def aws_call(token: str) -> dict[str, Any] | None:
             "issuerName": "hashistack-deploy",
             "sessionName": "ci-run-1",
         }
+    if token == "aws:ec2/getRouteTable:getRouteTable":
+        return {"id": AWS_ROUTE_TABLE, "routeTableId": AWS_ROUTE_TABLE, "vpcId": "cluster-vpc-id", "routes": []}
     if token == "aws:index/getPartition:getPartition":
         return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsPrefix": "com.amazonaws"}
     return None

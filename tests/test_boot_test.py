@@ -515,9 +515,15 @@ def test_the_maintainer_scripts_make_the_users_and_owners_the_real_packages_make
     assert scripts["nomad"].postinst.splitlines()[1:4] == [
         "mkdir -p /opt/nomad/data", "chown nomad:nomad /opt/nomad/data", "chown -R nomad:nomad /etc/nomad.d"
     ]  # fmt: skip
-    assert scripts["vault"].postinst.splitlines()[1:5] == [
-        "mkdir --parents /opt/vault/tls /opt/vault/data", "chown --recursive vault:vault /etc/vault.d",
-        "chown --recursive vault:vault /opt/vault", "chmod 700 /opt/vault/tls",
+    # The self-signed key a baked image must not keep (seal_image removes it), made as the real one makes it.
+    assert scripts["vault"].postinst.splitlines()[1:12] == [
+        "if [[ -f /opt/vault/tls/tls.crt ]] && [[ -f /opt/vault/tls/tls.key ]]; then", "  exit 0", "fi",
+        "mkdir --parents /opt/vault/tls /opt/vault/data", "cd /opt/vault/tls",
+        "openssl req -out tls.crt -new -keyout tls.key -newkey rsa:4096 -nodes -sha256 -x509 -subj /O=HashiCorp/CN=Vault "
+        "-days 1095 2>/dev/null",
+        "chown --recursive vault:vault /etc/vault.d", "chown --recursive vault:vault /opt/vault",
+        "chmod 600 /opt/vault/tls/tls.crt /opt/vault/tls/tls.key", "chmod 700 /opt/vault/tls",
+        "if [ -d /run/systemd/system ]; then",
     ]  # fmt: skip
     assert scripts["consul-cni"].postinst == (
         "#!/bin/sh\nmkdir -p /opt/cni/bin\nln -s /usr/bin/consul-cni /opt/cni/bin/consul-cni\n"
@@ -573,3 +579,117 @@ def test_the_throwaway_ca_issues_node_certificates_and_copies_keep_the_key_priva
     assert copy.cert_pem == ca.cert_pem
     assert (tmp_path / "copy/ca.key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "copy").stat().st_mode & 0o777 == 0o700
+
+
+# --- stock and baked images -------------------------------------------------------------------------
+
+
+def test_a_server_from_the_baked_image_leaves_its_docker_off():
+    """The baked image holds Docker for clients, disabled (seal_image); a server never starts it. A stock
+    server has no Docker at all (systemctl show reports an unknown unit as inactive, no unit file state)."""
+    base = {"consul": RUNNING, "nomad": RUNNING, "vault": RUNNING}
+    assert checks.unit_problems({"units": {**base, "docker": unit("inactive", "dead", "disabled")}}, Role.SERVER) == []
+    assert checks.unit_problems({"units": {**base, "docker": unit("inactive", "dead", "")}}, Role.SERVER) == []
+    assert checks.unit_problems({"units": {**base, "docker": RUNNING}}, Role.SERVER) == [
+        "docker.service is enabled and active on a server, expected not enabled and inactive"
+    ]
+    assert checks.unit_problems({"units": {**base, "docker": unit("active", "running", "disabled")}}, Role.SERVER) == [
+        "docker.service is disabled and active on a server, expected not enabled and inactive"
+    ]
+    assert checks.unit_problems({"units": {**base, "docker": unit("inactive", "dead")}}, Role.SERVER) == [
+        "docker.service is enabled and inactive on a server, expected not enabled and inactive"
+    ]
+
+
+def test_each_boot_takes_the_install_path_its_image_calls_for():
+    skipped = f"==> checking what the image holds\n==> {checks.SKIPPED_INSTALL}\n"
+    installed = "==> not in the image: ca-certificates\n==> installing consul=2.0.4-1 nomad=2.0.7-1\n"
+    assert checks.install_path_problems(skipped, baked=True) == []
+    assert checks.install_path_problems(installed, baked=False) == []
+    assert checks.install_path_problems(installed, baked=True) == [
+        "booted from the baked image, the bootstrap installed instead of using what the image holds"
+    ]
+    assert checks.install_path_problems(skipped + installed, baked=True), "skipped and still installed"
+    assert checks.install_path_problems(skipped, baked=False) == [
+        "booted from the stock image, the bootstrap did not install the agents"
+    ]
+    assert checks.install_path_problems("", baked=False) and checks.install_path_problems("", baked=True)
+
+
+def test_the_report_compares_the_same_node_from_both_images():
+    assert boot_main.BOOTS[boot_main.STOCK_BOOT][:2] == ("client-0", False)
+    assert boot_main.BOOTS[boot_main.BAKED_BOOT][:2] == ("client-0", True)
+    # Two waves of two: each measured client beside a server of the same shape booting the baked image.
+    waves = [[n for n, boot in boot_main.BOOTS.items() if boot[5] == w] for w in (1, 2)]
+    assert waves == [["client-0", "server-0"], ["client-0-baked", "failure"]]
+    assert boot_main.BOOTS["server-0"][0:2] == boot_main.BOOTS["failure"][0:2] == ("server-0", True)
+    assert boot_main.BOOTS["server-0"][3:5] == boot_main.BOOTS["failure"][3:5], "the same memory and vCPUs"
+    done = "hashistack-bootstrap: done"
+    results = {
+        "client-0": boot_main.Result("client-0", done, 480.4, bootstrap_seconds=390),
+        "client-0-baked": boot_main.Result("client-0-baked", done, 120.2, bootstrap_seconds=30),
+    }
+    found = boot_main.comparison(results)
+    assert found == {"node": "client-0", "stock_seconds": 480, "baked_seconds": 120, "ratio": 0.25, "goal": 0.333,
+                     "met": True, "stock_bootstrap_seconds": 390, "baked_bootstrap_seconds": 30}  # fmt: skip
+    assert boot_main.ratio_line(found) == (
+        "client-0: stock image 480 s, baked image 120 s to 'hashistack-bootstrap: done'; baked/stock = 0.25 "
+        "(goal <= 0.33: met); the boot script alone: 390 s and 30 s"
+    )
+    slow = {**results, "client-0-baked": boot_main.Result("client-0-baked", done, 170.0)}
+    assert boot_main.comparison(slow)["met"] is False and "NOT met" in boot_main.ratio_line(boot_main.comparison(slow))
+    failed = {**results, "client-0-baked": boot_main.Result("client-0-baked", "hashistack-bootstrap: FAILED x", 9)}
+    assert boot_main.comparison(failed) is None, "a failed boot is no measurement"
+    assert boot_main.comparison({"client-0": results["client-0"]}) is None
+
+
+def test_the_baked_boots_use_the_image_the_builder_makes_over_the_stock_one(tmp_path, monkeypatch):
+    """The boot test's baked image is `make image`'s builder run over its own stock image, from the
+    stand-in repository as the appliance reaches this host, into the cache beside the stock image."""
+    seen = {}
+
+    def build(base, base_format, recipe, directory, **options):
+        seen.update(base=base, base_format=base_format, recipe=recipe, directory=directory, **options)
+        return directory / f"{recipe.name}.qcow2"
+
+    monkeypatch.setattr(boot_main.node_image, "build", build)
+    stock = boot_main.Image(tmp_path / "debian-12-abc/rootfs.ext4", tmp_path / "vmlinuz", tmp_path / "initrd.img",
+                            tmp_path / "package-ca")  # fmt: skip
+    image = boot_main.baked(stock, SETTINGS.versions, "F" * 40, 4443, True, print)
+    assert (seen["base"], seen["base_format"], seen["grow_root"], seen["tcg"]) == (stock.rootfs, "raw", False, True)
+    assert seen["directory"] == tmp_path / "debian-12-abc/baked"
+    assert seen["recipe"].base == "debian-12-abc" and seen["recipe"].package_source.key_fingerprint == "F" * 40
+    assert seen["recipe"].package_source.apt_url == "https://169.254.2.2:4443/hashicorp"
+    assert image.format == "qcow2" and image.rootfs == seen["directory"] / f"{seen['recipe'].name}.qcow2"
+    assert (image.kernel, image.initrd) == (stock.kernel, stock.initrd)
+
+
+def test_the_repository_key_is_made_once_per_home_and_kept(repository, tmp_path):
+    """The baked image's name carries the key's fingerprint: the boot test keeps the key with its
+    image, so that the cached image is found again on the next run."""
+    work, debs, repo = repository
+    again = standins.apt_repository(tmp_path / "www", "bookworm", debs, work / "gnupg")
+    assert again.fingerprint == repo.fingerprint
+    other = standins.apt_repository(tmp_path / "www2", "bookworm", debs, tmp_path / "gnupg", expires="10y")
+    assert other.fingerprint != repo.fingerprint
+    listing = subprocess.run(["gpg", "--homedir", str(tmp_path / "gnupg"), "--with-colons", "--list-keys"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    (expiry,) = [line.split(":")[6] for line in listing.splitlines() if line.startswith("pub:")]
+    assert int(expiry) - time.time() > 9 * 365 * 86400
+
+
+def test_the_failure_run_boots_a_stale_image_which_the_script_must_see():
+    """Its settings pin the next Nomad patch release: the baked image holds the pinned one."""
+    assert boot_main.stale_versions(SETTINGS.versions).nomad == "2.0.8" and SETTINGS.versions.nomad == "2.0.7"
+    assert boot_main.stale_versions(SETTINGS.versions).consul == SETTINGS.versions.consul
+    seen = "==> not in the image: nomad=2.0.8-1 (found: 2.0.7-1)\n==> adding the HashiCorp apt repository\n"
+    assert checks.stale_image_problems(seen, "2.0.8") == []
+    assert checks.stale_image_problems("==> the image holds the pinned versions\n", "2.0.8") == [
+        "the image's other Nomad went unnoticed: no 'not in the image: nomad=2.0.8-1' in the log"
+    ]
+
+
+def test_the_boot_scripts_own_time_runs_from_its_first_line_to_done():
+    log = "==> [23:59:50] hashistack bootstrap: role=client secrets=inline\n==> [23:59:55] checking\n==> [00:00:20] done\n"
+    assert checks.step_seconds(log, checks.BOOTSTRAP_START, "done") == 30
+    assert checks.step_seconds(log, checks.BOOTSTRAP_START) is None, "no FAILED line"

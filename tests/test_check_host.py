@@ -770,7 +770,7 @@ def test_main_passes_on_a_ready_host_and_prints_one_line_per_check(capsys):
         "PASS package-source",
         "PASS cni-plugins",
     ]
-    assert lines[-1] == "check-host dev: 0 FAIL, 17 PASS, 0 INFO — this host can run `make up STACK=dev`"
+    assert lines[-1] == "check-host dev: 0 FAIL, 18 PASS, 0 INFO — this host can run `make up STACK=dev`"
 
 
 def test_main_summary_names_the_packages_to_install(capsys):
@@ -778,7 +778,7 @@ def test_main_summary_names_the_packages_to_install(capsys):
     host.executables -= {"/usr/bin/mkisofs", "/usr/bin/qemu-img"}
     assert ch.main(["--stack", "dev"], host) == 1
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "check-host dev: 2 FAIL, 15 PASS, 0 INFO — fix the FAIL lines (`make prereqs STACK=dev` installs "
+        "check-host dev: 2 FAIL, 16 PASS, 0 INFO — fix the FAIL lines (`make prereqs STACK=dev` installs "
         "genisoimage qemu-utils), then run `make up STACK=dev` again"
     )
 

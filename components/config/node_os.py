@@ -23,13 +23,18 @@ class OsRelease:
     codename: str
     """The release's suite name, as in /etc/os-release VERSION_CODENAME."""
     base_packages: tuple[str, ...]
-    """Installed by cloud-init on every node before the bootstrap runs."""
+    """Installed by the bootstrap on every node (the first thing it does, when the image lacks them)."""
     client_packages: tuple[str, ...]
     """Docker, nftables (the task firewall) and a Java runtime for the java driver, by this release's names."""
     ami_owner: str
     """The AWS account that publishes the official images: an image of the same name by anyone else is never used."""
     ami_name: str
     """The official images' name pattern (amd64, the most recent is taken)."""
+
+    def packages_for(self, role: str) -> tuple[str, ...]:
+        """What the bootstrap installs from the release's archive for `role` (server, client, or image:
+        a baked image holds what either role needs)."""
+        return self.base_packages + (self.client_packages if role != "server" else ())
 
 
 _COMMON = ("ca-certificates", "curl", "gnupg", "jq")

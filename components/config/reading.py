@@ -30,6 +30,7 @@ from components.config.settings import (
     SERVER_HOST_OFFSET,
     AwsSettings,
     LibvirtSettings,
+    NodeImage,
     NodeSize,
     PackageSource,
     Platform,
@@ -115,6 +116,7 @@ KNOWN_KEYS = frozenset(
         "certEarlyRenewalHours",
         "sshAuthorizedKeys",
         "nodeOs",
+        "nodeImage",
         "jobs",
         "libvirtUri",
         "libvirtPoolDir",
@@ -296,6 +298,7 @@ def parse_settings(
         read.https_url("cniPluginsUrl"),
     )
     node_os = read.choice("nodeOs", NodeOs) or NodeOs.UBUNTU_24_04
+    node_image = read.choice("nodeImage", NodeImage) or NodeImage.STOCK
     tls = _read_tls(read)
     ssh_keys = read.string_list("sshAuthorizedKeys")
     for key in ssh_keys:
@@ -350,6 +353,7 @@ def parse_settings(
         tls=tls,
         ssh_authorized_keys=tuple(k.strip() for k in ssh_keys),
         node_os=node_os,
+        node_image=node_image,
         jobs=tuple(jobs),
         libvirt=libvirt,
         aws=aws,

@@ -28,6 +28,14 @@ CLIENT_HOST_OFFSET = 20
 AWS_SERVER_HOST_OFFSET = 10
 
 
+class NodeImage(StrEnum):
+    """What a node boots: the release's stock image, which the bootstrap installs everything on, or
+    the project's baked image, which holds it already (components/nodes/node_image.py)."""
+
+    STOCK = "stock"
+    BAKED = "baked"
+
+
 class Platform(StrEnum):
     AWS = "aws"
     LIBVIRT = "libvirt"
@@ -127,6 +135,7 @@ class Settings:
     tls: TlsSettings
     ssh_authorized_keys: tuple[str, ...]
     node_os: NodeOs
+    node_image: NodeImage
     jobs: tuple[str, ...]
     """Names of the jobs to deploy: jobs/<name>.nomad.hcl."""
     libvirt: LibvirtSettings | None

@@ -158,7 +158,8 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _render(template: str, context: dict) -> str:
+def render_template(template: str, context: dict) -> str:
+    """cloudinit/<template>, rendered strictly."""
     return _environment().get_template(template).render(context)
 
 
@@ -197,6 +198,7 @@ def _context(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> di
         "node_class": cluster.client_node_class,
         "zone": cluster.zone,
         "seal": cluster.seal,
+        "release_packages": RELEASES[cluster.node_os].packages_for(node.role.value),
         "secrets_source": "ssm" if isinstance(delivery, SsmSecrets) else "inline",
         "ssm_region": delivery.region if isinstance(delivery, SsmSecrets) else "",
         **{k: getattr(material, k) for k in NodeMaterial.__dataclass_fields__},
@@ -222,22 +224,24 @@ def node_files(
         else:
             files.append(NodeFile(path, "", "0600", secret_name=name))
 
-    public("/etc/hashistack/bootstrap.env", _render("bootstrap.env.j2", ctx), "0600")
+    public("/etc/hashistack/bootstrap.env", render_template("bootstrap.env.j2", ctx), "0600")
     public(BOOTSTRAP_PATH, _static("hashistack-bootstrap.sh"), "0700")
     # One copy of the node's certificate and key; the bootstrap installs it for each agent.
     public(f"{TLS_DIR}/ca.pem", material.ca_pem)
     public(f"{TLS_DIR}/node.pem", material.cert_pem)
     secret(f"{TLS_DIR}/node-key.pem", "tls-key", material.key_pem)
-    public("/etc/consul.d/agent.hcl", _render("consul.hcl.j2", ctx))
-    secret("/etc/consul.d/secrets.hcl", "consul-secrets", with_secrets and _render("consul-secrets.hcl.j2", ctx))
-    public("/etc/nomad.d/agent.hcl", _render("nomad.hcl.j2", ctx))
-    secret("/etc/nomad.d/secrets.hcl", "nomad-secrets", with_secrets and _render("nomad-secrets.hcl.j2", ctx))
-    public("/etc/systemd/resolved.conf.d/consul.conf", _render("resolved-consul.conf.j2", ctx))
+    public("/etc/consul.d/agent.hcl", render_template("consul.hcl.j2", ctx))
+    secret(
+        "/etc/consul.d/secrets.hcl", "consul-secrets", with_secrets and render_template("consul-secrets.hcl.j2", ctx)
+    )
+    public("/etc/nomad.d/agent.hcl", render_template("nomad.hcl.j2", ctx))
+    secret("/etc/nomad.d/secrets.hcl", "nomad-secrets", with_secrets and render_template("nomad-secrets.hcl.j2", ctx))
+    public("/etc/systemd/resolved.conf.d/consul.conf", render_template("resolved-consul.conf.j2", ctx))
     public("/etc/systemd/system/consul.service.d/conditions.conf", _static("consul-conditions.conf"))
     public("/etc/systemd/system/nomad.service.d/wants-consul.conf", _static("nomad-wants-consul.conf"))
     if server:
-        public("/etc/vault.d/vault.hcl", _render("vault.hcl.j2", ctx))
-        secret("/etc/vault.d/vault.env", "vault-env", with_secrets and _render("vault.env.j2", ctx))
+        public("/etc/vault.d/vault.hcl", render_template("vault.hcl.j2", ctx))
+        secret("/etc/vault.d/vault.env", "vault-env", with_secrets and render_template("vault.env.j2", ctx))
         public("/etc/systemd/system/vault.service.d/wants-consul.conf", _static("vault-wants-consul.conf"))
         public("/etc/logrotate.d/vault-audit", _static("vault-audit.logrotate"))
     else:
@@ -289,7 +293,6 @@ _Dumper.add_representer(
 def user_data(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> str:
     """The node's #cloud-config. Deterministic: same inputs, byte-identical output."""
     ssm = isinstance(cluster.delivery, SsmSecrets)
-    release = RELEASES[cluster.node_os]
     files = node_files(cluster, node, material, with_secrets=not ssm)
     written = [f for f in files if not (ssm and f.secret)]
     if ssm:
@@ -297,11 +300,9 @@ def user_data(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> s
             f"{ssm_parameter_name(cluster.delivery, node, f.secret_name)}\t{f.path}\n" for f in files if f.secret
         )
         written.append(NodeFile(SSM_MANIFEST_PATH, manifest, "0600"))
+    # No `packages`: the bootstrap installs the release's packages itself, and only what the image
+    # lacks (a baked image holds them all: components/nodes/node_image.py).
     document: dict = {
-        "package_update": True,
-        # From the release's archive, installed by cloud-init before the bootstrap runs: Docker and
-        # Java follow its security updates; the HashiCorp agents are pinned by the bootstrap.
-        "packages": [*release.base_packages, *(release.client_packages if node.role is Role.CLIENT else ())],
         # Root-only until the bootstrap hands each directory to its agent's group.
         "write_files": [
             {"path": f.path, "content": f.content, "owner": "root:root", "permissions": f.mode} for f in written

@@ -13,16 +13,26 @@
    platform's network-config and meta-data) and real certificates from that CA, each booted by QEMU
    on a user network with the libvirt network's addresses (192.168.142.0/24, .1 routing; QEMU resolves
    on .2, which the network-config names instead of .1: the one change to what the platform renders);
-4. a third VM, a server whose package source refuses connections, must end with one FAILED line
-   within the boot script's retry budget;
-5. the verdict is read from each serial console; then node_facts.py runs in the VM over SSH and
-   checks.py asserts the files, units and resolver. Writes boot-test-report.json; exits 1 on any problem.
+4. the baked image (`make image`'s own builder, scripts/node_image.py: virt-customize runs the boot
+   script as ROLE=image in a copy of the image, from the stand-in repository) cached beside the image,
+   keyed by its recipe's name; the repository's signing key is kept with it, as the name carries its
+   fingerprint;
+5. in a first wave client-0 from the stock image beside server-0 from the baked one, in a second
+   client-0 from the baked image beside the failure run: the report gives client-0's two times and
+   their ratio;
+6. the failure run, a server from the baked image whose settings pin another Nomad (a stale image:
+   the script must see it and install) and whose package source refuses connections, must end with
+   one FAILED line within the boot script's retry budget;
+7. the verdict is read from each serial console; then node_facts.py runs in the VM over SSH and
+   checks.py asserts the files, units, resolver and the install path the image called for. Writes
+   boot-test-report.json; exits 1 on any problem.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -44,13 +54,15 @@ from pathlib import Path
 import yaml
 
 from components.config.node_os import RELEASES, NodeOs
-from components.config.settings import Settings
+from components.config.settings import PackageSource, Settings, Versions
 from components.nodes import node_config
 from components.nodes.node_config import ClusterSpec, NodeMaterial, NodeSpec, Role
+from components.nodes.node_image import ImageRecipe
 from components.nodes.node_plan import cluster_spec, node_specs
 from components.pki.cluster_secrets import ClusterSecretsArgs, client_dns_names, server_dns_names
 from components.platforms.libvirt.seed import meta_data, network_config
 from components.platforms.libvirt.user_dirs import user_dir
+from scripts import node_image
 from scripts.boot_test import checks, standins
 from scripts.boot_test.pki import ThrowawayCa
 from scripts.boot_test.vm import (
@@ -76,10 +88,24 @@ RETRY_BUDGET_SECONDS = sum(5 * n for n in range(1, 10)) + 10 * 10 + 60
 FAILING_STEP = "adding the HashiCorp apt repository"
 # The image trusts its own package-server CA; rebuild the image (delete it from the cache) after this.
 IMAGE_CA_DAYS = 3650
-BOOT_TIMEOUT = {"server-0": 900, "client-0": 1200, "failure": 1200}
-MEMORY_MIB = {"server-0": 1536, "client-0": 3072, "failure": 1024}
-# The failure run mostly waits between retries: one vCPU leaves the host's cores to the others.
-VCPUS = {"server-0": 2, "client-0": 2, "failure": 1}
+# Each boot: the node it boots, whether from the baked image, its time limit, memory and vCPUs, and its
+# wave. Two waves of two VMs (four at once on two cores under emulation slow every boot two- to
+# threefold, the short ones most), each measured client beside a companion of the same shape: a server
+# booting the baked image, up to its boot script the same work. The failure run's image is stale (its
+# settings pin another Nomad), so it takes the install path and fails at the package source.
+BOOTS = {
+    "client-0": ("client-0", False, 1200, 3072, 2, 1),
+    "server-0": ("server-0", True, 900, 1536, 2, 1),
+    "client-0-baked": ("client-0", True, 900, 3072, 2, 2),
+    "failure": ("server-0", True, 1200, 1536, 2, 2),
+}
+# The comparison the report gives: the same node from the stock and from the baked image.
+STOCK_BOOT, BAKED_BOOT = "client-0", "client-0-baked"
+RATIO_GOAL = 1 / 3
+# The address of the host (where the package server listens) from libguestfs's appliance, which bakes
+# the image on QEMU's user network 169.254.0.0/16 (seen in the appliance: `default via 169.254.2.2`).
+APPLIANCE_HOST = "169.254.2.2"
+REPOSITORY_KEY_EXPIRES = "10y"
 
 
 def cache_dir() -> Path:
@@ -156,22 +182,37 @@ class Result:
     verdict: str | None = None
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    bootstrap_seconds: float | None = None
+    """The boot script's own run, from its first log line to `done`."""
+
+
+def baked(stock: Image, versions, fingerprint: str, port: int, tcg: bool, log) -> Image:
+    """The baked image of the boot test's settings over `stock`, built by `make image`'s builder."""
+    source = f"https://{APPLIANCE_HOST}:{port}"
+    recipe = ImageRecipe(NODE_OS, stock.rootfs.parent.name, versions,
+                         PackageSource(f"{source}/hashicorp", fingerprint, f"{source}/cni"))  # fmt: skip
+    path = node_image.build(
+        stock.rootfs, "raw", recipe, stock.rootfs.parent / "baked", grow_root=False, tcg=tcg, log=log
+    )
+    return dataclasses.replace(stock, rootfs=path, format="qcow2")
 
 
 def run_node(name: str, settings: Settings, node: NodeSpec, user_data: str, key: Path,
              image_: Image, kvm: bool, work: Path, log) -> Result:  # fmt: skip
     result = Result(name)
+    _, from_baked, timeout, memory_mib, vcpus, _ = BOOTS[name]
     cluster = cluster_spec(settings)
     seed = seed_iso(work / f"{name}-seed", {
         "user-data": user_data,
         "meta-data": meta_data(node.name, user_data),
         "network-config": qemu_network_config(settings, node.address),
     })  # fmt: skip
-    machine = Machine(name, image_, work, settings.network_cidr, node.address, kvm, MEMORY_MIB[name], VCPUS[name])
+    machine = Machine(name, image_, work, settings.network_cidr, node.address, kvm, memory_mib, vcpus)
     machine.boot(seed)
-    log(f"{name}: booting ({'KVM' if kvm else 'TCG'}), console {machine.console}")
+    log(f"{name}: booting the {'baked' if from_baked else 'stock'} image ({'KVM' if kvm else 'TCG'}), "
+        f"console {machine.console}")  # fmt: skip
     try:
-        result.verdict = machine.wait_for_verdict(BOOT_TIMEOUT[name])
+        result.verdict = machine.wait_for_verdict(timeout)
         result.seconds = machine.elapsed()
         log(f"{name}: {result.verdict or 'no verdict'} after {result.seconds:.0f} s")
         console = machine.console_text()
@@ -185,14 +226,17 @@ def run_node(name: str, settings: Settings, node: NodeSpec, user_data: str, key:
             return result
         facts = json.loads(done.stdout)
         (work / f"{name}.facts.json").write_text(json.dumps(facts, indent=2))
+        result.bootstrap_seconds = checks.step_seconds(facts["bootstrap_log"], checks.BOOTSTRAP_START, "done")
         if name == "failure":
             took = checks.step_seconds(facts["bootstrap_log"], FAILING_STEP)
             result.problems += checks.failure_problems(console, FAILING_STEP, RETRY_BUDGET_SECONDS, took)
+            result.problems += checks.stale_image_problems(facts["bootstrap_log"], settings.versions.nomad)
         else:
             result.problems += checks.console_problems(console, result.verdict)
             result.problems += checks.file_problems(facts, checks.expected_files(cluster, node))
             result.problems += checks.unit_problems(facts, node.role)
             result.problems += checks.resolver_problems(facts, cluster, node)
+            result.problems += checks.install_path_problems(facts["bootstrap_log"], from_baked)
         if result.problems:
             result.problems.append(
                 "bootstrap log, last lines:\n" + "\n".join(facts["bootstrap_log"].splitlines()[-25:])
@@ -205,7 +249,7 @@ def run_node(name: str, settings: Settings, node: NodeSpec, user_data: str, key:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--nodes", default="server-0,client-0,failure", help="which boots to run")
+    parser.add_argument("--nodes", default=",".join(BOOTS), help=f"which boots to run, of {', '.join(BOOTS)}")
     parser.add_argument("--report", type=Path, default=ROOT / "boot-test-report.json")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -226,13 +270,16 @@ def main(argv: list[str] | None = None) -> int:
         ca = ThrowawayCa(work / "pki")
         base = dev_settings()
         gateway = str(base.network_cidr[1])
-        served = ThrowawayCa(work / "package-ca", source=image_.package_ca).issue("package-server", [], [gateway])
+        served = ThrowawayCa(work / "package-ca", source=image_.package_ca).issue(
+            "package-server", [], [gateway, APPLIANCE_HOST]
+        )
         www = work / "www"
         www.mkdir()
         debs = [
             standins.build_deb(p, work / "debs", (work / "debs").resolve()) for p in standins.packages(base.versions)
         ]
-        repo = standins.apt_repository(www / "hashicorp", RELEASES[NODE_OS].codename, debs, work / "gnupg")
+        repo = standins.apt_repository(www / "hashicorp", RELEASES[NODE_OS].codename, debs,
+                                       image_.rootfs.parent / "repository-key", REPOSITORY_KEY_EXPIRES)  # fmt: skip
         standins.cni_release(base.versions.cni_plugins, www / "cni")
         server = PackageServer(www, served.cert_path, served.key_path)
         log(f"package server: https://{gateway}:{server.port}/ (127.0.0.1:{server.port}); key {repo.fingerprint}")
@@ -247,25 +294,26 @@ def main(argv: list[str] | None = None) -> int:
             })  # fmt: skip
 
         good = settings_for(server.port)
-        closed = settings_for(_closed_port())
+        closed = dataclasses.replace(settings_for(_closed_port()), versions=stale_versions(good.versions))
         nodes = node_specs(good)
-        plans = {
-            "server-0": (good, nodes["server-0"]),
-            "client-0": (good, nodes["client-0"]),
-            "failure": (closed, nodes["server-0"]),
-        }
         wanted = [n for n in args.nodes.split(",") if n]
-        unknown = set(wanted) - set(plans)
+        unknown = set(wanted) - set(BOOTS)
         if unknown:
-            raise SystemExit(f"--nodes: unknown {sorted(unknown)}; choose from {sorted(plans)}")
+            raise SystemExit(f"--nodes: unknown {sorted(unknown)}; choose from {sorted(BOOTS)}")
+        baked_image = None
+        if any(BOOTS[name][1] for name in wanted):
+            baked_image = baked(image_, good.versions, repo.fingerprint, server.port, not kvm, log)
         jobs = {}
-        with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
-            for name in wanted:
-                settings, node = plans[name]
-                cluster = cluster_spec(settings)
-                user_data = node_config.user_data(cluster, node, material(ca, settings, cluster, node.name, node))
-                jobs[name] = pool.submit(run_node, name, settings, node, user_data, key, image_, kvm,
-                                         work, log)  # fmt: skip
+        for wave in sorted({BOOTS[name][5] for name in wanted}):
+            in_wave = [name for name in wanted if BOOTS[name][5] == wave]
+            with ThreadPoolExecutor(max_workers=len(in_wave)) as pool:
+                for name in in_wave:
+                    node_name, from_baked = BOOTS[name][:2]
+                    settings, node = (closed if name == "failure" else good), nodes[node_name]
+                    cluster = cluster_spec(settings)
+                    user_data = node_config.user_data(cluster, node, material(ca, settings, cluster, node.name, node))
+                    jobs[name] = pool.submit(run_node, name, settings, node, user_data, key,
+                                             baked_image if from_baked else image_, kvm, work, log)  # fmt: skip
         results = [jobs[name].result() for name in wanted]
         server.close()
         report = {
@@ -274,12 +322,15 @@ def main(argv: list[str] | None = None) -> int:
             "nodes": {
                 r.name: {"verdict": r.verdict, "seconds": round(r.seconds), "problems": r.problems} for r in results
             },
+            "stock_vs_baked": comparison({r.name: r for r in results}),
         }
         args.report.write_text(json.dumps(report, indent=2) + "\n")
         for r in results:
             print(f"{'PASS' if not r.problems else 'FAIL'} {r.name}: {r.verdict} ({r.seconds:.0f} s)")
             for problem in r.problems:
                 print("    " + problem.replace("\n", "\n    "))
+        if report["stock_vs_baked"]:
+            print(ratio_line(report["stock_vs_baked"]))
         log(f"boot test done; report {args.report}")
         failed = any(r.problems for r in results)
         if failed or args.keep:
@@ -290,6 +341,28 @@ def main(argv: list[str] | None = None) -> int:
     if not (failed or args.keep):
         shutil.rmtree(work)
     return 1 if failed else 0
+
+
+def comparison(results: dict[str, Result]) -> dict | None:
+    """Both boots of the same node, when both ran to `done`: their times and baked / stock."""
+    stock, baked_ = results.get(STOCK_BOOT), results.get(BAKED_BOOT)
+    if not (stock and baked_ and stock.verdict and baked_.verdict and stock.seconds > 0):
+        return None
+    if "done" not in stock.verdict or "done" not in baked_.verdict:
+        return None
+    ratio = baked_.seconds / stock.seconds
+    return {"node": BOOTS[STOCK_BOOT][0], "stock_seconds": round(stock.seconds), "baked_seconds": round(baked_.seconds),
+            "ratio": round(ratio, 3), "goal": round(RATIO_GOAL, 3), "met": ratio <= RATIO_GOAL,
+            # The boot script's part alone: the rest (firmware, kernel, systemd, cloud-init) is the same
+            # work on both images.
+            "stock_bootstrap_seconds": stock.bootstrap_seconds, "baked_bootstrap_seconds": baked_.bootstrap_seconds}  # fmt: skip
+
+
+def ratio_line(found: dict) -> str:
+    return (f"{found['node']}: stock image {found['stock_seconds']} s, baked image {found['baked_seconds']} s to "
+            f"'hashistack-bootstrap: done'; baked/stock = {found['ratio']:.2f} (goal <= {found['goal']:.2f}: "
+            f"{'met' if found['met'] else 'NOT met'}); the boot script alone: {found['stock_bootstrap_seconds']} s "
+            f"and {found['baked_bootstrap_seconds']} s")  # fmt: skip
 
 
 def qemu_network_config(settings: Settings, address: str) -> str:
@@ -303,6 +376,12 @@ def qemu_network_config(settings: Settings, address: str) -> str:
 
 def dev_settings(overrides: dict | None = None) -> Settings:
     return stack_settings("dev", {"nodeOs": NODE_OS.value, **(overrides or {})})
+
+
+def stale_versions(versions: Versions) -> Versions:
+    """The pinned versions with Nomad one patch release on: what a baked image of `versions` lacks."""
+    major, minor, patch = versions.nomad.split(".")
+    return dataclasses.replace(versions, nomad=f"{major}.{minor}.{int(patch) + 1}")
 
 
 def _closed_port() -> int:

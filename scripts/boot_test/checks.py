@@ -94,6 +94,12 @@ def unit_problems(facts: dict, role: Role) -> list[str]:
         want["hashistack-task-firewall"] = ("active", "exited")
         want["docker"] = ("active", "running")
     problems = []
+    if role is Role.SERVER:
+        # A baked image holds Docker for clients; a server must not run it (seal_image disables it).
+        docker = _unit(facts, "docker")
+        if docker.get("ActiveState") not in (None, "inactive") or docker.get("UnitFileState") == "enabled":
+            problems.append(f"docker.service is {docker.get('UnitFileState')} and {docker.get('ActiveState')} on a "
+                            "server, expected not enabled and inactive")  # fmt: skip
     for name, (active, sub) in want.items():
         unit = _unit(facts, name)
         if unit.get("UnitFileState") != "enabled":
@@ -103,6 +109,28 @@ def unit_problems(facts: dict, role: Role) -> list[str]:
                 f"{name}.service is {unit.get('ActiveState')} ({unit.get('SubState')}), expected {active} ({sub})"
             )
     return problems
+
+
+SKIPPED_INSTALL = "the image holds the pinned versions: skipping download and install"
+INSTALLING = "installing consul="
+
+
+def install_path_problems(bootstrap_log: str, baked: bool) -> list[str]:
+    """The boot took the path its image calls for: a baked image's skips download and install, a stock
+    image's installs the agents (cloudinit/hashistack-bootstrap.sh, install_software)."""
+    skipped, installed = SKIPPED_INSTALL in bootstrap_log, INSTALLING in bootstrap_log
+    if baked and (installed or not skipped):
+        return ["booted from the baked image, the bootstrap installed instead of using what the image holds"]
+    if not baked and (skipped or not installed):
+        return ["booted from the stock image, the bootstrap did not install the agents"]
+    return []
+
+
+def stale_image_problems(bootstrap_log: str, pinned_nomad: str) -> list[str]:
+    """A baked image of other versions is seen as such: the script names what differs, then installs."""
+    if f"not in the image: nomad={pinned_nomad}-1 (found: " not in bootstrap_log:
+        return [f"the image's other Nomad went unnoticed: no 'not in the image: nomad={pinned_nomad}-1' in the log"]
+    return []
 
 
 def resolver_problems(facts: dict, cluster: ClusterSpec, node: NodeSpec) -> list[str]:
@@ -162,11 +190,15 @@ def failure_problems(console: str, step: str, budget_seconds: float, took_second
     return problems
 
 
-def step_seconds(bootstrap_log: str, step: str) -> float | None:
-    """Seconds from the log line that starts `step` to the FAILED line (timestamps are HH:MM:SS)."""
+BOOTSTRAP_START = "hashistack bootstrap: role="
+
+
+def step_seconds(bootstrap_log: str, step: str, until: str = "FAILED") -> float | None:
+    """Seconds from the log line that starts `step` to the first line starting `until` (the FAILED line;
+    `done` for the whole run from BOOTSTRAP_START). Timestamps are HH:MM:SS."""
     stamps = re.findall(r"^==> \[(\d\d):(\d\d):(\d\d)\] (.*)$", bootstrap_log, re.MULTILINE)
     start = next((s for s in stamps if s[3].startswith(step)), None)
-    end = next((s for s in stamps if s[3].startswith("FAILED")), None)
+    end = next((s for s in stamps if s[3].startswith(until)), None)
     if not start or not end:
         return None
 

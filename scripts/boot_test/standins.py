@@ -194,11 +194,15 @@ def packages(versions: Versions) -> list[StandIn]:
                 "/etc/vault.d/vault.env": "",
             },
             preinst=_create_user("vault", " --home-dir /opt/vault"),
-            # The real postinst also makes a self-signed certificate in /opt/vault/tls (which our
-            # configuration never names) and sets cap_ipc_lock on the binary (our mlock is off).
-            postinst="#!/bin/bash\nmkdir --parents /opt/vault/tls /opt/vault/data\n"
+            # As the real postinst: a self-signed key and certificate in /opt/vault/tls (which our
+            # configuration never names, and a baked image must not keep). It also sets cap_ipc_lock on
+            # the binary (our mlock is off).
+            postinst="#!/bin/bash\nif [[ -f /opt/vault/tls/tls.crt ]] && [[ -f /opt/vault/tls/tls.key ]]; then\n"
+            "  exit 0\nfi\nmkdir --parents /opt/vault/tls /opt/vault/data\ncd /opt/vault/tls\n"
+            "openssl req -out tls.crt -new -keyout tls.key -newkey rsa:4096 -nodes -sha256 -x509 "
+            "-subj /O=HashiCorp/CN=Vault -days 1095 2>/dev/null\n"
             "chown --recursive vault:vault /etc/vault.d\nchown --recursive vault:vault /opt/vault\n"
-            "chmod 700 /opt/vault/tls\n" + _DAEMON_RELOAD,
+            "chmod 600 /opt/vault/tls/tls.crt /opt/vault/tls/tls.key\nchmod 700 /opt/vault/tls\n" + _DAEMON_RELOAD,
         ),
         StandIn(
             "consul-cni",
@@ -282,12 +286,16 @@ def _gpg(home: Path, *args: str, stdin: bytes | None = None) -> bytes:
     ).stdout  # fmt: skip
 
 
-def apt_repository(root: Path, suite: str, debs: list[Path], gnupg_home: Path) -> AptRepository:
+def apt_repository(root: Path, suite: str, debs: list[Path], gnupg_home: Path, expires: str = "1d") -> AptRepository:
     """A signed apt repository laid out as apt.releases.hashicorp.com is: `dists/<suite>/main`,
-    `InRelease` signed by a throwaway key, and that key, armored, at `<root>/gpg`."""
+    `InRelease` signed by a throwaway key, and that key, armored, at `<root>/gpg`. The key in
+    `gnupg_home` is made once, expiring after `expires`, and used again after that (the boot test keeps
+    it with its baked image, whose name carries the fingerprint)."""
     root.mkdir(parents=True, exist_ok=True)
     gnupg_home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _gpg(gnupg_home, "--quick-gen-key", "hashistack boot test <boot-test@hashistack.invalid>", "ed25519", "sign", "1d")
+    if not _gpg(gnupg_home, "--with-colons", "--list-secret-keys").strip():
+        _gpg(gnupg_home, "--quick-gen-key", "hashistack boot test <boot-test@hashistack.invalid>", "ed25519", "sign",
+             expires)  # fmt: skip
     colons = _gpg(gnupg_home, "--with-colons", "--list-keys").decode()
     fingerprint = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:"))
     (root / "gpg").write_bytes(_gpg(gnupg_home, "--armor", "--export", fingerprint))

@@ -26,6 +26,8 @@ class Image:
     initrd: Path
     package_ca: Path
     """The directory of the CA the image trusts for the boot test's package server (ca.pem, ca.key)."""
+    format: str = "raw"
+    """The root disk's format: raw for the debootstrap image, qcow2 for the baked one."""
 
 
 def dns_address(network: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
@@ -74,7 +76,7 @@ class Machine:
         self.disk = work / f"{name}.qcow2"
         self.ssh_port = free_port()
         self.started = 0.0
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.rootfs),
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", image.format, "-b", str(image.rootfs),
                         str(self.disk)], check=True)  # fmt: skip
         # The user network has the libvirt network's addresses: its first host address routes, as in
         # the libvirt network-config. QEMU refuses to resolve on that same address, so DNS is on the

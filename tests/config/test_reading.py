@@ -81,6 +81,7 @@ BAD = [
     ("dev", {"certEarlyRenewalHours": 8760}, "certEarlyRenewalHours", "8760", "less than certValidityHours"),
     ("dev", {"libvirtUri": "system"}, "libvirtUri", "'system'", "connection URI"),
     ("dev", {"nodeOs": "debian-11"}, "nodeOs", "'debian-11'", "ubuntu-24.04, debian-12"),
+    ("dev", {"nodeImage": "golden"}, "nodeImage", "'golden'", "stock, baked"),
     ("dev", {"libvirtUri": "qemu+ssh://kvm1/system"}, "libvirtUri", "'qemu+ssh://kvm1/system'", "this host's"),
     (
         "dev",

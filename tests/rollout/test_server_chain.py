@@ -18,10 +18,12 @@ import upstream
 from fake_cluster import FakeCluster
 from fake_https import operator_tls
 
+from components.nodes.node_image import recipe
 from components.platforms.libvirt.stylesheets import console_log_path
 from components.rollout.stack_epoch import RUN_TOKEN, _StackEpochProvider
 from components.rollout.vault_init import _VaultInitProvider
 from scripts.critical_path import boots_on_longest_path
+from scripts.stack_files import stack_settings
 
 from conftest import EPOCH, run_program, unwrap
 
@@ -161,12 +163,22 @@ def test_a_new_base_image_is_a_new_volume_beside_the_old_one():
     step, and the old one is deleted at the end of the run, once nothing uses it. One fixed name would
     be replaced delete-before-replace (the bridge forces it for an explicit name: pulumi-libvirt 0.5.4
     provider/resources.go SetAutonaming), taking every disk down at once."""
-    old = run_program("dev", preview=True, later=True)
-    new = run_program("dev", {"libvirtBaseImageSha256": "ab" * 32}, preview=True, later=True)
+    stock = {"nodeImage": "stock"}
+    old = run_program("dev", stock, preview=True, later=True)
+    new = run_program("dev", {**stock, "libvirtBaseImageSha256": "ab" * 32}, preview=True, later=True)
     (old_base,) = [r for r in old.of_type("libvirt:index/volume:Volume") if "base-image" in r.name]
     (new_base,) = [r for r in new.of_type("libvirt:index/volume:Volume") if "base-image" in r.name]
     assert old_base.name == "cluster-base-image-f1652d29d497" and new_base.name == "cluster-base-image-abababababab"
     assert new_base.inputs["name"] == "hashistack-dev-ubuntu-24.04-abababababab.qcow2"
+    disks = [r for r in new.of_type("libvirt:index/volume:Volume") if r.name.endswith("-disk")]
+    assert disks and all(new_base.urn in d.dependencies for d in disks)
+    # A baked image is named by its inputs (components/nodes/node_image.py): a version bump is a new one.
+    old = run_program("dev", preview=True, later=True)
+    new = run_program("dev", {"nomadVersion": "2.0.8"}, preview=True, later=True)
+    (old_base,) = [r for r in old.of_type("libvirt:index/volume:Volume") if "base-image" in r.name]
+    (new_base,) = [r for r in new.of_type("libvirt:index/volume:Volume") if "base-image" in r.name]
+    assert old_base.name == f"cluster-base-image-{recipe(stack_settings('dev')).name}"
+    assert new_base.name == f"cluster-base-image-{recipe(stack_settings('dev', {'nomadVersion': '2.0.8'})).name}"
     disks = [r for r in new.of_type("libvirt:index/volume:Volume") if r.name.endswith("-disk")]
     assert disks and all(new_base.urn in d.dependencies for d in disks)
 

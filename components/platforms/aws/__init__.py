@@ -15,5 +15,6 @@ The modules, each importing only those before it:
   parameter_store.py  the nodes' secrets in SSM Parameter Store
   iam.py              each node's instance role, profile and policy
   kms.py              Vault's seal key and the key of the nodes' secrets, with its key policy
+  baked_image.py      BakedImage: the baked AMI (nodeImage baked), built by EC2 Image Builder
   nodes.py            AwsNodes: the servers (through the server chain) and the client autoscaling group
 """

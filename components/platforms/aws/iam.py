@@ -4,6 +4,8 @@ the role's inline policy (DESIGN decision 10): cloud auto-join, its own SSM para
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_aws as aws
 
@@ -11,6 +13,12 @@ from components.config.settings import PROJECT, Settings
 from components.nodes.node_config import NodeSpec, ssm_scope
 from components.platforms.aws.parameter_store import ParametersOf
 from components.platforms.aws.tags import stack_tags
+
+# Who may take an instance role: EC2, for the instances (nodes and image builds) it is attached to.
+EC2_ASSUME_ROLE_POLICY = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+})  # fmt: skip
 
 
 def instance_role(
@@ -21,18 +29,7 @@ def instance_role(
     role = aws.iam.Role(
         f"{name}-{scope}",
         description=f"{PROJECT} {settings.stack} {scope}",
-        assume_role_policy=pulumi.Output.json_dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "ec2.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
+        assume_role_policy=EC2_ASSUME_ROLE_POLICY,
         tags=stack_tags(settings, scope),
         opts=opts,
     )

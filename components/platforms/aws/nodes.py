@@ -4,6 +4,9 @@ In order: Vault's seal key, each node's instance role, the stack's key for the n
 per node, its SSM parameters and role policy; the servers on their fixed ENIs, one after another
 through the server chain; the clients' launch template, the ingress load balancer and the clients'
 autoscaling group, which rolls launch-before-terminate and drains each client it terminates.
+
+The nodes boot the release's stock AMI, or (nodeImage `baked`) the stack's baked AMI built over it by
+EC2 Image Builder (baked_image.py), whose change rolls the servers one at a time and then the clients.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import pulumi_aws as aws
 
 from components.config.addressing import PlannedServer, planned_servers
 from components.config.node_os import RELEASES
-from components.config.settings import PROJECT
+from components.config.settings import PROJECT, NodeImage
 from components.nodes.node_config import NodeSpec, Role, ssm_scope
 from components.nodes.node_plan import JOIN_TAG_KEY, cluster_spec, join_tag_value, node_specs
 from components.nodes.user_data import NodeMaterialInputs, ec2_user_data_base64, material_for, user_data
+from components.platforms.aws.baked_image import BakedImage, BakedImageArgs, check_baked_image
 from components.platforms.aws.iam import instance_role, node_policy
 from components.platforms.aws.kms import secrets_key, vault_seal_key
 from components.platforms.aws.load_balancers import ingress_load_balancer
@@ -68,8 +72,12 @@ class AwsNodes(pulumi.ComponentResource):
     """The KMS key Vault auto-unseals with."""
 
     def __init__(self, name: str, args: NodesArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("hashistack:aws:Nodes", name, None, opts)
         settings, network, secrets = args.settings, args.network, args.secrets
+        baked = settings.node_image is NodeImage.BAKED
+        if baked:
+            # Before any node resource: a stack Image Builder cannot bake for stops here.
+            check_baked_image(settings)
+        super().__init__("hashistack:aws:Nodes", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         cluster = cluster_spec(settings)
@@ -89,6 +97,27 @@ class AwsNodes(pulumi.ComponentResource):
             ],
             opts=invoke,
         )
+        # What the nodes boot: the stock image, or the baked one built over it. A newer stock image
+        # replaces no node (ignore_changes below); a new baked AMI does, since it changes only with what
+        # is in it (a version bump), and it rolls the servers through the chain, then the clients.
+        ami_id: pulumi.Output[str] = image.id
+        if baked:
+            ami_id = BakedImage(
+                name,
+                BakedImageArgs(
+                    settings=settings,
+                    parent_image=image.id,
+                    root_device_name=image.root_device_name,
+                    vpc_id=network.vpc_id,
+                    public_subnet_id=network.subnet_ids[0],
+                    account_id=identity.account_id,
+                    partition=partition.partition,
+                ),
+                child,
+            ).ami_id
+        # The baked AMI's root device is its parent's: Image Builder makes it from the build instance,
+        # launched from the parent, whose root volume the recipe only resizes.
+        root_device_name = image.root_device_name
 
         # Roles first (the key of the secrets names them), then the key, then each node's secrets under
         # it: a node reads them at boot, though nothing it is given names them.
@@ -114,14 +143,18 @@ class AwsNodes(pulumi.ComponentResource):
             role, profile = roles[ssm_scope(node)]
             text = user_data(cluster, node, material, kms_key_id=key.arn)
             servers[planned.name] = (text, profile, boot_needs(node, material, role, key.arn))
-        # What takes a server down: new user-data replaces it, a new instance type stops and starts it.
-        machine_specs = {server: [text, settings.aws.server_instance_type] for server, (text, _, _) in servers.items()}
+        # What takes a server down: new user-data replaces it, a new instance type stops and starts it, a
+        # new baked AMI replaces it. (The stock image is not among them: it is ignored once a server exists.)
+        machine_specs = {
+            server: [text, settings.aws.server_instance_type, *([ami_id] if baked else [])]
+            for server, (text, _, _) in servers.items()
+        }
 
         def create_server(planned: PlannedServer, server_opts: pulumi.ResourceOptions) -> aws.ec2.Instance:
             text, profile, server_boot_needs = servers[planned.name]
             return aws.ec2.Instance(
                 f"{name}-{planned.name}",
-                ami=image.id,
+                ami=ami_id,
                 instance_type=settings.aws.server_instance_type,
                 primary_network_interface=aws.ec2.InstancePrimaryNetworkInterfaceArgs(
                     network_interface_id=network.server_interface_ids[planned.name]
@@ -143,9 +176,11 @@ class AwsNodes(pulumi.ComponentResource):
                 tags={**stack_tags(settings, planned.name), JOIN_TAG_KEY: join_tag_value(settings)},
                 # A newer Ubuntu image would otherwise replace every server on the next `up`. Roll the
                 # servers onto it deliberately with `pulumi up --replace <instance URN>` (several
-                # URNs at once are safe: the chain still replaces one server at a time).
+                # URNs at once are safe: the chain still replaces one server at a time). A new baked
+                # AMI is followed: it is a new version of what the nodes run.
                 opts=pulumi.ResourceOptions.merge(
-                    server_opts, pulumi.ResourceOptions(ignore_changes=["ami"], depends_on=server_boot_needs)
+                    server_opts,
+                    pulumi.ResourceOptions(ignore_changes=[] if baked else ["ami"], depends_on=server_boot_needs),
                 ),
             )
 
@@ -174,7 +209,7 @@ class AwsNodes(pulumi.ComponentResource):
         template = aws.ec2.LaunchTemplate(
             f"{name}-client",
             description=f"{PROJECT} {settings.stack} client",
-            image_id=image.id,
+            image_id=ami_id,
             instance_type=settings.aws.client_instance_type,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=client_profile.arn),
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
@@ -182,7 +217,7 @@ class AwsNodes(pulumi.ComponentResource):
             ),
             block_device_mappings=[
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
-                    device_name=image.root_device_name,
+                    device_name=root_device_name,
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                         volume_type="gp3", volume_size=ROOT_VOLUME_GIB, encrypted="true", delete_on_termination="true"
                     ),
@@ -203,11 +238,14 @@ class AwsNodes(pulumi.ComponentResource):
             ],
             update_default_version=True,
             tags=stack_tags(settings, "client"),
-            # As for the servers: a newer image rolls the clients only when asked, with
-            # `pulumi up --replace <launch template URN>` (the instance refresh below does the rest).
-            # A new version comes after the servers (the group's refresh starts when it changes).
+            # As for the servers: a newer stock image rolls the clients only when asked, with
+            # `pulumi up --replace <launch template URN>` (the instance refresh below does the rest); a
+            # new baked AMI rolls them. A new version comes after the servers (the group's refresh
+            # starts when it changes).
             opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["image_id"], depends_on=chain.epoch.after(chain.last)
+                parent=self,
+                ignore_changes=[] if baked else ["image_id"],
+                depends_on=chain.epoch.after(chain.last),
             ),
         )
 

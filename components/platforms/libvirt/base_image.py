@@ -1,4 +1,5 @@
-"""The libvirt nodes' base image: a pinned file, checked against its SHA-256 before libvirt gets it.
+"""The libvirt nodes' base image: a pinned file, checked against its SHA-256 before libvirt gets it,
+or the project's baked image (components/nodes/node_image.py), found by its name in the same cache.
 
 The provider would stream a URL into the pool itself, once, with no checksum and no resume
 (terraform-provider-libvirt v0.8.1 libvirt/volume_image.go httpImage.Import), and the pool directory is
@@ -20,6 +21,7 @@ from urllib.parse import urlparse
 
 import pulumi
 
+from components.nodes.node_image import ImageRecipe, image_path, stale_images
 from components.platforms.libvirt.user_dirs import user_dir
 
 CHUNK = 1024 * 1024
@@ -104,3 +106,21 @@ def local_image(source: str, sha256: str, *, preview: bool, directory: Path | No
     if not preview and sha256 and (found := file_sha256(path)) != sha256:
         raise BaseImageError(f"libvirtBaseImage: {path} has SHA-256 {found}, not {sha256} (libvirtBaseImageSha256)")
     return str(path)
+
+
+def baked_image(recipe: ImageRecipe, *, preview: bool, directory: Path | None = None) -> str:
+    """The baked image of `recipe`, built by `make image` into the image cache; an `up` without it
+    stops and says which images there are instead and what they were built from (stale ones)."""
+    directory = directory or cache_dir()
+    path = image_path(directory, recipe)
+    if preview or path.is_file():
+        return str(path)
+    stale = stale_images(directory, recipe)
+    found = "".join(
+        f"\n  - {image.name}, built with: {'; '.join(differ) or 'the same inputs'}" for image, differ in stale.items()
+    )
+    raise BaseImageError(
+        f"nodeImage: 'baked' needs the image {path.name} in {directory}, which is not there. Build it with "
+        f"`make image STACK={pulumi.get_stack()}` (`make up` does), or set nodeImage to stock"
+        + (f". Stale images of other inputs there:{found}" if found else "")
+    )

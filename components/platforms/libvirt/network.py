@@ -11,8 +11,9 @@ import pulumi
 import pulumi_libvirt as libvirt
 
 from components.config.addressing import planned_servers
-from components.config.settings import PROJECT, Settings
-from components.platforms.libvirt.base_image import local_image
+from components.config.settings import PROJECT, NodeImage, Settings
+from components.nodes.node_image import recipe
+from components.platforms.libvirt.base_image import baked_image, local_image
 from components.platforms.libvirt.stylesheets import pool_xslt, qemu_group_gid, volume_xslt
 from components.platforms.shape import NetworkArgs, ServerAddress
 
@@ -36,7 +37,7 @@ class LibvirtNetwork(pulumi.ComponentResource):
     pool_name: pulumi.Output[str]
     """The private storage pool of the stack."""
     base_volume_id: pulumi.Output[str]
-    """The Ubuntu 24.04 cloud image every node's disk is a copy-on-write layer of."""
+    """The image every node's disk is a copy-on-write layer of: the stock cloud image or the baked one."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("hashistack:libvirt:Network", name, None, opts)
@@ -69,15 +70,22 @@ class LibvirtNetwork(pulumi.ComponentResource):
         # Named by its content: a new image is a new volume beside the old one, so each disk moves to it
         # in its own step of the server chain, and the old image is deleted last, once unused. (One
         # fixed name would be replaced delete-before-replace, taking every disk and VM down at once.)
-        image = base_image_id(settings.libvirt.base_image, settings.libvirt.base_image_sha256)
-        base = libvirt.Volume(
-            f"{name}-base-image-{image}",
-            name=f"{prefix}-ubuntu-24.04-{image}.qcow2",
-            pool=pool.name,
+        # A baked image is named by the hash of its inputs: a version bump is a new volume, as above.
+        preview = pulumi.runtime.is_dry_run()
+        if settings.node_image is NodeImage.BAKED:
+            baked = recipe(settings)
+            volume, volume_name = baked.name, f"{prefix}-{baked.name}.qcow2"
+            source = baked_image(baked, preview=preview)
+        else:
+            volume = base_image_id(settings.libvirt.base_image, settings.libvirt.base_image_sha256)
+            volume_name = f"{prefix}-ubuntu-24.04-{volume}.qcow2"
             # A checked local file, never a URL the provider would stream unverified (components/platforms/libvirt/base_image.py).
-            source=local_image(
-                settings.libvirt.base_image, settings.libvirt.base_image_sha256, preview=pulumi.runtime.is_dry_run()
-            ),
+            source = local_image(settings.libvirt.base_image, settings.libvirt.base_image_sha256, preview=preview)
+        base = libvirt.Volume(
+            f"{name}-base-image-{volume}",
+            name=volume_name,
+            pool=pool.name,
+            source=source,
             format="qcow2",
             xml=libvirt.VolumeXmlArgs(xslt=volume_xslt()),
             opts=child,

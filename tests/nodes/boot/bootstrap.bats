@@ -7,6 +7,17 @@
 setup() {
   SANDBOX="$BATS_TEST_TMPDIR/sandbox"
   mkdir -p "$SANDBOX"
+  # What a baked image holds (tests/nodes/test_boot_script.py: the pinned versions, the release's packages).
+  RELEASE_PACKAGES="ca-certificates=any curl=any gnupg=any jq=any docker.io=any nftables=any openjdk-21-jre-headless=any"
+  PINNED="consul=2.0.4-1 nomad=2.0.7-1 vault=2.1.1-1 consul-cni=2.0.3-1"
+  # The bake holds them (apt-mark hold), as every boot that installs them does.
+  export STUB_HELD="consul nomad vault consul-cni"
+}
+
+# bake_cni VERSION: the CNI manifest a baked image holds (install_cni_plugins writes it).
+bake_cni() {
+  mkdir -p "$SANDBOX/opt-seed/cni/bin"
+  printf '%s\n%s  bridge\n' "$1" "$(printf 'x' | sha256sum | cut -d' ' -f1)" >"$SANDBOX/opt-seed/cni/bin/.hashistack-cni-plugins"
 }
 
 boot() {
@@ -24,6 +35,7 @@ last_line() { tail -n 1 "$1"; }
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
   grep -Fq "apt-get install -y -q --allow-change-held-packages -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef consul=2.0.4-1 nomad=2.0.7-1 vault=2.1.1-1" "$SANDBOX/calls.log"
   grep -Fxq "systemctl enable consul.service nomad.service vault.service" "$SANDBOX/calls.log"
+  ! grep -q "cni-plugins\|consul-cni" "$SANDBOX/calls.log" # a client's only
   grep -Fxq "systemctl start --no-block consul.service nomad.service vault.service" "$SANDBOX/calls.log"
   ! grep -Eq "systemctl (enable --now|start) [^-]" "$SANDBOX/calls.log"
   [ "$(mode_of /etc/hashistack/tls/node-key.pem)" = "600 root:root" ]
@@ -106,7 +118,7 @@ last_line() { tail -n 1 "$1"; }
 }
 
 @test "a failed step ends with one FAILED line naming the step, the command and the way out" {
-  STUB_FAIL_ALWAYS="apt-get update" boot server-inline
+  STUB_INSTALLED="$RELEASE_PACKAGES" STUB_FAIL_ALWAYS="apt-get update" boot server-inline
   [ "$STATUS" -ne 0 ]
   expected="hashistack-bootstrap: FAILED while adding the HashiCorp apt repository https://apt.releases.hashicorp.com: \`apt-get update -q\` failed 10 times. Check that the node reaches"
   [[ "$(last_line "$SANDBOX/console")" == "$expected"* ]]
@@ -128,7 +140,7 @@ last_line() { tail -n 1 "$1"; }
   STUB_KEY_FINGERPRINT=0000000000000000000000000000000000000000 boot server-inline
   [ "$STATUS" -eq 1 ]
   [[ "$(last_line "$SANDBOX/console")" == "hashistack-bootstrap: FAILED while adding the HashiCorp apt repository https://apt.releases.hashicorp.com: HashiCorp signing key mismatch: got '0000000000000000000000000000000000000000'"*"Do not trust this repository"* ]]
-  ! grep -q "^apt-get install" "$SANDBOX/calls.log"
+  ! grep -q "^apt-get install .*consul=" "$SANDBOX/calls.log"
 }
 
 @test "a package mirror of your choice: its key checked against the configured fingerprint, its URL in apt" {
@@ -138,4 +150,74 @@ last_line() { tail -n 1 "$1"; }
   grep -q " https://nexus.example.com/repository/hashicorp $(. /etc/os-release && echo "$VERSION_CODENAME") main$" \
     "$SANDBOX/upper_etc/apt/sources.list.d/hashicorp.list"
   ! grep -q "apt.releases.hashicorp.com" "$SANDBOX/calls.log"
+}
+
+@test "a stock image: the release's packages first, from its archive, then the pinned agents" {
+  boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "not in the image: ca-certificates" "$SANDBOX/output"
+  release=$(grep -n "^apt-get install -y -q -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef ca-certificates curl gnupg jq docker.io nftables openjdk-21-jre-headless$" "$SANDBOX/calls.log" | cut -d: -f1)
+  agents=$(grep -n "^apt-get install .* consul=2.0.4-1 nomad=2.0.7-1 consul-cni=2.0.3-1$" "$SANDBOX/calls.log" | cut -d: -f1)
+  [ -n "$release" ] && [ -n "$agents" ] && [ "$release" -lt "$agents" ]
+  # The CNI manifest records the version extracted, for the next run's check.
+  grep -q "^/opt/cni/bin/.hashistack-cni-plugins$" "$SANDBOX/opt.txt"
+}
+
+@test "a baked image with the pinned versions: nothing downloaded or installed, straight to configuration" {
+  bake_cni 1.7.1
+  STUB_INSTALLED="$RELEASE_PACKAGES $PINNED" boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "the image holds the pinned versions: skipping download and install" "$SANDBOX/output"
+  ! grep -q "^apt-get\|^curl\|^apt-mark\|^gpg" "$SANDBOX/calls.log"
+  # Checked, not assumed: the plugins' files against the manifest's checksums.
+  grep -Fxq "sha256sum --quiet --strict -c -" "$SANDBOX/calls.log"
+  # Docker is disabled in the image (servers never run it); a client enables it.
+  grep -Fxq "systemctl enable docker.socket docker.service containerd.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
+  [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+}
+
+@test "an image holding another version of an agent is installed over, as on a stock image" {
+  bake_cni 1.7.1
+  STUB_INSTALLED="$RELEASE_PACKAGES consul=2.0.4-1 nomad=2.0.5-1 vault=2.1.1-1" boot server-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "not in the image: nomad=2.0.7-1 (found: 2.0.5-1)" "$SANDBOX/output"
+  grep -q "^apt-get install .* consul=2.0.4-1 nomad=2.0.7-1 vault=2.1.1-1$" "$SANDBOX/calls.log"
+  # The release's packages are there: the archive is not asked for them.
+  [ "$(grep -c "^apt-get install" "$SANDBOX/calls.log")" -eq 1 ]
+}
+
+@test "an image whose CNI plugins are another release, or whose files differ, gets the pinned ones" {
+  bake_cni 1.6.0
+  STUB_INSTALLED="$RELEASE_PACKAGES $PINNED" boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "not in the image: CNI plugins v1.7.1" "$SANDBOX/output"
+  grep -q "^curl .*/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz$" "$SANDBOX/calls.log"
+  rm -rf "$SANDBOX"/* && bake_cni 1.7.1
+  STUB_INSTALLED="$RELEASE_PACKAGES $PINNED" STUB_FAIL_ALWAYS="sha256sum --quiet --strict" boot client-inline
+  grep -q "the image's CNI plugins differ from the checksums of v1.7.1" "$SANDBOX/output"
+  grep -q "^curl .*/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz$" "$SANDBOX/calls.log"
+}
+
+@test "ROLE=image bakes what either role needs and leaves no key, identity or settings behind" {
+  mkdir -p "$SANDBOX/opt-seed/vault/tls"
+  : >"$SANDBOX/opt-seed/vault/tls/tls.key"
+  boot image
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "^apt-get install .* ca-certificates curl gnupg jq docker.io nftables openjdk-21-jre-headless$" "$SANDBOX/calls.log"
+  grep -q "^apt-get install .* consul=2.0.4-1 nomad=2.0.7-1 vault=2.1.1-1 consul-cni=2.0.3-1$" "$SANDBOX/calls.log"
+  grep -q "^curl .*/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz$" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl disable docker.service docker.socket containerd.service nftables.service" "$SANDBOX/calls.log"
+  # The first boot applies presets to every unit: these stay off all the same.
+  [ "$(cat "$SANDBOX/upper_etc/systemd/system-preset/50-hashistack-image.preset")" = "$(printf 'disable %s\n' docker.service docker.socket containerd.service nftables.service)" ]
+  grep -Fxq "cloud-init clean --logs --machine-id" "$SANDBOX/calls.log"
+  # The Vault package's self-signed key, the settings and the script itself are gone; nothing started.
+  ! grep -q "/opt/vault/tls" "$SANDBOX/opt.txt"
+  grep -q "^/opt/cni/bin/.hashistack-cni-plugins$" "$SANDBOX/opt.txt"
+  # Written into the overlay before the run (the script read the first), removed by it.
+  [ ! -e "$SANDBOX/upper_etc/hashistack/bootstrap.env" ]
+  [ ! -e "$SANDBOX/upper_usr_local/sbin/hashistack-bootstrap" ]
+  ! grep -q "^systemctl \(enable\|start\)" "$SANDBOX/calls.log"
+  ! grep -q "consul.d\|nomad.d" "$SANDBOX/modes.txt"
+  [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
 }

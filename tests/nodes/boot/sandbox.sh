@@ -8,7 +8,8 @@
 #   NODE_FILES_JSON: the node's write_files ([{path, content, permissions}], from its user-data).
 # Leaves in SANDBOX: calls.log (one line per stubbed call), console (what reached the console),
 # modes.txt (mode owner:group path of every file the run left under /etc, /opt and /usr/local/sbin),
-# status (exit code).
+# opt.txt (every path left under /opt), status (exit code). What SANDBOX/opt-seed holds is in /opt
+# before the run (what an image brings there).
 set -euo pipefail
 sandbox=$1 files=$2
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +21,7 @@ for dir in /etc /usr/share /usr/local /var/log; do
   mount -t overlay overlay -o "lowerdir=$dir,upperdir=$sandbox/upper$name,workdir=$sandbox/work$name" "$dir"
 done
 mount -t tmpfs tmpfs /opt
+[[ ! -d "$sandbox/opt-seed" ]] || cp -a "$sandbox/opt-seed/." /opt/
 : >"$sandbox/console"
 mount --bind "$sandbox/console" /dev/console
 
@@ -38,7 +40,7 @@ done
 # Every command that reaches the network, the package manager, the kernel or systemd is a stub.
 export STUB_LOG="$sandbox/calls.log" STUB_STATE="$sandbox/stub-state" STUB_HANDLERS="$here/stubs/handlers"
 mkdir -p "$STUB_STATE" "$sandbox/bin"
-for command in apt-get apt-mark curl dpkg gpg ip modprobe sha256sum sleep sysctl systemctl tar; do
+for command in apt-get apt-mark cloud-init curl dpkg dpkg-query gpg ip modprobe sha256sum sleep sysctl systemctl tar; do
   ln -sf "$here/stubs/stub.sh" "$sandbox/bin/$command"
 done
 status=0
@@ -47,3 +49,4 @@ echo "$status" >"$sandbox/status"
 find /etc/consul.d /etc/nomad.d /etc/vault.d /etc/hashistack /opt /etc/systemd/system /usr/local/sbin \
   /var/log/hashistack-bootstrap.log \
   -exec stat -c '%a %U:%G %n' {} + 2>/dev/null | sort -k3 >"$sandbox/modes.txt" || true
+find /opt | sort >"$sandbox/opt.txt"

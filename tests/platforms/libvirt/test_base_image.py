@@ -9,19 +9,23 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import json
 import ssl
 from pathlib import Path
 
 import pytest
 from fake_https import serve_https
 
+from components.nodes.node_image import image_path, manifest_path, recipe
 from components.platforms.libvirt.base_image import (
     BaseImageError,
+    baked_image,
     cache_dir,
     cached_path,
     download_verified,
     local_image,
 )
+from scripts.stack_files import stack_settings
 
 IMAGE = hashlib.shake_256(b"noble").digest(3 * 1024 * 1024 + 17)  # not a whole number of chunks
 SHA256 = hashlib.sha256(IMAGE).hexdigest()
@@ -125,3 +129,27 @@ def test_the_cache_follows_xdg():
     assert cached_path("https://x/a/noble.qcow2", SHA256, cache_dir({"HOME": "/h"})).name == f"{SHA256}.qcow2"
     assert cached_path("https://x/a/noble", SHA256, cache_dir({"HOME": "/h"})).name == f"{SHA256}.img"
     assert cached_path("https://x.y/v1.2/noble?a.b", SHA256, Path("/c")).name == f"{SHA256}.img"
+
+
+def test_a_missing_baked_image_names_each_stale_one_with_what_differs(tmp_path):
+    """The image `make image` would build is not there: the message says so, how to build it, and each
+    other image of the OS with the inputs it was built from (or that they are the same ones)."""
+    wanted = recipe(stack_settings("dev", {"nomadVersion": "2.0.8"}))
+    assert baked_image(wanted, preview=True, directory=tmp_path) == str(image_path(tmp_path, wanted))
+    with pytest.raises(BaseImageError) as bare:
+        baked_image(wanted, preview=False, directory=tmp_path)
+    assert str(bare.value).endswith("or set nodeImage to stock"), "no stale image, no list"
+    old = recipe(stack_settings("dev", {"nomadVersion": "2.0.7", "vaultVersion": "2.1.2"}))
+    same = tmp_path / f"{wanted.name[:-12]}000000000000.qcow2"
+    for image, inputs in ((image_path(tmp_path, old), old.inputs), (same, wanted.inputs)):
+        image.write_bytes(b"")
+        manifest_path(image).write_text(json.dumps({"inputs": inputs}))
+    with pytest.raises(BaseImageError) as stale:
+        baked_image(wanted, preview=False, directory=tmp_path)
+    lines = str(stale.value).split("Stale images of other inputs there:")[1].splitlines()
+    assert sorted(lines[1:]) == sorted([
+        f"  - {old.name}.qcow2, built with: versions.nomad: 2.0.7 → 2.0.8; versions.vault: 2.1.2 → 2.1.1",
+        f"  - {same.name}, built with: the same inputs",
+    ]) and lines[0] == ""  # fmt: skip
+    image_path(tmp_path, wanted).write_bytes(b"")
+    assert baked_image(wanted, preview=False, directory=tmp_path) == str(image_path(tmp_path, wanted))

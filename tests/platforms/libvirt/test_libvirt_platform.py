@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import yaml
 
+from components.nodes.node_image import image_path, manifest_path, recipe
 from components.platforms.libvirt.base_image import cache_dir, cached_path
 from components.platforms.libvirt.stylesheets import domain_xslt, pool_xslt, volume_xslt
 from scripts.stack_files import stack_settings
@@ -82,12 +86,47 @@ def test_pool_is_private_and_project_named(dev):
     assert len(volumes) == 5 and all(v.inputs["xml"]["xslt"] == volume_xslt() for v in volumes)
 
 
-def test_the_base_image_is_the_checked_local_file(dev):
+def test_the_stock_base_image_is_the_checked_local_file():
     """Never a URL for the provider to stream unverified (v0.8.1 libvirt/volume_image.go)."""
-    (base,) = [v for v in dev.of_type(VOLUME) if v.name == "cluster-base-image-f1652d29d497"]
+    stock = run_program("dev", {"nodeImage": "stock"}, preview=True)
+    (base,) = [v for v in stock.of_type(VOLUME) if v.name == "cluster-base-image-f1652d29d497"]
     settings = stack_settings("dev")
     assert base.inputs["source"] == str(
         cached_path(settings.libvirt.base_image, settings.libvirt.base_image_sha256, cache_dir())
+    )
+    assert base.inputs["name"] == "hashistack-dev-ubuntu-24.04-f1652d29d497.qcow2"
+
+
+def test_the_dev_stack_boots_the_baked_image_named_by_its_inputs(dev):
+    """Pulumi.dev.yaml asks for the baked image: the volume is `make image`'s file in the image cache,
+    named (volume and resource) by its recipe, so a version bump is a new volume beside the old one."""
+    baked = recipe(stack_settings("dev"))
+    (base,) = [v for v in dev.of_type(VOLUME) if v.name == f"cluster-base-image-{baked.name}"]
+    assert base.inputs["source"] == str(image_path(cache_dir(), baked))
+    assert base.inputs["name"] == f"hashistack-dev-{baked.name}.qcow2"
+    bumped = run_program("dev", {"nomadVersion": "2.0.8"}, preview=True)
+    names = {v.inputs["name"] for v in bumped.of_type(VOLUME)}
+    assert f"hashistack-dev-{baked.name}.qcow2" not in names
+    assert f"hashistack-dev-{recipe(stack_settings('dev', {'nomadVersion': '2.0.8'})).name}.qcow2" in names
+
+
+def test_an_up_without_the_baked_image_stops_and_names_the_stale_ones(tmp_path, monkeypatch):
+    """The preview names the image without it; an `up` needs it, and says how to build it and what the
+    images it finds instead were built from."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    wanted = recipe(stack_settings("dev", {"nomadVersion": "2.0.8"}))
+    old = recipe(stack_settings("dev"))
+    images = tmp_path / "hashistack/images"
+    images.mkdir(parents=True)
+    image_path(images, old).write_bytes(b"QFI\xfb")
+    manifest_path(image_path(images, old)).write_text(json.dumps({"inputs": old.inputs}))
+    run_program("dev", {"nomadVersion": "2.0.8"}, preview=True)
+    with pytest.raises(Exception, match=re.escape(f"nodeImage: 'baked' needs the image {wanted.name}.qcow2")) as error:
+        run_program("dev", {"nomadVersion": "2.0.8"}, preview=False)
+    assert "make image STACK=dev" in str(error.value)
+    assert (
+        f"Stale images of other inputs there:\n  - {old.name}.qcow2, built with: versions.nomad: 2.0.7 → 2.0.8"
+        in str(error.value)
     )
 
 
