@@ -163,10 +163,9 @@ installed_version() {
 # Whether all this role installs is here at the pinned versions, the CNI plugins checked against
 # their recorded checksums. Logs the first thing missing.
 image_holds_pinned() {
-  local package spec
-  for package in $RELEASE_PACKAGES; do
-    [[ -n "$(installed_version "$package")" ]] || { log "not in the image: $package"; return 1; }
-  done
+  local package spec missing
+  missing=$(missing_release_packages)
+  [[ -z "$missing" ]] || { log "not in the image: ${missing%% *}"; return 1; }
   while read -r spec; do
     package=${spec%%=*}
     [[ "$(installed_version "$package")" == "${spec#*=}" ]] ||
@@ -180,12 +179,19 @@ image_holds_pinned() {
   fi
 }
 
-# The release's packages (Docker, Java, jq, ...) from its archive, which updates them: only those missing.
-install_release_packages() {
-  local missing=() package
+# The release's packages that are not installed, space-separated.
+missing_release_packages() {
+  local package missing=()
   for package in $RELEASE_PACKAGES; do
     [[ -n "$(installed_version "$package")" ]] || missing+=("$package")
   done
+  echo "${missing[*]}"
+}
+
+# The release's packages (Docker, Java, jq, ...) from its archive, which updates them: only those missing.
+install_release_packages() {
+  local missing
+  read -ra missing <<<"$(missing_release_packages)"
   ((${#missing[@]})) || return 0
   step "installing ${missing[*]} from the release's archive"
   retry 10 apt-get update -q

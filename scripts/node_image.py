@@ -32,12 +32,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.config.settings import NodeImage, Platform
+from components.nodes.node_config import BOOTSTRAP_ENV_PATH as ENV_PATH
 from components.nodes.node_config import BOOTSTRAP_PATH
 from components.nodes.node_image import BOOTSTRAP_SCRIPT, ImageRecipe, image_path, manifest_path, recipe
 from components.platforms.libvirt.base_image import cache_dir, local_image
 from scripts.stack_files import stack_settings
 
-ENV_PATH = "/etc/hashistack/bootstrap.env"
 # What may not be in a published image: paths that must be absent (the machine ID too, or empty:
 # cloud-init clean --machine-id removes it, and systemd makes one at boot).
 ABSENT = (ENV_PATH, BOOTSTRAP_PATH, "/opt/vault/tls", "/var/lib/cloud/instances", "/var/lib/systemd/random-seed")

@@ -23,6 +23,9 @@ from components.config.settings import PackageSource, Versions
 
 TEMPLATES = CHECKOUT / "cloudinit"
 BOOTSTRAP_PATH = "/usr/local/sbin/hashistack-bootstrap"
+BOOTSTRAP_ENV_PATH = "/etc/hashistack/bootstrap.env"
+"""The boot script's settings, on a node and in an image being baked (components/nodes/node_image.py)."""
+BOOTSTRAP_ENV_TEMPLATE = "bootstrap.env.j2"
 ASG_DRAIN_PATH = "/usr/local/sbin/hashistack-asg-drain"
 SSM_MANIFEST_PATH = "/etc/hashistack/ssm-secrets.tsv"
 TLS_DIR = "/etc/hashistack/tls"
@@ -224,7 +227,7 @@ def node_files(
         else:
             files.append(NodeFile(path, "", "0600", secret_name=name))
 
-    public("/etc/hashistack/bootstrap.env", render_template("bootstrap.env.j2", ctx), "0600")
+    public(BOOTSTRAP_ENV_PATH, render_template(BOOTSTRAP_ENV_TEMPLATE, ctx), "0600")
     public(BOOTSTRAP_PATH, _static("hashistack-bootstrap.sh"), "0700")
     # One copy of the node's certificate and key; the bootstrap installs it for each agent.
     public(f"{TLS_DIR}/ca.pem", material.ca_pem)

@@ -27,7 +27,7 @@ from components.nodes import node_config
 
 IMAGE_ROLE = "image"
 BOOTSTRAP_SCRIPT = node_config.TEMPLATES / "hashistack-bootstrap.sh"
-ENV_TEMPLATE = "bootstrap.env.j2"
+ENV_TEMPLATE = node_config.BOOTSTRAP_ENV_TEMPLATE
 NAME_PREFIX = "hashistack-"
 
 

@@ -41,6 +41,8 @@ import yaml
 
 from components.config.node_os import NodeOs
 from components.config.settings import PROJECT, Problem, Settings, SettingsError
+from components.nodes.node_config import BOOTSTRAP_ENV_PATH as ENV_PATH
+from components.nodes.node_config import BOOTSTRAP_PATH as SCRIPT_PATH
 from components.nodes.node_image import BOOTSTRAP_SCRIPT, ImageRecipe, recipe
 from components.platforms.aws.iam import EC2_ASSUME_ROLE_POLICY
 from components.platforms.aws.tags import stack_tags
@@ -65,10 +67,8 @@ NAME_LIMIT = 128
 # Canonical's image (a snap) or installed by Image Builder.
 IMAGE_BUILDER_RELEASES = frozenset({NodeOs.UBUNTU_24_04})
 
-# Where the boot script and its settings live on the build instance: where a node's first boot has
-# them (cloudinit/hashistack-bootstrap.sh reads /etc/hashistack/bootstrap.env), root's only.
-ENV_PATH = "/etc/hashistack/bootstrap.env"
-SCRIPT_PATH = "/usr/local/sbin/hashistack-bootstrap"
+# The boot script and its settings go where a node's first boot has them (ENV_PATH, SCRIPT_PATH: node_config's
+# own paths), root's only.
 
 # The baked AMI's root volume: what the install needs with room to spare, below the nodes' 30 GiB
 # (nodes.py ROOT_VOLUME_GIB), since an instance's root volume cannot be smaller than its AMI's snapshot.
