@@ -19,6 +19,8 @@ exec > >(tee -a "$LOG") 2>&1
 # The package source (the hashicorpAptUrl and hashicorpKeyFingerprint settings): the key served at
 # <url>/gpg must be exactly the configured one.
 : "${HASHICORP_APT_URL:?}" "${HASHICORP_KEY_FINGERPRINT:?}" "${CNI_PLUGINS_URL:?}"
+# Envoy, and a Docker Hub mirror (dockerHubMirror; empty: Docker Hub).
+: "${ENVOY_IMAGE:?}" "${ENVOY_ARCHIVE:?}" "${DOCKER_HUB_MIRROR?}"
 readonly KEYRING=/usr/share/keyrings/hashicorp-archive-keyring.gpg
 # Written by install_cni_plugins: the version, then a sha256sum line per plugin.
 readonly CNI_MANIFEST=/opt/cni/bin/.hashistack-cni-plugins
@@ -235,6 +237,41 @@ install_software() {
   [[ "$ROLE" == server ]] || install_cni_plugins
 }
 
+# save_envoy SOURCE: Envoy as a `docker save` archive (docker-archive, by the name Nomad asks for); skopeo
+# writes no archive over a non-empty file, so every attempt starts without one.
+save_envoy() {
+  rm -f "$ENVOY_ARCHIVE"
+  skopeo copy --quiet "docker://$1" "docker-archive:$ENVOY_ARCHIVE:$ENVOY_IMAGE"
+}
+
+# ROLE=image: the Connect sidecars' Envoy, for the clients' Docker to load at boot; no Connect task then
+# waits for a pull (Docker Hub's anonymous pulls: 10 an hour per address). Docker's daemon cannot run in
+# the bake (virt-customize runs commands, boots nothing), so skopeo pulls it, and goes with the bake.
+bake_container_images() {
+  local source=$ENVOY_IMAGE
+  [[ -z "$DOCKER_HUB_MIRROR" ]] || source="${DOCKER_HUB_MIRROR#https://}/${ENVOY_IMAGE#docker.io/}"
+  step "saving $ENVOY_IMAGE into the image (from $source)"
+  retry 5 env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends skopeo
+  install -d -m 0755 "$(dirname "$ENVOY_ARCHIVE")"
+  retry 10 save_envoy "$source"
+  DEBIAN_FRONTEND=noninteractive apt-get purge -y -q --autoremove skopeo
+}
+
+# Clients: Envoy from the image into Docker (once; a re-run finds it there). Docker starts here if it
+# has not yet. Without the archive (the stock image), Docker pulls Envoy at the first Connect task.
+load_container_images() {
+  systemctl start docker.service
+  docker image inspect "$ENVOY_IMAGE" >/dev/null 2>&1 && return 0
+  if [[ ! -f "$ENVOY_ARCHIVE" ]]; then
+    log "not in the image: $ENVOY_IMAGE (Docker pulls it when the first Connect task starts)"
+    return 0
+  fi
+  step "loading $ENVOY_IMAGE into Docker"
+  docker load --quiet --input "$ENVOY_ARCHIVE" >/dev/null
+  docker image inspect "$ENVOY_IMAGE" >/dev/null 2>&1 ||
+    fail "$ENVOY_ARCHIVE does not hold $ENVOY_IMAGE" "Rebuild the image (make image), or boot the stock image."
+}
+
 # The package puts consul-cni on its own path; Nomad looks for every plugin in cni_path.
 link_consul_cni() {
   local consul_cni
@@ -285,10 +322,10 @@ configure_dns() {
     printf '[Resolve]\nDNSStubListenerExtra=%s\n' "$ip" >/etc/systemd/resolved.conf.d/docker-stub.conf
     # Containers in docker.slice, not system.slice, so tasks.nft can keep them from instance
     # metadata (Nomad 1.10's docker driver sets no cgroup parent of its own).
-    jq -n --arg ip "$ip" '{"dns": [$ip], "cgroup-parent": "docker.slice"}' >/etc/docker/daemon.json
-    # Disabled in a baked image (seal_image).
-    systemctl enable docker.socket docker.service containerd.service
-    systemctl restart docker
+    # Docker Hub pulls through the mirror, when there is one.
+    jq -n --arg ip "$ip" --arg mirror "$DOCKER_HUB_MIRROR" \
+      '{"dns": [$ip], "cgroup-parent": "docker.slice"} + if $mirror == "" then {} else {"registry-mirrors": [$mirror]} end' \
+      >/etc/docker/daemon.json
   fi
   # Every program's lookups through resolved's stub, so that *.<domain> reaches Consul for them too:
   # Debian's cloud images point /etc/resolv.conf at the uplink servers (resolved's resolv.conf),
@@ -310,6 +347,7 @@ main() {
   log "hashistack bootstrap: role=$ROLE secrets=$SECRETS_SOURCE"
   install_software
   if [[ "$ROLE" == image ]]; then
+    bake_container_images
     seal_image
     console "done"
     return 0
@@ -349,14 +387,21 @@ main() {
   if [[ "$ROLE" == server ]]; then
     agents+=(vault.service)
   else # Nomad requires it, and starts after it: no task runs before tasks.nft is loaded
-    agents=(hashistack-task-firewall.service "${agents[@]}")
+    agents=(hashistack-task-firewall.service docker.service "${agents[@]}")
     # AWS: stops (so drains) Nomad when the autoscaling group terminates the instance.
     [[ "$SECRETS_SOURCE" != ssm ]] || agents+=(hashistack-asg-drain.service)
   fi
   step "starting ${agents[*]}"
   systemctl daemon-reload
   systemctl enable "${agents[@]}"
+  if [[ "$ROLE" == client ]]; then
+    # Disabled in a baked image (seal_image). A Docker already running (the stock image installed it,
+    # or a re-run) restarts to read daemon.json; otherwise it starts with the agents, not before them.
+    systemctl enable docker.socket containerd.service
+    systemctl try-restart docker.service
+  fi
   systemctl start --no-block "${agents[@]}"
+  [[ "$ROLE" != client ]] || load_container_images
   report_agents "${agents[@]}"
   console "done"
 }

@@ -4,11 +4,12 @@
 # harness (tests/nodes/boot), nft and ip for the node's firewall rules, loaded in a private network namespace;
 # xsltproc, which the libvirt provider runs on our stylesheets (libvirt/*.xsl), and xmllint with
 # libvirt's RelaxNG schemas (shipped in libvirt0, the library alone) to validate what they produce;
-# apt-ftparchive (apt-utils), gpg and gpgv, which build and verify the boot test's stand-in repository.
+# apt-ftparchive (apt-utils), gpg and gpgv, which build and verify the boot test's stand-in repository;
+# docker-registry, umoci and skopeo, its stand-in Docker Hub and the puller the bake runs.
 # A no-op when all are present. The tests fail, never skip, when one is missing.
 set -euo pipefail
 
-declare -A package_of=([cloud-init]=cloud-init [bats]=bats [jq]=jq [nft]=nftables [ip]=iproute2 [unshare]=util-linux [useradd]=passwd [xsltproc]=xsltproc [xmllint]=libxml2-utils [apt-ftparchive]=apt-utils [gpg]=gpg [gpgv]=gpgv)
+declare -A package_of=([cloud-init]=cloud-init [bats]=bats [jq]=jq [nft]=nftables [ip]=iproute2 [unshare]=util-linux [useradd]=passwd [xsltproc]=xsltproc [xmllint]=libxml2-utils [apt-ftparchive]=apt-utils [gpg]=gpg [gpgv]=gpgv [docker-registry]=docker-registry [umoci]=umoci [skopeo]=skopeo)
 # Files the tests read that no command stands for.
 declare -A package_of_file=([/usr/share/libvirt/schemas/domain.rng]=libvirt0)
 missing=()

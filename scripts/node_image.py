@@ -13,7 +13,7 @@ what the boot would install; mmdebstrap and diskimage-builder build a new root f
 image than the one the stock path runs. It needs no root (only a readable host kernel).
 
 Before the image is published into the cache (next to the stock image, ~/.cache/hashistack/images), one
-read-only look inside checks that it holds the CNI manifest and none of: a bootstrap env, the Vault
+read-only look inside checks that it holds the CNI manifest and Envoy's archive, and none of: a bootstrap env, the Vault
 package's self-signed key, SSH host keys, cloud-init state, a machine ID. Its inputs go beside it as
 <name>.json, from which a stale image's differences are told (components/platforms/libvirt/base_image.py).
 """
@@ -33,9 +33,9 @@ from pathlib import Path
 
 from components.config.settings import NodeImage, Platform
 from components.nodes.node_config import BOOTSTRAP_ENV_PATH as ENV_PATH
-from components.nodes.node_config import BOOTSTRAP_PATH
+from components.nodes.node_config import BOOTSTRAP_PATH, container_archive
 from components.nodes.node_image import BOOTSTRAP_SCRIPT, ImageRecipe, image_path, manifest_path, recipe
-from components.platforms.libvirt.base_image import cache_dir, local_image
+from components.platforms.libvirt.base_image import BaseImageError, cache_dir, local_image
 from scripts.stack_files import stack_settings
 
 # What may not be in a published image: paths that must be absent (the machine ID too, or empty:
@@ -92,13 +92,14 @@ def bake(staging: Path, recipe_: ImageRecipe, env: dict[str, str], work: Path) -
                  "--chmod", f"0700:{BOOTSTRAP_PATH}", "--run-command", BOOTSTRAP_PATH], env)  # fmt: skip
 
 
-def inspection_script() -> str:
+def inspection_script(recipe_: ImageRecipe) -> str:
     """guestfish commands printing one `name=value` line per fact the published image is checked for."""
     lines = [f"echo absent:{path}=\nexists {path}" for path in ABSENT]
     lines += [
         "echo ssh_host_keys=\nglob-expand /etc/ssh/ssh_host_*",
         "echo machine_id=\n-cat /etc/machine-id",
         f"echo cni_manifest=\n-head-n 1 {CNI_MANIFEST}",
+        f"echo envoy_archive=\nexists {container_archive(recipe_.envoy_image)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -115,7 +116,7 @@ def inspection_problems(output: str, recipe_: ImageRecipe) -> list[str]:
             facts[current] = []
         elif current is not None:
             facts[current].append(line)
-    wanted = [f"absent:{path}" for path in ABSENT] + ["ssh_host_keys", "machine_id", "cni_manifest"]
+    wanted = [f"absent:{path}" for path in ABSENT] + ["ssh_host_keys", "machine_id", "cni_manifest", "envoy_archive"]
     problems = [f"{name.removeprefix('absent:')} is not checked" for name in wanted if name not in facts]
     for path in ABSENT:
         if facts.get(f"absent:{path}", ["false"]) != ["false"]:
@@ -128,6 +129,8 @@ def inspection_problems(output: str, recipe_: ImageRecipe) -> list[str]:
         problems.append(
             f"the CNI plugins are not v{recipe_.versions.cni_plugins}: {CNI_MANIFEST} says {facts['cni_manifest']}"
         )
+    if "envoy_archive" in facts and facts["envoy_archive"] != ["true"]:
+        problems.append(f"Envoy is not in the image: no {container_archive(recipe_.envoy_image)}")
     return problems
 
 
@@ -157,7 +160,9 @@ def build(
         # The script exits 0 only at its end (set -e, its ERR trap); virt-customize shows its output and
         # fails when it does not.
         bake(staging, recipe_, env, work)
-        inspected = _run(["guestfish", "--ro", "--format=qcow2", "-a", str(staging), "-i"], env, inspection_script())
+        inspected = _run(
+            ["guestfish", "--ro", "--format=qcow2", "-a", str(staging), "-i"], env, inspection_script(recipe_)
+        )
         problems = inspection_problems(inspected, recipe_)
         if problems:
             raise ImageBuildError("the image is not fit to publish: " + "; ".join(problems))
@@ -188,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"image: missing {', '.join(missing)}: sudo apt-get install libguestfs-tools qemu-utils", file=sys.stderr)
         return 2
     libvirt = settings.libvirt
-    base = Path(local_image(libvirt.base_image, libvirt.base_image_sha256, preview=False, log=print))
     try:
+        base = Path(local_image(libvirt.base_image, libvirt.base_image_sha256, preview=False, log=print))
         build(base, "qcow2", recipe(settings), cache_dir(), tcg=args.tcg)
-    except ImageBuildError as error:
+    except (BaseImageError, ImageBuildError) as error:
         print(f"image: {error}", file=sys.stderr)
         return 1
     return 0

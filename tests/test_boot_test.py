@@ -616,6 +616,21 @@ def test_each_boot_takes_the_install_path_its_image_calls_for():
     assert checks.install_path_problems("", baked=False) and checks.install_path_problems("", baked=True)
 
 
+def test_a_baked_client_holds_envoy_and_a_stock_one_leaves_it_to_the_first_task():
+    image = "docker.io/envoyproxy/envoy:v1.37.4"
+    held = {"docker_images": "envoyproxy/envoy:v1.37.4\n", "bootstrap_log": ""}
+    assert checks.envoy_problems(held, Role.CLIENT, True, image) == []
+    empty = {"docker_images": "\n", "bootstrap_log": f"==> not in the image: {image} (Docker pulls it ...)\n"}
+    assert checks.envoy_problems(empty, Role.CLIENT, True, image) == [
+        "booted from the baked image, Docker does not hold envoyproxy/envoy:v1.37.4: ''"
+    ]
+    assert checks.envoy_problems(empty, Role.CLIENT, False, image) == []
+    assert checks.envoy_problems(held, Role.CLIENT, False, image) == [
+        f"booted from the stock image, the bootstrap did not say {image} is left to the first task"
+    ]
+    assert checks.envoy_problems({}, Role.SERVER, True, image) == [], "servers run no Docker"
+
+
 def test_the_report_compares_the_same_node_from_both_images():
     assert boot_main.BOOTS[boot_main.STOCK_BOOT][:2] == ("client-0", False)
     assert boot_main.BOOTS[boot_main.BAKED_BOOT][:2] == ("client-0", True)
@@ -655,11 +670,12 @@ def test_the_baked_boots_use_the_image_the_builder_makes_over_the_stock_one(tmp_
     monkeypatch.setattr(boot_main.node_image, "build", build)
     stock = boot_main.Image(tmp_path / "debian-12-abc/rootfs.ext4", tmp_path / "vmlinuz", tmp_path / "initrd.img",
                             tmp_path / "package-ca")  # fmt: skip
-    image = boot_main.baked(stock, SETTINGS.versions, "F" * 40, 4443, True, print)
+    image = boot_main.baked(stock, SETTINGS.versions, "F" * 40, 4443, 5443, True, print)
     assert (seen["base"], seen["base_format"], seen["grow_root"], seen["tcg"]) == (stock.rootfs, "raw", False, True)
     assert seen["directory"] == tmp_path / "debian-12-abc/baked"
     assert seen["recipe"].base == "debian-12-abc" and seen["recipe"].package_source.key_fingerprint == "F" * 40
     assert seen["recipe"].package_source.apt_url == "https://169.254.2.2:4443/hashicorp"
+    assert seen["recipe"].package_source.docker_hub_mirror == "https://169.254.2.2:5443"
     assert image.format == "qcow2" and image.rootfs == seen["directory"] / f"{seen['recipe'].name}.qcow2"
     assert (image.kernel, image.initrd) == (stock.kernel, stock.initrd)
 

@@ -21,7 +21,10 @@ from scripts.stack_files import stack_settings
 RECIPE = recipe(stack_settings("dev"))
 # What guestfish prints for inspection_script() on a well-sealed image (booleans as true/false, a
 # missing file's `-cat` printing nothing to standard output).
-CLEAN = "".join(f"absent:{path}=\nfalse\n" for path in ABSENT) + "ssh_host_keys=\nmachine_id=\ncni_manifest=\n1.7.1\n"
+CLEAN = "".join(f"absent:{path}=\nfalse\n" for path in ABSENT) + (
+    "ssh_host_keys=\nmachine_id=\ncni_manifest=\n1.7.1\nenvoy_archive=\ntrue\n"
+)
+ENVOY_ARCHIVE = "/opt/hashistack/container-images/docker.io_envoyproxy_envoy_v1.37.4.tar"
 
 FAKE = """#!/bin/bash
 # Records its arguments; qemu-img makes its output file (virt-resize needs it made); virt-customize keeps a copy
@@ -97,7 +100,7 @@ def test_a_cloud_image_is_grown_then_baked_by_the_boot_script_then_inspected_the
     assert (tools / "uploads/hashistack-bootstrap").read_bytes() == BOOTSTRAP_SCRIPT.read_bytes()
     assert (tools / "uploads/bootstrap.env").read_text() == RECIPE.bootstrap_env()
     assert inspect == f"guestfish --ro --format=qcow2 -a {staging} -i"
-    assert (tools / "uploads/guestfish.in").read_text() == inspection_script()
+    assert (tools / "uploads/guestfish.in").read_text() == inspection_script(RECIPE)
     assert {p.name for p in out.iterdir()} == {built.name, manifest_path(built).name}, "the work directory is gone"
 
 
@@ -159,6 +162,7 @@ def test_an_image_that_fails_is_never_published(tools, monkeypatch, failure, mes
 def test_inspection_names_everything_that_would_make_two_nodes_alike():
     assert inspection_problems(CLEAN, RECIPE) == []
     assert inspection_problems(CLEAN.replace("machine_id=\n", "machine_id=\nuninitialized\n"), RECIPE) == []
+    assert inspection_problems(CLEAN.replace("machine_id=\n", "machine_id=\n\n"), RECIPE) == [], "an empty file"
     for path in ABSENT:
         left = CLEAN.replace(f"absent:{path}=\nfalse", f"absent:{path}=\ntrue")
         assert inspection_problems(left, RECIPE) == [f"{path} is in the image"], path
@@ -178,15 +182,84 @@ def test_inspection_names_everything_that_would_make_two_nodes_alike():
     for fact in ("ssh_host_keys", "machine_id"):
         assert inspection_problems(CLEAN.replace(f"{fact}=\n", ""), RECIPE) == [f"{fact} is not checked"]
     assert inspection_problems(CLEAN.replace("cni_manifest=\n1.7.1\n", ""), RECIPE) == ["cni_manifest is not checked"]
+    assert inspection_problems(CLEAN.replace("envoy_archive=\ntrue\n", "envoy_archive=\nfalse\n"), RECIPE) == [
+        f"Envoy is not in the image: no {ENVOY_ARCHIVE}"
+    ]
+    assert inspection_problems(CLEAN.replace("envoy_archive=\ntrue\n", ""), RECIPE) == ["envoy_archive is not checked"]
     # What guestfish may print before the first fact belongs to none.
     assert inspection_problems("Welcome to guestfish\ntrue\n" + CLEAN, RECIPE) == []
 
 
 def test_the_inspection_asks_guestfish_about_each_path():
-    script = inspection_script()
+    script = inspection_script(RECIPE)
     for path in ABSENT:
         assert f"echo absent:{path}=\nexists {path}\n" in script
     assert script.endswith(
         "echo ssh_host_keys=\nglob-expand /etc/ssh/ssh_host_*\necho machine_id=\n-cat /etc/machine-id\n"
         "echo cni_manifest=\n-head-n 1 /opt/cni/bin/.hashistack-cni-plugins\n"
+        f"echo envoy_archive=\nexists {ENVOY_ARCHIVE}\n"
     )
+
+
+# -- `make image` itself ------------------------------------------------------------------------------
+@pytest.fixture
+def make_image(monkeypatch, tmp_path):
+    """main() with the tools found and the stock image and the build recorded, not run."""
+    calls = {}
+    monkeypatch.setattr(node_image.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(node_image, "cache_dir", lambda: tmp_path)
+
+    def local_image(source, sha256, **options):
+        calls["base"] = (source, sha256, options)
+        return str(tmp_path / "stock.img")
+
+    def build(base, base_format, recipe_, directory, **options):
+        calls["build"] = (base, base_format, recipe_.name, directory, options)
+        return directory / f"{recipe_.name}.qcow2"
+
+    monkeypatch.setattr(node_image, "local_image", local_image)
+    monkeypatch.setattr(node_image, "build", build)
+    return calls
+
+
+def test_make_image_bakes_the_stacks_recipe_over_its_checked_stock_image(make_image, tmp_path):
+    assert node_image.main(["--tcg"]) == 0, "the dev stack unless told"
+    settings = stack_settings("dev")
+    # Downloaded (never a preview's placeholder) and checked as for a stock `up`, with its progress shown.
+    options = {"preview": False, "log": print}
+    assert make_image["base"] == (settings.libvirt.base_image, settings.libvirt.base_image_sha256, options)
+    assert make_image["build"] == (tmp_path / "stock.img", "qcow2", RECIPE.name, tmp_path, {"tcg": True})
+    assert node_image.main(["--stack", "dev", "--if-baked"]) == 0
+    assert make_image["build"][4] == {"tcg": False}, "a baked stack is built with --if-baked too"
+
+
+def test_make_image_does_nothing_for_a_stock_stack_when_asked_if_baked(make_image, tmp_path, monkeypatch):
+    monkeypatch.setattr(node_image, "stack_settings", lambda stack: stack_settings(stack, {"nodeImage": "stock"}))
+    assert node_image.main(["--stack", "dev", "--if-baked"]) == 0
+    assert make_image == {}
+
+
+def test_make_image_on_aws_says_where_the_image_is_built(make_image, capsys):
+    assert node_image.main(["--stack", "aws"]) == 0
+    assert "EC2 Image Builder" in capsys.readouterr().out and make_image == {}
+
+
+@pytest.mark.parametrize("tool", ["virt-customize", "virt-resize", "guestfish", "qemu-img"])
+def test_make_image_names_the_missing_tools(make_image, monkeypatch, capsys, tool):
+    monkeypatch.setattr(node_image.shutil, "which", lambda name: None if name in (tool, "guestfish") else name)
+    assert node_image.main(["--stack", "dev"]) == 2
+    missing = ", ".join(dict.fromkeys(t for t in ("virt-customize", "virt-resize", "guestfish", "qemu-img")
+                                      if t in (tool, "guestfish")))  # fmt: skip
+    assert f"image: missing {missing}: sudo apt-get install libguestfs-tools qemu-utils" in capsys.readouterr().err
+    assert make_image == {}
+
+
+@pytest.mark.parametrize("error", [node_image.BaseImageError("libvirtBaseImage: no answer"),
+                                   ImageBuildError("the image is not fit to publish: x")])  # fmt: skip
+def test_make_image_ends_a_failure_with_its_one_line_message(make_image, monkeypatch, capsys, error):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(node_image, "local_image" if isinstance(error, node_image.BaseImageError) else "build", fail)
+    assert node_image.main(["--stack", "dev"]) == 1
+    assert capsys.readouterr().err == f"image: {error}\n"

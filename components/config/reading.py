@@ -111,6 +111,7 @@ KNOWN_KEYS = frozenset(
         "hashicorpAptUrl",
         "hashicorpKeyFingerprint",
         "cniPluginsUrl",
+        "dockerHubMirror",
         "caValidityHours",
         "certValidityHours",
         "certEarlyRenewalHours",
@@ -230,6 +231,19 @@ class _Reader:
             )
         return value.rstrip("/")
 
+    def registry_mirror(self, key: str) -> str:
+        """Empty, or an https URL of a host alone: Docker's daemon refuses a mirror URL with a path, a
+        query or a fragment (moby registry/config.go ValidateMirror, the 20.10 line Debian 12 ships)."""
+        value = self.string(key)
+        if not value:
+            return ""
+        parsed = urlparse(value)
+        if parsed.scheme != "https" or not parsed.hostname or parsed.path not in ("", "/") or parsed.query \
+                or parsed.fragment or parsed.username or " " in value:  # fmt: skip
+            self.problem(key, value, "must be empty (Docker Hub) or an https URL of a host and port alone, "
+                         "e.g. https://mirror.gcr.io or https://registry.internal:5000")  # fmt: skip
+        return value.rstrip("/")
+
     def key_fingerprint(self, key: str) -> str:
         value = self.string(key)
         if not _KEY_FINGERPRINT.match(value):
@@ -296,6 +310,7 @@ def parse_settings(
         read.https_url("hashicorpAptUrl"),
         read.key_fingerprint("hashicorpKeyFingerprint"),
         read.https_url("cniPluginsUrl"),
+        read.registry_mirror("dockerHubMirror"),
     )
     node_os = read.choice("nodeOs", NodeOs) or NodeOs.UBUNTU_24_04
     node_image = read.choice("nodeImage", NodeImage) or NodeImage.STOCK

@@ -81,6 +81,9 @@ class PackageSource:
     key_fingerprint: str
     cni_plugins_url: str
     """Where clients download the CNI reference plugins: `<url>/v<version>/<tarball>` and its `.sha256`."""
+    docker_hub_mirror: str = ""
+    """A Docker Hub mirror (`https://host[:port]`) the image bake pulls Envoy from and the clients' Docker
+    pulls through; empty: Docker Hub itself."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ BOOTSTRAP_PATH = "/usr/local/sbin/hashistack-bootstrap"
 BOOTSTRAP_ENV_PATH = "/etc/hashistack/bootstrap.env"
 """The boot script's settings, on a node and in an image being baked (components/nodes/node_image.py)."""
 BOOTSTRAP_ENV_TEMPLATE = "bootstrap.env.j2"
+# A baked image's container images, as `docker save` archives the client's boot loads into Docker.
+CONTAINER_ARCHIVES_DIR = "/opt/hashistack/container-images"
 ASG_DRAIN_PATH = "/usr/local/sbin/hashistack-asg-drain"
 SSM_MANIFEST_PATH = "/etc/hashistack/ssm-secrets.tsv"
 TLS_DIR = "/etc/hashistack/tls"
@@ -166,8 +168,29 @@ def render_template(template: str, context: dict) -> str:
     return _environment().get_template(template).render(context)
 
 
+def envoy_image(versions: Versions) -> str:
+    """The Connect sidecars' image: Envoy at the pinned version, by the name Nomad asks Docker for."""
+    return f"docker.io/envoyproxy/envoy:v{versions.envoy}"
+
+
+def container_archive(reference: str) -> str:
+    """Where a baked image keeps `reference` (the archive the bake writes and the boot loads)."""
+    return f"{CONTAINER_ARCHIVES_DIR}/{reference.replace('/', '_').replace(':', '_')}.tar"
+
+
 def _static(name: str) -> str:
     return (TEMPLATES / name).read_text()
+
+
+def shipped_script(name: str) -> str:
+    """cloudinit/<name> as nodes get it in their user-data: without its comment lines (the shebang and
+    shellcheck's directives aside, no line of it starts with `#` inside a string). EC2 takes 16 KB of
+    user-data at most, and the boot script's comments are a third of it gzipped; they are for the
+    readers of this repository, where the script is whole. Baked images get the whole script."""
+    lines = _static(name).splitlines(keepends=True)
+    kept = [line for line in lines[1:] if not line.lstrip().startswith("#") or "# shellcheck " in line]
+    note = f"# The commented source: cloudinit/{name} in hashistack.\n"
+    return "".join([lines[0], note, *kept])
 
 
 def _context(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> dict:
@@ -197,7 +220,8 @@ def _context(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> di
         "vault_peers": vault_peers,
         "vault_tls_server_name": f"vault.service.{cluster.domain}",
         "vault_address": f"https://vault.service.{cluster.domain}:8200",
-        "envoy_image": f"docker.io/envoyproxy/envoy:v{cluster.versions.envoy}",
+        "envoy_image": envoy_image(cluster.versions),
+        "envoy_archive": container_archive(envoy_image(cluster.versions)),
         "node_class": cluster.client_node_class,
         "zone": cluster.zone,
         "seal": cluster.seal,
@@ -228,7 +252,7 @@ def node_files(
             files.append(NodeFile(path, "", "0600", secret_name=name))
 
     public(BOOTSTRAP_ENV_PATH, render_template(BOOTSTRAP_ENV_TEMPLATE, ctx), "0600")
-    public(BOOTSTRAP_PATH, _static("hashistack-bootstrap.sh"), "0700")
+    public(BOOTSTRAP_PATH, shipped_script("hashistack-bootstrap.sh"), "0700")
     # One copy of the node's certificate and key; the bootstrap installs it for each agent.
     public(f"{TLS_DIR}/ca.pem", material.ca_pem)
     public(f"{TLS_DIR}/node.pem", material.cert_pem)

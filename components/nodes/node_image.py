@@ -44,10 +44,14 @@ class ImageRecipe:
     def packages(self) -> tuple[str, ...]:
         return RELEASES[self.node_os].packages_for(IMAGE_ROLE)
 
+    @property
+    def envoy_image(self) -> str:
+        return node_config.envoy_image(self.versions)
+
     @cached_property
     def inputs(self) -> dict[str, object]:
-        """Everything the image's contents follow from (Envoy is a container image, pulled by Docker
-        when the first Connect task starts, so it is not among them)."""
+        """Everything the image's contents follow from (Envoy by its tag: the image holds what the tag
+        named when it was baked)."""
         v = self.versions
         return {
             "node_os": self.node_os.value,
@@ -58,7 +62,9 @@ class ImageRecipe:
                 "vault": v.vault,
                 "consul_cni": v.consul_cni,
                 "cni_plugins": v.cni_plugins,
+                "envoy": v.envoy,
             },
+            "container_images": [self.envoy_image],
             "packages": list(self.packages),
             "hashicorp_key_fingerprint": self.package_source.key_fingerprint,
             "script_sha256": hashlib.sha256(BOOTSTRAP_SCRIPT.read_bytes()).hexdigest(),
@@ -83,6 +89,8 @@ class ImageRecipe:
                 "node_address": None,
                 "versions": self.versions,
                 "package_source": self.package_source,
+                "envoy_image": self.envoy_image,
+                "envoy_archive": node_config.container_archive(self.envoy_image),
                 "release_packages": self.packages,
                 "secrets_source": "none",
                 "ssm_region": "",

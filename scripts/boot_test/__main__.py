@@ -56,7 +56,7 @@ import yaml
 from components.config.node_os import RELEASES, NodeOs
 from components.config.settings import PackageSource, Settings, Versions
 from components.nodes import node_config
-from components.nodes.node_config import ClusterSpec, NodeMaterial, NodeSpec, Role
+from components.nodes.node_config import ClusterSpec, NodeMaterial, NodeSpec, Role, envoy_image
 from components.nodes.node_image import ImageRecipe
 from components.nodes.node_plan import cluster_spec, node_specs
 from components.pki.cluster_secrets import ClusterSecretsArgs, client_dns_names, server_dns_names
@@ -65,6 +65,7 @@ from components.platforms.libvirt.user_dirs import user_dir
 from scripts import node_image
 from scripts.boot_test import checks, standins
 from scripts.boot_test.pki import ThrowawayCa
+from scripts.boot_test.registry import Registry
 from scripts.boot_test.vm import (
     Image,
     Machine,
@@ -186,11 +187,11 @@ class Result:
     """The boot script's own run, from its first log line to `done`."""
 
 
-def baked(stock: Image, versions, fingerprint: str, port: int, tcg: bool, log) -> Image:
+def baked(stock: Image, versions, fingerprint: str, port: int, registry_port: int, tcg: bool, log) -> Image:
     """The baked image of the boot test's settings over `stock`, built by `make image`'s builder."""
     source = f"https://{APPLIANCE_HOST}:{port}"
-    recipe = ImageRecipe(NODE_OS, stock.rootfs.parent.name, versions,
-                         PackageSource(f"{source}/hashicorp", fingerprint, f"{source}/cni"))  # fmt: skip
+    recipe = ImageRecipe(NODE_OS, stock.rootfs.parent.name, versions, PackageSource(
+        f"{source}/hashicorp", fingerprint, f"{source}/cni", f"https://{APPLIANCE_HOST}:{registry_port}"))  # fmt: skip
     path = node_image.build(
         stock.rootfs, "raw", recipe, stock.rootfs.parent / "baked", grow_root=False, tcg=tcg, log=log
     )
@@ -237,6 +238,7 @@ def run_node(name: str, settings: Settings, node: NodeSpec, user_data: str, key:
             result.problems += checks.unit_problems(facts, node.role)
             result.problems += checks.resolver_problems(facts, cluster, node)
             result.problems += checks.install_path_problems(facts["bootstrap_log"], from_baked)
+            result.problems += checks.envoy_problems(facts, node.role, from_baked, envoy_image(settings.versions))
         if result.problems:
             result.problems.append(
                 "bootstrap log, last lines:\n" + "\n".join(facts["bootstrap_log"].splitlines()[-25:])
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         base = dev_settings()
         gateway = str(base.network_cidr[1])
         served = ThrowawayCa(work / "package-ca", source=image_.package_ca).issue(
-            "package-server", [], [gateway, APPLIANCE_HOST]
+            "package-server", [], [gateway, APPLIANCE_HOST, "127.0.0.1"]
         )
         www = work / "www"
         www.mkdir()
@@ -283,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         standins.cni_release(base.versions.cni_plugins, www / "cni")
         server = PackageServer(www, served.cert_path, served.key_path)
         log(f"package server: https://{gateway}:{server.port}/ (127.0.0.1:{server.port}); key {repo.fingerprint}")
+        registry = Registry(work / "registry", free_port(), served.cert_path, served.key_path,
+                            image_.package_ca / "ca.pem")  # fmt: skip
+        envoy = registry.push_standin_envoy(base.versions.envoy, work / "registry")
+        log(f"Docker Hub stand-in: https://{gateway}:{registry.port}/ serving {envoy}")
         key, public_key = ssh_key(work)
 
         def settings_for(apt_port: int) -> Settings:
@@ -290,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 "hashicorpAptUrl": f"https://{gateway}:{apt_port}/hashicorp",
                 "hashicorpKeyFingerprint": repo.fingerprint,
                 "cniPluginsUrl": f"https://{gateway}:{server.port}/cni",
+                "dockerHubMirror": f"https://{gateway}:{registry.port}",
                 "sshAuthorizedKeys": [public_key],
             })  # fmt: skip
 
@@ -302,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--nodes: unknown {sorted(unknown)}; choose from {sorted(BOOTS)}")
         baked_image = None
         if any(BOOTS[name][1] for name in wanted):
-            baked_image = baked(image_, good.versions, repo.fingerprint, server.port, not kvm, log)
+            baked_image = baked(image_, good.versions, repo.fingerprint, server.port, registry.port, not kvm, log)
         jobs = {}
         for wave in sorted({BOOTS[name][5] for name in wanted}):
             in_wave = [name for name in wanted if BOOTS[name][5] == wave]
@@ -316,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                                              baked_image if from_baked else image_, kvm, work, log)  # fmt: skip
         results = [jobs[name].result() for name in wanted]
         server.close()
+        registry.close()
         report = {
             "accelerator": "kvm" if kvm else "tcg",
             "seconds": round(time.monotonic() - started),

@@ -126,6 +126,20 @@ def install_path_problems(bootstrap_log: str, baked: bool) -> list[str]:
     return []
 
 
+def envoy_problems(facts: dict, role: Role, baked: bool, image: str) -> list[str]:
+    """A client from the baked image has Envoy in Docker, loaded from the image; one from the stock image
+    leaves it to the first Connect task. Docker lists Docker Hub's images without `docker.io/`."""
+    if role is not Role.CLIENT:
+        return []
+    listed = image.removeprefix("docker.io/")
+    held = listed in facts["docker_images"].split()
+    if baked and not held:
+        return [f"booted from the baked image, Docker does not hold {listed}: {facts['docker_images'].strip()!r}"]
+    if not baked and f"not in the image: {image}" not in facts["bootstrap_log"]:
+        return [f"booted from the stock image, the bootstrap did not say {image} is left to the first task"]
+    return []
+
+
 def stale_image_problems(bootstrap_log: str, pinned_nomad: str) -> list[str]:
     """A baked image of other versions is seen as such: the script names what differs, then installs."""
     if f"not in the image: nomad={pinned_nomad}-1 (found: " not in bootstrap_log:

@@ -87,6 +87,14 @@ def main() -> None:
             u: run("journalctl", "-b", "--no-pager", "-n", "30", "-u", u) for u in ("consul", "nomad", "vault")
         },
         "vault_health": run(*VAULT_HEALTH),
+        "docker_images": run("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"),
+        # Where the boot's time went, for reading (the report does not assert on it).
+        "boot_timing": {
+            "systemd": run("systemd-analyze", "time"),
+            "critical_chain": run("systemd-analyze", "critical-chain", "--no-pager", "cloud-final.service"),
+            "blame": run("systemd-analyze", "blame", "--no-pager"),
+            "cloud_init": run("cloud-init", "analyze", "blame"),
+        },
     }
     json.dump(facts, sys.stdout)
 

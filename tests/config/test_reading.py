@@ -71,6 +71,49 @@ BAD = [
         "in capitals",
     ),
     ("dev", {"envoyVersion": "latest"}, "envoyVersion", "'latest'", "exact version"),
+    # Docker 20.10 (Debian 12) refuses a mirror with a path at start (moby registry/config.go ValidateMirror).
+    (
+        "dev",
+        {"dockerHubMirror": "https://mirror.example.com/dockerhub"},
+        "dockerHubMirror",
+        "'https://mirror.example.com/dockerhub'",
+        "host and port alone",
+    ),
+    (
+        "dev",
+        {"dockerHubMirror": "http://mirror.example.com"},
+        "dockerHubMirror",
+        "'http://mirror.example.com'",
+        "empty (Docker Hub) or an https URL",
+    ),
+    (
+        "dev",
+        {"dockerHubMirror": "https://u:p@mirror.example.com"},
+        "dockerHubMirror",
+        "'https://u:p@mirror.example.com'",
+        "https URL of a host",
+    ),
+    (
+        "dev",
+        {"dockerHubMirror": "https://mirror.example.com?x=1"},
+        "dockerHubMirror",
+        "'https://mirror.example.com?x=1'",
+        "https URL of a host",
+    ),
+    (
+        "dev",
+        {"dockerHubMirror": "https://mirror.example.com#x"},
+        "dockerHubMirror",
+        "'https://mirror.example.com#x'",
+        "https URL of a host",
+    ),
+    (
+        "dev",
+        {"dockerHubMirror": "https://mirror .example.com"},
+        "dockerHubMirror",
+        "'https://mirror .example.com'",
+        "https URL of a host",
+    ),
     ("dev", {"cniPluginsVersion": "1.7.x"}, "cniPluginsVersion", "'1.7.x'", "exact version"),
     ("dev", {"nomadVersion": "1.10.3"}, "nomadVersion", "'1.10.3'", "2.0.4 or newer (older Nomad lets a job get round"),
     ("dev", {"nomadVersion": "2.0.3"}, "nomadVersion", "'2.0.3'", "CVE-2026-14891 and CVE-2026-14896"),
@@ -238,6 +281,15 @@ def test_dev_stack_settings():
         "https://cloud-images-archive.ubuntu.com/releases/noble/release-20250704/ubuntu-24.04-server-cloudimg-amd64.img"
     )
     assert settings.libvirt.base_image_sha256 == "f1652d29d497fb7c623433705c9fca6525d1311b11294a0f495eed55c7639d1f"
+
+
+def test_a_docker_hub_mirror_is_a_host_or_nothing():
+    assert parse("dev").package_source.docker_hub_mirror == "", "Docker Hub itself by default"
+    mirror = parse("dev", {"dockerHubMirror": "https://registry.internal:5000/"}).package_source.docker_hub_mirror
+    assert mirror == "https://registry.internal:5000"
+    assert parse("dev", {"dockerHubMirror": "https://mirror.gcr.io"}).package_source.docker_hub_mirror == (
+        "https://mirror.gcr.io"
+    )
 
 
 def _public_key(comment: str) -> str:

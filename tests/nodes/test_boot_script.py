@@ -26,6 +26,7 @@ MIRROR = PackageSource(
     "https://nexus.example.com/repository/hashicorp",
     "0123456789ABCDEF0123456789ABCDEF01234567",
     "https://nexus.example.com/repository/cni-plugins",
+    "https://registry.example.com:5000",
 )
 BOOT = Path(__file__).resolve().parent / "boot"
 NODES = {
@@ -44,12 +45,13 @@ def test_the_boot_script_under_bats(tmp_path):
         document = yaml.safe_load(user_data(cluster, node, material))
         (tmp_path / f"{name}.json").write_text(json.dumps(document["write_files"]))
     # What scripts/node_image.py puts in an image before it runs the script there.
-    bake = recipe(stack_settings("dev", {"nodeImage": "baked"}))
-    (tmp_path / "image.json").write_text(json.dumps([
-        {"path": "/etc/hashistack/bootstrap.env", "content": bake.bootstrap_env(), "permissions": "0600"},
-        {"path": BOOTSTRAP_PATH, "content": BOOTSTRAP_SCRIPT.read_text(), "permissions": "0700"},
-    ]))  # fmt: skip
-    run_bats("bootstrap.bats", passing=16, timeout=300, NODES=str(tmp_path))
+    for name, mirror in (("image", ""), ("image-mirror", MIRROR.docker_hub_mirror)):
+        bake = recipe(stack_settings("dev", {"nodeImage": "baked", "dockerHubMirror": mirror}))
+        (tmp_path / f"{name}.json").write_text(json.dumps([
+            {"path": "/etc/hashistack/bootstrap.env", "content": bake.bootstrap_env(), "permissions": "0600"},
+            {"path": BOOTSTRAP_PATH, "content": BOOTSTRAP_SCRIPT.read_text(), "permissions": "0700"},
+        ]))  # fmt: skip
+    run_bats("bootstrap.bats", passing=21, timeout=300, NODES=str(tmp_path))
 
 
 def run_bats(suite: str, passing: int, timeout: float, **env: str) -> None:

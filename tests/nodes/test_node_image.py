@@ -41,6 +41,7 @@ def test_the_name_is_the_os_and_the_inputs_hash():
         {"vaultVersion": "2.1.2"},
         {"consulCniVersion": "2.0.4"},
         {"cniPluginsVersion": "1.7.2"},
+        {"envoyVersion": "1.37.5"},
         {"hashicorpKeyFingerprint": "0123456789ABCDEF0123456789ABCDEF01234567"},
         {"nodeOs": "debian-12", "libvirtBaseImageSha256": "0" * 64},
         {"libvirtBaseImageSha256": "1" * 64},
@@ -51,15 +52,24 @@ def test_what_decides_the_contents_names_a_new_image(overrides):
     assert recipe(stack_settings("dev", overrides)).name != DEV.name
 
 
-def test_the_package_sources_urls_and_envoy_do_not():
-    """Where the bytes come from is not what they are (the key says whose they must be); Envoy is a
-    container image pulled when the first Connect task starts, not part of the image."""
+def test_the_package_sources_urls_do_not():
+    """Where the bytes come from is not what they are (the key says whose they must be)."""
     same = stack_settings("dev", {
         "hashicorpAptUrl": "https://nexus.example.com/hashicorp",
         "cniPluginsUrl": "https://nexus.example.com/cni",
-        "envoyVersion": "1.99.0",
+        "dockerHubMirror": "https://mirror.gcr.io",
     })  # fmt: skip
     assert recipe(same).name == DEV.name
+
+
+def test_envoy_is_in_the_image_by_the_name_nomad_asks_docker_for():
+    """The archive is named by the reference nodes' Nomad runs the sidecars with (nomad.hcl's
+    connect.sidecar_image), and the bake pulls it through the mirror the clients' Docker uses."""
+    assert DEV.inputs["container_images"] == ["docker.io/envoyproxy/envoy:v1.37.4"]
+    values = env_values(recipe(stack_settings("dev", {"dockerHubMirror": "https://mirror.gcr.io"})).bootstrap_env())
+    assert values["ENVOY_IMAGE"] == "docker.io/envoyproxy/envoy:v1.37.4"
+    assert values["ENVOY_ARCHIVE"] == "/opt/hashistack/container-images/docker.io_envoyproxy_envoy_v1.37.4.tar"
+    assert values["DOCKER_HUB_MIRROR"] == "https://mirror.gcr.io"
 
 
 def test_the_script_and_the_env_template_are_inputs(tmp_path, monkeypatch):

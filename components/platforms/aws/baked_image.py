@@ -343,7 +343,7 @@ class BakedImage(pulumi.ComponentResource):
             security_group_id=group.id,
             ip_protocol="-1",
             cidr_ipv4="0.0.0.0/0",
-            description="all outbound: packages, releases, S3 and SSM",
+            description="all outbound: packages, releases, Envoy (Docker Hub), S3 and SSM",
             tags=stack_tags(settings, "image-build-egress"),
             opts=child,
         )

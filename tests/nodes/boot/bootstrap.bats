@@ -56,8 +56,10 @@ last_line() { tail -n 1 "$1"; }
 @test "a client starts its task firewall, Consul and Nomad, all enabled, none waited for; containers in docker.slice" {
   boot client-inline
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  grep -Fxq "systemctl enable hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
-  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
+  # Docker, installed (so running) before its daemon.json, restarts to read it; then starts with the agents.
+  grep -Fxq "systemctl try-restart docker.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
   ! grep -q vault "$SANDBOX/calls.log"
   ! grep -q hashistack-asg-drain "$SANDBOX/calls.log" "$SANDBOX/modes.txt" # an AWS client's only
   [ "$(jq -c . "$SANDBOX/upper_etc/docker/daemon.json")" = '{"dns":["10.42.0.20"],"cgroup-parent":"docker.slice"}' ]
@@ -81,8 +83,8 @@ last_line() { tail -n 1 "$1"; }
 @test "an AWS client (SSM) also enables and starts its autoscaling watch, hashistack-asg-drain" {
   boot client-ssm
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  grep -Fxq "systemctl enable hashistack-task-firewall.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
-  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable hashistack-task-firewall.service docker.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service docker.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
   [ "$(mode_of /usr/local/sbin/hashistack-asg-drain)" = "755 root:root" ]
   [ "$(mode_of /etc/systemd/system/hashistack-asg-drain.service)" = "644 root:root" ]
   [ "$(mode_of /etc/systemd/system/nomad.service.d/drain.conf)" = "644 root:root" ]
@@ -131,7 +133,7 @@ last_line() { tail -n 1 "$1"; }
 @test "an unforeseen failure names the command that failed, once" {
   STUB_FAIL_ALWAYS="systemctl daemon-reload" boot client-ssm
   [ "$STATUS" -eq 100 ]
-  expected="hashistack-bootstrap: FAILED while starting hashistack-task-firewall.service consul.service nomad.service hashistack-asg-drain.service: \`systemctl daemon-reload\` exited 100"
+  expected="hashistack-bootstrap: FAILED while starting hashistack-task-firewall.service docker.service consul.service nomad.service hashistack-asg-drain.service: \`systemctl daemon-reload\` exited 100"
   [[ "$(last_line "$SANDBOX/console")" == "$expected"* ]]
   [ "$(grep -c FAILED "$SANDBOX/console")" -eq 1 ]
 }
@@ -172,8 +174,9 @@ last_line() { tail -n 1 "$1"; }
   # Checked, not assumed: the plugins' files against the manifest's checksums.
   grep -Fxq "sha256sum --quiet --strict -c -" "$SANDBOX/calls.log"
   # Docker is disabled in the image (servers never run it); a client enables it.
-  grep -Fxq "systemctl enable docker.socket docker.service containerd.service" "$SANDBOX/calls.log"
-  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service consul.service nomad.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable docker.socket containerd.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl start --no-block hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
 }
 
@@ -211,6 +214,10 @@ last_line() { tail -n 1 "$1"; }
   # The first boot applies presets to every unit: these stay off all the same.
   [ "$(cat "$SANDBOX/upper_etc/systemd/system-preset/50-hashistack-image.preset")" = "$(printf 'disable %s\n' docker.service docker.socket containerd.service nftables.service)" ]
   grep -Fxq "cloud-init clean --logs --machine-id" "$SANDBOX/calls.log"
+  # Envoy from Docker Hub as a docker-archive, by the name Nomad asks Docker for; skopeo goes again.
+  grep -Fxq "skopeo copy --quiet docker://docker.io/envoyproxy/envoy:v1.37.4 docker-archive:/opt/hashistack/container-images/docker.io_envoyproxy_envoy_v1.37.4.tar:docker.io/envoyproxy/envoy:v1.37.4" "$SANDBOX/calls.log"
+  grep -q "^apt-get purge -y -q --autoremove skopeo$" "$SANDBOX/calls.log"
+  grep -q "^/opt/hashistack/container-images/docker.io_envoyproxy_envoy_v1.37.4.tar$" "$SANDBOX/opt.txt"
   # The Vault package's self-signed key, the settings and the script itself are gone; nothing started.
   ! grep -q "/opt/vault/tls" "$SANDBOX/opt.txt"
   grep -q "^/opt/cni/bin/.hashistack-cni-plugins$" "$SANDBOX/opt.txt"
@@ -220,4 +227,60 @@ last_line() { tail -n 1 "$1"; }
   ! grep -q "^systemctl \(enable\|start\)" "$SANDBOX/calls.log"
   ! grep -q "consul.d\|nomad.d" "$SANDBOX/modes.txt"
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+}
+
+# The Envoy archive a baked image holds (bake_container_images writes it; the stub's archive names it).
+ENVOY=docker.io/envoyproxy/envoy:v1.37.4
+ENVOY_ARCHIVE=hashistack/container-images/docker.io_envoyproxy_envoy_v1.37.4.tar
+bake_envoy() {
+  mkdir -p "$(dirname "$SANDBOX/opt-seed/$ENVOY_ARCHIVE")"
+  echo "$1" >"$SANDBOX/opt-seed/$ENVOY_ARCHIVE"
+}
+
+@test "a baked client loads Envoy from the image into Docker, once Docker runs, before it is done" {
+  bake_cni 1.7.1 && bake_envoy "$ENVOY"
+  STUB_INSTALLED="$RELEASE_PACKAGES $PINNED" boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  start=$(grep -n "^systemctl start docker.service$" "$SANDBOX/calls.log" | cut -d: -f1)
+  load=$(grep -n "^docker load --quiet --input /opt/$ENVOY_ARCHIVE$" "$SANDBOX/calls.log" | cut -d: -f1)
+  [ -n "$start" ] && [ -n "$load" ] && [ "$start" -lt "$load" ]
+  # Checked after the load, not assumed.
+  [ "$(grep -c "^docker image inspect $ENVOY$" "$SANDBOX/calls.log")" -eq 2 ]
+  [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+}
+
+@test "a client whose Docker holds Envoy already (a re-run) loads nothing; a stock one leaves it to the first task" {
+  bake_cni 1.7.1 && bake_envoy "$ENVOY"
+  STUB_INSTALLED="$RELEASE_PACKAGES $PINNED" STUB_DOCKER_IMAGES="$ENVOY" boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  ! grep -q "^docker load" "$SANDBOX/calls.log"
+  rm -rf "${SANDBOX:?}"/*
+  boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -Fq "not in the image: $ENVOY (Docker pulls it when the first Connect task starts)" "$SANDBOX/output"
+  ! grep -q "^docker load" "$SANDBOX/calls.log"
+}
+
+@test "an image whose archive does not hold the pinned Envoy stops the boot with the way out" {
+  bake_cni 1.7.1 && bake_envoy docker.io/envoyproxy/envoy:v1.36.0
+  STUB_INSTALLED="$RELEASE_PACKAGES $PINNED" boot client-inline
+  [ "$STATUS" -ne 0 ]
+  [[ "$(last_line "$SANDBOX/console")" == "hashistack-bootstrap: FAILED while loading $ENVOY into Docker: /opt/$ENVOY_ARCHIVE does not hold $ENVOY. Rebuild the image (make image), or boot the stock image. Then re-run: sudo "*" (full log: /var/log/hashistack-bootstrap.log)" ]]
+}
+
+@test "with dockerHubMirror the bake pulls Envoy from the mirror, and the clients' Docker pulls through it" {
+  boot image-mirror
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  grep -q "^skopeo copy --quiet docker://registry.example.com:5000/envoyproxy/envoy:v1.37.4 docker-archive:.*:docker.io/envoyproxy/envoy:v1.37.4$" "$SANDBOX/calls.log"
+  rm -rf "${SANDBOX:?}"/*
+  STUB_KEY_FINGERPRINT=0123456789ABCDEF0123456789ABCDEF01234567 boot client-mirror
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  [ "$(jq -c '."registry-mirrors"' "$SANDBOX/upper_etc/docker/daemon.json")" = '["https://registry.example.com:5000"]' ]
+}
+
+@test "a pull of Envoy that breaks halfway is retried, each attempt from an empty archive" {
+  STUB_SKOPEO_BREAK_ONCE=1 boot image
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  [ "$(grep -c "^skopeo copy" "$SANDBOX/calls.log")" -eq 2 ]
+  grep -q "^/opt/$ENVOY_ARCHIVE$" "$SANDBOX/opt.txt"
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs cloudinit/hashistack-bootstrap.sh as cloud-init would on a fresh node, but in a private mount
+# Runs the boot script as cloud-init would on a fresh node (the copy its user-data writes,
+# /usr/local/sbin/hashistack-bootstrap), but in a private mount
 # namespace: /etc, /usr/share, /usr/local (the node's scripts) and /var/log are overlays whose writes land
 # in $SANDBOX, /opt is empty, /dev/console is a file, and every command that would touch the network,
 # packages or systemd is a recording stub (tests/nodes/boot/stubs). Nothing on the host changes.
@@ -13,7 +14,6 @@
 set -euo pipefail
 sandbox=$1 files=$2
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../../.." && pwd)"
 
 for dir in /etc /usr/share /usr/local /var/log; do
   name=${dir//\//_}
@@ -40,11 +40,11 @@ done
 # Every command that reaches the network, the package manager, the kernel or systemd is a stub.
 export STUB_LOG="$sandbox/calls.log" STUB_STATE="$sandbox/stub-state" STUB_HANDLERS="$here/stubs/handlers"
 mkdir -p "$STUB_STATE" "$sandbox/bin"
-for command in apt-get apt-mark cloud-init curl dpkg dpkg-query gpg ip modprobe sha256sum sleep sysctl systemctl tar; do
+for command in apt-get apt-mark cloud-init curl docker dpkg dpkg-query gpg ip modprobe sha256sum skopeo sleep sysctl systemctl tar; do
   ln -sf "$here/stubs/stub.sh" "$sandbox/bin/$command"
 done
 status=0
-PATH="$sandbox/bin:$PATH" bash "$repo/cloudinit/hashistack-bootstrap.sh" >"$sandbox/output" 2>&1 || status=$?
+PATH="$sandbox/bin:$PATH" bash /usr/local/sbin/hashistack-bootstrap >"$sandbox/output" 2>&1 || status=$?
 echo "$status" >"$sandbox/status"
 find /etc/consul.d /etc/nomad.d /etc/vault.d /etc/hashistack /opt /etc/systemd/system /usr/local/sbin \
   /var/log/hashistack-bootstrap.log \
