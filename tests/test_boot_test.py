@@ -670,7 +670,15 @@ def test_the_baked_boots_use_the_image_the_builder_makes_over_the_stock_one(tmp_
     monkeypatch.setattr(boot_main.node_image, "build", build)
     stock = boot_main.Image(tmp_path / "debian-12-abc/rootfs.ext4", tmp_path / "vmlinuz", tmp_path / "initrd.img",
                             tmp_path / "package-ca")  # fmt: skip
+    stale = tmp_path / "debian-12-abc/baked/hashistack-debian-12-000000000000.qcow2"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    boot_main.node_image.manifest_path(stale).write_text('{"inputs": {"versions": {"nomad": "2.0.6"}}}')
+    other_os = stale.with_name("hashistack-ubuntu-24.04-000000000000.qcow2")
+    other_os.write_bytes(b"")
     image = boot_main.baked(stock, SETTINGS.versions, "F" * 40, 4443, 5443, True, print)
+    # The image of other inputs is gone with its manifest; nothing else is touched.
+    assert sorted(p.name for p in stale.parent.iterdir()) == [other_os.name]
     assert (seen["base"], seen["base_format"], seen["grow_root"], seen["tcg"]) == (stock.rootfs, "raw", False, True)
     assert seen["directory"] == tmp_path / "debian-12-abc/baked"
     assert seen["recipe"].base == "debian-12-abc" and seen["recipe"].package_source.key_fingerprint == "F" * 40

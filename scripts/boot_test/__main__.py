@@ -57,7 +57,7 @@ from components.config.node_os import RELEASES, NodeOs
 from components.config.settings import PackageSource, Settings, Versions
 from components.nodes import node_config
 from components.nodes.node_config import ClusterSpec, NodeMaterial, NodeSpec, Role, envoy_image
-from components.nodes.node_image import ImageRecipe
+from components.nodes.node_image import ImageRecipe, manifest_path, stale_images
 from components.nodes.node_plan import cluster_spec, node_specs
 from components.pki.cluster_secrets import ClusterSecretsArgs, client_dns_names, server_dns_names
 from components.platforms.libvirt.seed import meta_data, network_config
@@ -192,9 +192,14 @@ def baked(stock: Image, versions, fingerprint: str, port: int, registry_port: in
     source = f"https://{APPLIANCE_HOST}:{port}"
     recipe = ImageRecipe(NODE_OS, stock.rootfs.parent.name, versions, PackageSource(
         f"{source}/hashicorp", fingerprint, f"{source}/cni", f"https://{APPLIANCE_HOST}:{registry_port}"))  # fmt: skip
-    path = node_image.build(
-        stock.rootfs, "raw", recipe, stock.rootfs.parent / "baked", grow_root=False, tcg=tcg, log=log
-    )
+    directory = stock.rootfs.parent / "baked"
+    path = node_image.build(stock.rootfs, "raw", recipe, directory, grow_root=False, tcg=tcg, log=log)
+    # The boot test boots only its current recipe's image: one of other inputs (a changed script, other
+    # versions) is 2 GB it never boots again. A user's images are theirs to delete (README).
+    for stale, changed in stale_images(directory, recipe).items():
+        log(f"image: removing {stale.name}, built with {'; '.join(changed)}")
+        stale.unlink()
+        manifest_path(stale).unlink(missing_ok=True)
     return dataclasses.replace(stock, rootfs=path, format="qcow2")
 
 

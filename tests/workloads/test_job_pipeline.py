@@ -14,7 +14,7 @@ from components.workloads import hcl_document
 from components.workloads.definitions import load_definition
 from components.workloads.job_model import job_files, load_job_text
 from components.workloads.job_rules import RULES, JobValidationError, check_job
-from components.workloads.pipeline import build_jobs
+from components.workloads.pipeline import build_jobs, job_sources, seeded_secrets
 from components.workloads.render import ClusterParameters, render
 from components.workloads.site_policy import (
     SITE_POLICY,
@@ -169,6 +169,110 @@ def test_upstreams_get_a_sidecar_with_its_own_tags_and_command_becomes_command_a
     (task,) = job.tasks
     assert task.config["command"] == "/bin/app" and task.config["args"] == ["--port", "8080"]
     assert passes_the_rules(job)
+
+
+def test_the_whole_jobspec_a_definition_renders_to(tmp_path):
+    """Every line, as the pipeline submits it: the Consul service with its check's interval and timeout,
+    the Connect sidecar, the task's ports, command and args (all but the first word), and the secrets
+    template that restarts the task when a secret changes."""
+    text = MINIMAL + (
+        'command = ["/bin/app", "--port"]\n[[upstreams]]\nservice = "count-api"\nport = 9191\n'
+        '[secrets.DB_PASSWORD]\npath = "db/main"\nkey = "password"\ngenerate = true\n'
+    )
+    result = definition(tmp_path, text)
+    source = tmp_path / "shop.nomadgen.toml"
+    secret = (
+        'DB_PASSWORD={{ with secret \\"kv/data/apps/q-shop/db/main\\" }}{{ .Data.data.password | toJSON }}{{ end }}\\n'
+    )
+    assert render(result, CLUSTER) == textwrap.dedent(f"""\
+        job "q-shop" {{
+          namespace   = "apps"
+          type        = "service"
+          datacenters = [
+            "dc1",
+          ]
+
+          meta {{
+            tier   = "quality"
+            source = "{source}"
+          }}
+
+          group "q-shop" {{
+            count = 1
+
+            network {{
+              mode = "bridge"
+
+              port "web" {{
+                to = 8080
+              }}
+            }}
+
+            service {{
+              name     = "q-shop"
+              provider = "consul"
+              port     = "web"
+              tags     = [
+                "traefik.enable=true",
+                "traefik.http.routers.q-shop.rule=Host(`q-shop.hashistack.test`)",
+                "traefik.http.routers.q-shop.entrypoints=websecure",
+                "traefik.http.routers.q-shop.tls=true",
+              ]
+
+              connect {{
+                sidecar_service {{
+                  tags = [
+                    "mesh",
+                  ]
+
+                  proxy {{
+                    upstreams {{
+                      destination_name = "count-api"
+                      local_bind_port  = 9191
+                    }}
+                  }}
+                }}
+              }}
+
+              check {{
+                name     = "q-shop-http"
+                type     = "http"
+                path     = "/"
+                interval = "10s"
+                timeout  = "3s"
+              }}
+            }}
+
+            task "q-shop" {{
+              driver = "docker"
+
+              vault {{
+                env          = false
+                disable_file = true
+                change_mode  = "restart"
+              }}
+
+              config {{
+                image   = "nginx:1.27.0"
+                ports   = [
+                  "web",
+                ]
+                command = "/bin/app"
+                args    = [
+                  "--port",
+                ]
+              }}
+
+              template {{
+                destination = "secrets/vault.env"
+                env         = true
+                change_mode = "restart"
+                data        = "{secret}"
+              }}
+            }}
+          }}
+        }}
+        """)  # fmt: skip
 
 
 def test_a_string_with_a_template_directive_is_escaped_for_hcl(tmp_path):
@@ -329,6 +433,37 @@ def test_the_pipeline_reports_every_problem_of_every_file(tmp_path):
     assert "shop.nomadgen.toml: image: 'nginx'" in message
     assert "resources-within-tier: memory = 9000 MiB" in message
     assert "twice.nomad.hcl and " in message and "one job name, two files" in message
+
+
+def test_a_name_used_twice_or_a_file_that_is_not_hcl_stops_nothing_after_it(tmp_path):
+    """Each is reported, and every file after it (in name order) is still checked."""
+    (tmp_path / "a-dup.nomadgen.toml").write_text(MINIMAL.replace('"shop"', '"a-dup"'))
+    (tmp_path / "a-dup.nomad.hcl").write_text('job "a-dup" {}\n')
+    (tmp_path / "b-broken.nomad.hcl").write_text('job "b-broken" {\n')
+    (tmp_path / "shop.nomadgen.toml").write_text(MINIMAL.replace("nginx:1.27.0", "nginx"))
+    with pytest.raises(JobValidationError) as raised:
+        build_jobs(NAMESPACES, {}, CLUSTER, Platform.LIBVIRT, tmp_path)
+    message = str(raised.value)
+    assert "a-dup.nomad.hcl and " in message and "one job name, two files" in message
+    assert "b-broken.nomad.hcl" in message, "the file that is not HCL, reported when it is loaded"
+    assert "shop.nomadgen.toml: image: 'nginx'" in message
+
+
+def test_without_a_directory_of_job_files_the_pipeline_says_so(tmp_path):
+    assert job_sources(tmp_path / "none") == {}
+    with pytest.raises(JobValidationError, match=r"none: no such directory of job files"):
+        build_jobs(NAMESPACES, {}, CLUSTER, Platform.LIBVIRT, tmp_path / "none")
+
+
+def test_secrets_generated_at_one_path_are_seeded_together(tmp_path):
+    text = MINIMAL + (
+        '[secrets.USER]\npath = "db"\nkey = "user"\ngenerate = true\n'
+        '[secrets.PASSWORD]\npath = "db"\nkey = "password"\ngenerate = true\n'
+        '[secrets.TOKEN]\npath = "api"\nkey = "token"\n'
+    )
+    assert seeded_secrets(definition(tmp_path, text)) == {"db": ("user", "password")}, "TOKEN is not generated"
+    (template,) = rendered_job(tmp_path, text).tasks[0].templates
+    assert [line.split("=", 1)[0] for line in template["data"].splitlines()] == ["USER", "PASSWORD", "TOKEN"]
 
 
 def test_the_seeds_example_renders_and_passes_the_rules():
