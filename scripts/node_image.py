@@ -33,7 +33,7 @@ from pathlib import Path
 
 from components.config.settings import NodeImage, Platform
 from components.nodes.node_config import BOOTSTRAP_ENV_PATH as ENV_PATH
-from components.nodes.node_config import BOOTSTRAP_PATH, container_archive
+from components.nodes.node_config import BOOTSTRAP_PATH
 from components.nodes.node_image import BOOTSTRAP_SCRIPT, ImageRecipe, image_path, manifest_path, recipe
 from components.platforms.libvirt.base_image import BaseImageError, cache_dir, local_image
 from scripts.stack_files import stack_settings
@@ -99,7 +99,7 @@ def inspection_script(recipe_: ImageRecipe) -> str:
         "echo ssh_host_keys=\nglob-expand /etc/ssh/ssh_host_*",
         "echo machine_id=\n-cat /etc/machine-id",
         f"echo cni_manifest=\n-head-n 1 {CNI_MANIFEST}",
-        f"echo envoy_archive=\nexists {container_archive(recipe_.envoy_image)}",
+        f"echo envoy_archive=\nexists {recipe_.envoy_archive}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -130,7 +130,7 @@ def inspection_problems(output: str, recipe_: ImageRecipe) -> list[str]:
             f"the CNI plugins are not v{recipe_.versions.cni_plugins}: {CNI_MANIFEST} says {facts['cni_manifest']}"
         )
     if "envoy_archive" in facts and facts["envoy_archive"] != ["true"]:
-        problems.append(f"Envoy is not in the image: no {container_archive(recipe_.envoy_image)}")
+        problems.append(f"Envoy is not in the image: no {recipe_.envoy_archive}")
     return problems
 
 

@@ -32,7 +32,7 @@ def registry(tmp_path):
 
 def test_the_bake_pulls_the_standin_envoy_into_an_archive_named_as_nomad_asks(registry):
     running, tmp_path = registry
-    assert running.push_standin_envoy("1.37.4", tmp_path) == "envoyproxy/envoy:v1.37.4"
+    assert running.push_standin_envoy("docker.io/envoyproxy/envoy:v1.37.4", tmp_path) == "envoyproxy/envoy:v1.37.4"
     archive = tmp_path / "docker.io_envoyproxy_envoy_v1.37.4.tar"
     # The bake trusts the registry through the system's CAs (the boot test's image trusts this CA);
     # here through --src-cert-dir, which push_standin_envoy filled.
@@ -58,7 +58,7 @@ def test_the_bake_pulls_the_standin_envoy_into_an_archive_named_as_nomad_asks(re
 
 def test_a_tag_the_registry_lacks_is_refused(registry):
     running, tmp_path = registry
-    running.push_standin_envoy("1.37.4", tmp_path)
+    running.push_standin_envoy("docker.io/envoyproxy/envoy:v1.37.4", tmp_path)
     missing = subprocess.run(["skopeo", "inspect", "--cert-dir", str(tmp_path / "registry-certs"),
                               f"docker://127.0.0.1:{running.port}/envoyproxy/envoy:v1.99.0"],
                              capture_output=True, text=True)  # fmt: skip

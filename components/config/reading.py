@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 import pulumi
 
@@ -137,6 +137,14 @@ AWS_REGION_KEY = "aws:region"
 Lookup = Callable[[str], "str | None"]
 
 
+def _https_url(value: str) -> ParseResult | None:
+    """`value` parsed, when it is an https URL with a host and no query, fragment or space."""
+    parsed = urlparse(value)
+    if parsed.scheme != "https" or not parsed.hostname or parsed.query or parsed.fragment or " " in value:
+        return None
+    return parsed
+
+
 class _Reader:
     """Reads raw config strings into typed values, collecting problems instead of raising."""
 
@@ -224,8 +232,7 @@ class _Reader:
 
     def https_url(self, key: str) -> str:
         value = self.string(key)
-        parsed = urlparse(value)
-        if parsed.scheme != "https" or not parsed.hostname or parsed.query or parsed.fragment or " " in value:
+        if _https_url(value) is None:
             self.problem(
                 key, value, "must be an https URL without query or fragment, e.g. https://apt.example.com/hashicorp"
             )
@@ -237,9 +244,8 @@ class _Reader:
         value = self.string(key)
         if not value:
             return ""
-        parsed = urlparse(value)
-        if parsed.scheme != "https" or not parsed.hostname or parsed.path not in ("", "/") or parsed.query \
-                or parsed.fragment or parsed.username or " " in value:  # fmt: skip
+        parsed = _https_url(value)
+        if parsed is None or parsed.path not in ("", "/") or parsed.username:
             self.problem(key, value, "must be empty (Docker Hub) or an https URL of a host and port alone, "
                          "e.g. https://mirror.gcr.io or https://registry.internal:5000")  # fmt: skip
         return value.rstrip("/")

@@ -204,6 +204,7 @@ def _context(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> di
         retry_join = [cluster.join.discover()]
         vault_peers = [{"auto_join": cluster.join.discover(), "address": None}]
     delivery = cluster.delivery
+    envoy = envoy_image(cluster.versions)
     return {
         "role": node.role.value,
         "server": server,
@@ -220,8 +221,8 @@ def _context(cluster: ClusterSpec, node: NodeSpec, material: NodeMaterial) -> di
         "vault_peers": vault_peers,
         "vault_tls_server_name": f"vault.service.{cluster.domain}",
         "vault_address": f"https://vault.service.{cluster.domain}:8200",
-        "envoy_image": envoy_image(cluster.versions),
-        "envoy_archive": container_archive(envoy_image(cluster.versions)),
+        "envoy_image": envoy,
+        "envoy_archive": container_archive(envoy),
         "node_class": cluster.client_node_class,
         "zone": cluster.zone,
         "seal": cluster.seal,

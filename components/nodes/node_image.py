@@ -48,6 +48,11 @@ class ImageRecipe:
     def envoy_image(self) -> str:
         return node_config.envoy_image(self.versions)
 
+    @property
+    def envoy_archive(self) -> str:
+        """Where the image keeps Envoy (the bake writes it, a client's boot loads it)."""
+        return node_config.container_archive(self.envoy_image)
+
     @cached_property
     def inputs(self) -> dict[str, object]:
         """Everything the image's contents follow from (Envoy by its tag: the image holds what the tag
@@ -90,7 +95,7 @@ class ImageRecipe:
                 "versions": self.versions,
                 "package_source": self.package_source,
                 "envoy_image": self.envoy_image,
-                "envoy_archive": node_config.container_archive(self.envoy_image),
+                "envoy_archive": self.envoy_archive,
                 "release_packages": self.packages,
                 "secrets_source": "none",
                 "ssm_region": "",

@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"package server: https://{gateway}:{server.port}/ (127.0.0.1:{server.port}); key {repo.fingerprint}")
         registry = Registry(work / "registry", free_port(), served.cert_path, served.key_path,
                             image_.package_ca / "ca.pem")  # fmt: skip
-        envoy = registry.push_standin_envoy(base.versions.envoy, work / "registry")
+        envoy = registry.push_standin_envoy(envoy_image(base.versions), work / "registry")
         log(f"Docker Hub stand-in: https://{gateway}:{registry.port}/ serving {envoy}")
         key, public_key = ssh_key(work)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-ENVOY_REPOSITORY = "envoyproxy/envoy"
+DOCKER_HUB = "docker.io/"
 START_SECONDS = 30
 
 
@@ -60,9 +60,11 @@ class Registry:
                 raise RuntimeError(f"docker-registry did not start: {self.log.read_text()[-2000:]}")
             time.sleep(0.5)
 
-    def push_standin_envoy(self, version: str, work: Path) -> str:
-        """Builds the stand-in Envoy v`version` and pushes it; returns its repository:tag."""
-        tag = f"v{version}"
+    def push_standin_envoy(self, image: str, work: Path) -> str:
+        """Builds a stand-in of `image` (the nodes' Envoy, node_config.envoy_image) and pushes it where
+        Docker Hub has it; returns that repository:tag."""
+        reference = image.removeprefix(DOCKER_HUB)
+        tag = reference.rpartition(":")[2]
         layout = work / "envoy-layout"
         program = work / "envoy"
         program.write_text("#!/bin/sh\necho 'stand-in envoy of the hashistack boot test'\n")
@@ -78,7 +80,6 @@ class Registry:
         certs = work / "registry-certs"  # skopeo's --dest-cert-dir: *.crt files are CAs to trust
         certs.mkdir()
         shutil.copy(self.ca, certs / "ca.crt")
-        reference = f"{ENVOY_REPOSITORY}:{tag}"
         subprocess.run(["skopeo", "copy", "--quiet", "--dest-cert-dir", str(certs), f"oci:{layout}:{tag}",
                         f"docker://127.0.0.1:{self.port}/{reference}"], check=True, capture_output=True)  # fmt: skip
         return reference
