@@ -21,7 +21,8 @@ def reference_table(project: dict) -> str:
     rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
     for key, spec in project["config"].items():
         default = spec.get("default")
-        shown = json.dumps(default) if isinstance(default, (list, bool)) else str(default)
+        # JSON for lists, booleans and the empty string (an empty code span is no Markdown at all).
+        shown = json.dumps(default) if isinstance(default, (list, bool)) or default == "" else str(default)
         rows.append(f"| `{key}` | {spec['type']} | `{shown}` | {spec['description']} |")
     return "\n".join(rows)
 

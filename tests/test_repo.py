@@ -28,6 +28,8 @@ def test_config_reference_is_in_sync_with_the_schema():
     assert with_reference(README, reference_table(project)) == README, "run `make docs`"
     for key in project["config"]:
         assert f"| `{key}` |" in README
+    table = reference_table({"config": {"k": {"type": "string", "default": "", "description": "d"}}})
+    assert table.endswith('| `k` | string | `""` | d |'), "an empty default shows as the empty string"
 
 
 def test_ci_runs_exactly_the_readme_test_command():
