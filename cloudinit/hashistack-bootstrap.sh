@@ -190,6 +190,31 @@ missing_release_packages() {
   echo "${missing[*]}"
 }
 
+# A JVM that dies while ca-certificates-java writes Java's keystore (the boot test saw a SIGSEGV in its
+# trigger, under emulation) leaves the package half-configured and the keystore cut short, which its
+# postinst then cannot open on any later attempt ("Cannot open Java keystore"). While the package is
+# unpacked but not configured, the keystore is its unfinished work: it goes, and the package's own
+# `fresh` marker makes the next configure build it again from /etc/ssl/certs (postinst, update_cacerts).
+repair_java_keystore() {
+  local keystore=/etc/ssl/certs/java/cacerts status
+  status=$(dpkg-query -W -f '${db:Status-Abbrev}' ca-certificates-java 2>/dev/null) || return 0
+  # dpkg-query(1): the second letter is the state; U(npacked), half-configured (F), triggers (W, t).
+  [[ "${status:1:1}" == [UFWt] && -e "$keystore" ]] || return 0
+  log "ca-certificates-java is not configured (dpkg: ${status% }): removing $keystore for its configure to rebuild"
+  rm -f "$keystore"
+  install -d /var/lib/ca-certificates-java
+  : >/var/lib/ca-certificates-java/fresh
+}
+
+# apt_install ARGS...: one attempt, after repairing what an attempt that died may have left (apt
+# configures every unfinished package first, so one left broken fails any install). --force-confold
+# keeps the configs cloud-init already wrote where the packages ship defaults.
+apt_install() {
+  repair_java_keystore
+  env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef "$@"
+}
+
 # The release's packages (Docker, Java, jq, ...) from its archive, which updates them: only those missing.
 install_release_packages() {
   local missing
@@ -197,17 +222,14 @@ install_release_packages() {
   ((${#missing[@]})) || return 0
   step "installing ${missing[*]} from the release's archive"
   retry 10 apt-get update -q
-  retry 5 env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-    -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef "${missing[@]}"
+  retry 5 apt_install "${missing[@]}"
 }
 
 install_hashicorp_packages() {
   local packages
   mapfile -t packages < <(hashicorp_packages)
   step "installing ${packages[*]}"
-  # --force-confold keeps the configs cloud-init already wrote where the packages ship defaults.
-  retry 5 env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages \
-    -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef "${packages[@]}"
+  retry 5 apt_install --allow-change-held-packages "${packages[@]}"
   apt-mark hold "${packages[@]%%=*}" >/dev/null
 }
 
@@ -392,14 +414,15 @@ main() {
     [[ "$SECRETS_SOURCE" != ssm ]] || agents+=(hashistack-asg-drain.service)
   fi
   step "starting ${agents[*]}"
+  # Enabling makes links from the unit files on disk; one reload then reads those, the files cloud-init
+  # wrote and the links together (each plain `enable` reloads systemd itself: seconds under emulation).
+  systemctl enable --no-reload "${agents[@]}"
+  # Disabled in a baked image (seal_image).
+  [[ "$ROLE" != client ]] || systemctl enable --no-reload docker.socket containerd.service
   systemctl daemon-reload
-  systemctl enable "${agents[@]}"
-  if [[ "$ROLE" == client ]]; then
-    # Disabled in a baked image (seal_image). A Docker already running (the stock image installed it,
-    # or a re-run) restarts to read daemon.json; otherwise it starts with the agents, not before them.
-    systemctl enable docker.socket containerd.service
-    systemctl try-restart docker.service
-  fi
+  # A Docker already running (the stock image installed it, or a re-run) restarts to read daemon.json;
+  # otherwise it starts with the agents, not before them.
+  [[ "$ROLE" != client ]] || systemctl try-restart docker.service
   systemctl start --no-block "${agents[@]}"
   [[ "$ROLE" != client ]] || load_container_images
   report_agents "${agents[@]}"

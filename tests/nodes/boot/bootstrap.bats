@@ -4,6 +4,10 @@
 # tests/nodes/test_boot_script.py, which runs this file. A stub cannot show systemd's job ordering: the
 # rendered units are checked in tests/nodes/test_node_config.py and under real systemd by the boot test.
 
+# `run !` for every negative assertion: a bare `! command` fails a test only on its last line (bash's
+# errexit ignores negated commands; shellcheck SC2314), and `run !` needs bats-core 1.5.0.
+bats_require_minimum_version 1.5.0
+
 setup() {
   SANDBOX="$BATS_TEST_TMPDIR/sandbox"
   mkdir -p "$SANDBOX"
@@ -20,6 +24,12 @@ bake_cni() {
   printf '%s\n%s  bridge\n' "$1" "$(printf 'x' | sha256sum | cut -d' ' -f1)" >"$SANDBOX/opt-seed/cni/bin/.hashistack-cni-plugins"
 }
 
+# A keystore cut short, as an interrupted configure leaves it.
+cut_keystore() {
+  mkdir -p "$SANDBOX/upper_etc/ssl/certs/java"
+  head -c 5000 /dev/zero >"$SANDBOX/upper_etc/ssl/certs/java/cacerts"
+}
+
 boot() {
   local unshare=(unshare --mount --propagation private)
   [[ $EUID -eq 0 ]] || unshare+=(--map-root-user)
@@ -33,11 +43,15 @@ last_line() { tail -n 1 "$1"; }
 @test "a server installs the pinned agents, hands each its files and starts them all without waiting" {
   boot server-inline
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  grep -Fq "apt-get install -y -q --allow-change-held-packages -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef consul=2.0.4-1 nomad=2.0.7-1 vault=2.1.1-1" "$SANDBOX/calls.log"
-  grep -Fxq "systemctl enable consul.service nomad.service vault.service" "$SANDBOX/calls.log"
-  ! grep -q "cni-plugins\|consul-cni" "$SANDBOX/calls.log" # a client's only
+  grep -Fq "apt-get install -y -q -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef --allow-change-held-packages consul=2.0.4-1 nomad=2.0.7-1 vault=2.1.1-1" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable --no-reload consul.service nomad.service vault.service" "$SANDBOX/calls.log"
+  # One reload, after the links are made: it reads them with the unit files cloud-init wrote.
+  [ "$(grep -c "^systemctl daemon-reload$" "$SANDBOX/calls.log")" -eq 1 ]
+  [ "$(grep -n "^systemctl daemon-reload$" "$SANDBOX/calls.log" | cut -d: -f1)" -gt "$(grep -n "^systemctl enable" "$SANDBOX/calls.log" | tail -n 1 | cut -d: -f1)" ]
+  run ! grep -q "^systemctl enable [^-]" "$SANDBOX/calls.log"
+  run ! grep -q "cni-plugins\|consul-cni" "$SANDBOX/calls.log" # a client's only
   grep -Fxq "systemctl start --no-block consul.service nomad.service vault.service" "$SANDBOX/calls.log"
-  ! grep -Eq "systemctl (enable --now|start) [^-]" "$SANDBOX/calls.log"
+  run ! grep -Eq "systemctl (enable --now|start) [^-]" "$SANDBOX/calls.log"
   [ "$(mode_of /etc/hashistack/tls/node-key.pem)" = "600 root:root" ]
   [ "$(mode_of /etc/consul.d/tls/agent-key.pem)" = "640 root:consul" ]
   [ "$(mode_of /etc/consul.d/secrets.hcl)" = "640 root:consul" ]
@@ -56,12 +70,12 @@ last_line() { tail -n 1 "$1"; }
 @test "a client starts its task firewall, Consul and Nomad, all enabled, none waited for; containers in docker.slice" {
   boot client-inline
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  grep -Fxq "systemctl enable hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable --no-reload hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
   # Docker, installed (so running) before its daemon.json, restarts to read it; then starts with the agents.
   grep -Fxq "systemctl try-restart docker.service" "$SANDBOX/calls.log"
   grep -Fxq "systemctl start --no-block hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
-  ! grep -q vault "$SANDBOX/calls.log"
-  ! grep -q hashistack-asg-drain "$SANDBOX/calls.log" "$SANDBOX/modes.txt" # an AWS client's only
+  run ! grep -q vault "$SANDBOX/calls.log"
+  run ! grep -q hashistack-asg-drain "$SANDBOX/calls.log" "$SANDBOX/modes.txt" # an AWS client's only
   [ "$(jq -c . "$SANDBOX/upper_etc/docker/daemon.json")" = '{"dns":["10.42.0.20"],"cgroup-parent":"docker.slice"}' ]
   [ "$(mode_of /etc/hashistack/tasks.nft)" = "644 root:root" ]
   [ "$(mode_of /etc/hashistack/public/ca.pem)" = "644 root:root" ]
@@ -74,22 +88,22 @@ last_line() { tail -n 1 "$1"; }
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
   grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsSLO https://nexus.example.com/repository/cni-plugins/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz" "$SANDBOX/calls.log"
   grep -Fxq "curl --connect-timeout 10 --max-time 300 -fsSLO https://nexus.example.com/repository/cni-plugins/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz.sha256" "$SANDBOX/calls.log"
-  ! grep -q github.com "$SANDBOX/calls.log"
+  run ! grep -q github.com "$SANDBOX/calls.log"
   # A source that drops packets would otherwise hold each attempt for minutes (curl has no overall timeout).
   [ "$(grep -c '^curl ' "$SANDBOX/calls.log")" -ge 3 ]
-  ! grep '^curl ' "$SANDBOX/calls.log" | grep -v '^curl --connect-timeout 10 --max-time 300 '
+  run ! bash -c "grep '^curl ' '$SANDBOX/calls.log' | grep -qv '^curl --connect-timeout 10 --max-time 300 '"
 }
 
 @test "an AWS client (SSM) also enables and starts its autoscaling watch, hashistack-asg-drain" {
   boot client-ssm
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  grep -Fxq "systemctl enable hashistack-task-firewall.service docker.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable --no-reload hashistack-task-firewall.service docker.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
   grep -Fxq "systemctl start --no-block hashistack-task-firewall.service docker.service consul.service nomad.service hashistack-asg-drain.service" "$SANDBOX/calls.log"
   [ "$(mode_of /usr/local/sbin/hashistack-asg-drain)" = "755 root:root" ]
   [ "$(mode_of /etc/systemd/system/hashistack-asg-drain.service)" = "644 root:root" ]
   [ "$(mode_of /etc/systemd/system/nomad.service.d/drain.conf)" = "644 root:root" ]
   [ "$(mode_of /usr/local/sbin/hashistack-bootstrap)" = "700 root:root" ]
-  ! grep -q "^systemctl stop" "$SANDBOX/calls.log"
+  run ! grep -q "^systemctl stop" "$SANDBOX/calls.log"
 }
 
 @test "an SSM fetch whose first attempt fails signs the second, and the secrets land root-only" {
@@ -100,8 +114,8 @@ last_line() { tail -n 1 "$1"; }
   [ "$(grep -c '^header = "x-amz-security-token: session-token"$' "$SANDBOX/calls.log")" -eq 2 ]
   [ "$(cat "$SANDBOX/upper_etc/consul.d/secrets.hcl")" = "value of /hashistack/aws/clients/consul-secrets" ]
   [ "$(mode_of /etc/hashistack/tls/node-key.pem)" = "600 root:root" ]
-  ! grep -q "secret-access-key\|session-token" "$SANDBOX/output" "$SANDBOX/upper_var_log/hashistack-bootstrap.log"
-  ! grep -q "retrying.*\(imds\|session\|hashistack-client\)" "$SANDBOX/output"
+  run ! grep -q "secret-access-key\|session-token" "$SANDBOX/output" "$SANDBOX/upper_var_log/hashistack-bootstrap.log"
+  run ! grep -q "retrying.*\(imds\|session\|hashistack-client\)" "$SANDBOX/output"
 }
 
 @test "SSM's own refusal is in the log, and the endpoint is the partition's" {
@@ -127,7 +141,7 @@ last_line() { tail -n 1 "$1"; }
   [[ "$(last_line "$SANDBOX/console")" == *"re-run: sudo "*"(full log: /var/log/hashistack-bootstrap.log)" ]]
   [ "$(grep -c FAILED "$SANDBOX/output")" -eq 1 ]
   [[ "$(last_line "$SANDBOX/output")" == *"FAILED while adding the HashiCorp apt repository https://"* ]]
-  ! grep -q "^systemctl" "$SANDBOX/calls.log"
+  run ! grep -q "^systemctl" "$SANDBOX/calls.log"
 }
 
 @test "an unforeseen failure names the command that failed, once" {
@@ -142,7 +156,7 @@ last_line() { tail -n 1 "$1"; }
   STUB_KEY_FINGERPRINT=0000000000000000000000000000000000000000 boot server-inline
   [ "$STATUS" -eq 1 ]
   [[ "$(last_line "$SANDBOX/console")" == "hashistack-bootstrap: FAILED while adding the HashiCorp apt repository https://apt.releases.hashicorp.com: HashiCorp signing key mismatch: got '0000000000000000000000000000000000000000'"*"Do not trust this repository"* ]]
-  ! grep -q "^apt-get install .*consul=" "$SANDBOX/calls.log"
+  run ! grep -q "^apt-get install .*consul=" "$SANDBOX/calls.log"
 }
 
 @test "a package mirror of your choice: its key checked against the configured fingerprint, its URL in apt" {
@@ -151,7 +165,7 @@ last_line() { tail -n 1 "$1"; }
   grep -q "^curl --connect-timeout 10 --max-time 300 -fsSL https://nexus.example.com/repository/hashicorp/gpg -o " "$SANDBOX/calls.log"
   grep -q " https://nexus.example.com/repository/hashicorp $(. /etc/os-release && echo "$VERSION_CODENAME") main$" \
     "$SANDBOX/upper_etc/apt/sources.list.d/hashicorp.list"
-  ! grep -q "apt.releases.hashicorp.com" "$SANDBOX/calls.log"
+  run ! grep -q "apt.releases.hashicorp.com" "$SANDBOX/calls.log"
 }
 
 @test "a stock image: the release's packages first, from its archive, then the pinned agents" {
@@ -160,9 +174,50 @@ last_line() { tail -n 1 "$1"; }
   grep -q "not in the image: ca-certificates" "$SANDBOX/output"
   release=$(grep -n "^apt-get install -y -q -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef ca-certificates curl gnupg jq docker.io nftables openjdk-21-jre-headless$" "$SANDBOX/calls.log" | cut -d: -f1)
   agents=$(grep -n "^apt-get install .* consul=2.0.4-1 nomad=2.0.7-1 consul-cni=2.0.3-1$" "$SANDBOX/calls.log" | cut -d: -f1)
-  [ -n "$release" ] && [ -n "$agents" ] && [ "$release" -lt "$agents" ]
+  # One assertion a line: in an && list only the last command can fail the test (bash's errexit).
+  [ -n "$release" ]
+  [ -n "$agents" ]
+  [ "$release" -lt "$agents" ]
   # The CNI manifest records the version extracted, for the next run's check.
   grep -q "^/opt/cni/bin/.hashistack-cni-plugins$" "$SANDBOX/opt.txt"
+}
+
+@test "a keystore left by ca-certificates-java's interrupted configure is rebuilt by the next attempt" {
+  STUB_UNCONFIGURED="ca-certificates-java=iF" STUB_APT_DIES_IN_JAVA=1 boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  # The first attempt died in Java; the second found the package unconfigured and its keystore cut short.
+  grep -A1 "^==> .* retrying in 5s: apt_install .* openjdk-21-jre-headless$" "$SANDBOX/output" |
+    grep -q "ca-certificates-java is not configured (dpkg: iF): removing /etc/ssl/certs/java/cacerts for its configure to rebuild"
+  # Gone from the node (an overlay whiteout, or no file), and the package's marker asks its postinst for a fresh store.
+  [ "$(stat -c %F "$SANDBOX/upper_etc/ssl/certs/java/cacerts" 2>/dev/null)" != "regular file" ]
+  [ -e "$SANDBOX/upper_var_lib/ca-certificates-java/fresh" ]
+  [ ! -s "$SANDBOX/upper_var_lib/ca-certificates-java/fresh" ]
+  [ "$(grep -c "^apt-get install .* openjdk-21-jre-headless$" "$SANDBOX/calls.log")" -eq 2 ]
+  # apt configures what is unfinished before any install: the agents' install repairs first too.
+  grep -q "^apt-get install .* consul=2.0.4-1 nomad=2.0.7-1 consul-cni=2.0.3-1$" "$SANDBOX/calls.log"
+}
+
+@test "only a ca-certificates-java that dpkg has yet to configure loses its keystore" {
+  cut_keystore
+  STUB_INSTALLED="ca-certificates-java=20230710~deb12u1" boot client-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  [ "$(stat -c %s "$SANDBOX/upper_etc/ssl/certs/java/cacerts")" -eq 5000 ]
+  run ! grep -q "ca-certificates-java is not configured" "$SANDBOX/output"
+  for state in iU iW it; do
+    rm -rf "${SANDBOX:?}"/* && cut_keystore
+    STUB_UNCONFIGURED="ca-certificates-java=$state" boot client-inline
+    grep -q "ca-certificates-java is not configured (dpkg: $state)" "$SANDBOX/output"
+  done
+  # A re-run with the release's packages there: the agents' install repairs first.
+  rm -rf "${SANDBOX:?}"/* && cut_keystore
+  STUB_INSTALLED="$RELEASE_PACKAGES" STUB_UNCONFIGURED="ca-certificates-java=iF" boot server-inline
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  [ "$(stat -c %F "$SANDBOX/upper_etc/ssl/certs/java/cacerts" 2>/dev/null)" != "regular file" ]
+  for state in rc iH; do # removed (its config files left), half-installed: nothing to configure from
+    rm -rf "${SANDBOX:?}"/* && cut_keystore
+    STUB_UNCONFIGURED="ca-certificates-java=$state" boot client-inline
+    [ "$(stat -c %s "$SANDBOX/upper_etc/ssl/certs/java/cacerts")" -eq 5000 ]
+  done
 }
 
 @test "a baked image with the pinned versions: nothing downloaded or installed, straight to configuration" {
@@ -170,12 +225,12 @@ last_line() { tail -n 1 "$1"; }
   STUB_INSTALLED="$RELEASE_PACKAGES $PINNED" boot client-inline
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
   grep -q "the image holds the pinned versions: skipping download and install" "$SANDBOX/output"
-  ! grep -q "^apt-get\|^curl\|^apt-mark\|^gpg" "$SANDBOX/calls.log"
+  run ! grep -q "^apt-get\|^curl\|^apt-mark\|^gpg" "$SANDBOX/calls.log"
   # Checked, not assumed: the plugins' files against the manifest's checksums.
   grep -Fxq "sha256sum --quiet --strict -c -" "$SANDBOX/calls.log"
   # Docker is disabled in the image (servers never run it); a client enables it.
-  grep -Fxq "systemctl enable hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
-  grep -Fxq "systemctl enable docker.socket containerd.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable --no-reload hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl enable --no-reload docker.socket containerd.service" "$SANDBOX/calls.log"
   grep -Fxq "systemctl start --no-block hashistack-task-firewall.service docker.service consul.service nomad.service" "$SANDBOX/calls.log"
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
 }
@@ -196,7 +251,7 @@ last_line() { tail -n 1 "$1"; }
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
   grep -q "not in the image: CNI plugins v1.7.1" "$SANDBOX/output"
   grep -q "^curl .*/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz$" "$SANDBOX/calls.log"
-  rm -rf "$SANDBOX"/* && bake_cni 1.7.1
+  rm -rf "${SANDBOX:?}"/* && bake_cni 1.7.1
   STUB_INSTALLED="$RELEASE_PACKAGES $PINNED" STUB_FAIL_ALWAYS="sha256sum --quiet --strict" boot client-inline
   grep -q "the image's CNI plugins differ from the checksums of v1.7.1" "$SANDBOX/output"
   grep -q "^curl .*/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz$" "$SANDBOX/calls.log"
@@ -219,13 +274,13 @@ last_line() { tail -n 1 "$1"; }
   grep -q "^apt-get purge -y -q --autoremove skopeo$" "$SANDBOX/calls.log"
   grep -q "^/opt/hashistack/container-images/docker.io_envoyproxy_envoy_v1.37.4.tar$" "$SANDBOX/opt.txt"
   # The Vault package's self-signed key, the settings and the script itself are gone; nothing started.
-  ! grep -q "/opt/vault/tls" "$SANDBOX/opt.txt"
+  run ! grep -q "/opt/vault/tls" "$SANDBOX/opt.txt"
   grep -q "^/opt/cni/bin/.hashistack-cni-plugins$" "$SANDBOX/opt.txt"
   # Written into the overlay before the run (the script read the first), removed by it.
   [ ! -e "$SANDBOX/upper_etc/hashistack/bootstrap.env" ]
   [ ! -e "$SANDBOX/upper_usr_local/sbin/hashistack-bootstrap" ]
-  ! grep -q "^systemctl \(enable\|start\)" "$SANDBOX/calls.log"
-  ! grep -q "consul.d\|nomad.d" "$SANDBOX/modes.txt"
+  run ! grep -q "^systemctl \(enable\|start\)" "$SANDBOX/calls.log"
+  run ! grep -q "consul.d\|nomad.d" "$SANDBOX/modes.txt"
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
 }
 
@@ -243,7 +298,9 @@ bake_envoy() {
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
   start=$(grep -n "^systemctl start docker.service$" "$SANDBOX/calls.log" | cut -d: -f1)
   load=$(grep -n "^docker load --quiet --input /opt/$ENVOY_ARCHIVE$" "$SANDBOX/calls.log" | cut -d: -f1)
-  [ -n "$start" ] && [ -n "$load" ] && [ "$start" -lt "$load" ]
+  [ -n "$start" ]
+  [ -n "$load" ]
+  [ "$start" -lt "$load" ]
   # Checked after the load, not assumed.
   [ "$(grep -c "^docker image inspect $ENVOY$" "$SANDBOX/calls.log")" -eq 2 ]
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
@@ -253,12 +310,12 @@ bake_envoy() {
   bake_cni 1.7.1 && bake_envoy "$ENVOY"
   STUB_INSTALLED="$RELEASE_PACKAGES $PINNED" STUB_DOCKER_IMAGES="$ENVOY" boot client-inline
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
-  ! grep -q "^docker load" "$SANDBOX/calls.log"
+  run ! grep -q "^docker load" "$SANDBOX/calls.log"
   rm -rf "${SANDBOX:?}"/*
   boot client-inline
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
   grep -Fq "not in the image: $ENVOY (Docker pulls it when the first Connect task starts)" "$SANDBOX/output"
-  ! grep -q "^docker load" "$SANDBOX/calls.log"
+  run ! grep -q "^docker load" "$SANDBOX/calls.log"
 }
 
 @test "an image whose archive does not hold the pinned Envoy stops the boot with the way out" {

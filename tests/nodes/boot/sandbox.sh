@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the boot script as cloud-init would on a fresh node (the copy its user-data writes,
 # /usr/local/sbin/hashistack-bootstrap), but in a private mount
-# namespace: /etc, /usr/share, /usr/local (the node's scripts) and /var/log are overlays whose writes land
+# namespace: /etc, /usr/share, /usr/local (the node's scripts), /var/lib and /var/log are overlays whose writes land
 # in $SANDBOX, /opt is empty, /dev/console is a file, and every command that would touch the network,
 # packages or systemd is a recording stub (tests/nodes/boot/stubs). Nothing on the host changes.
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 sandbox=$1 files=$2
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-for dir in /etc /usr/share /usr/local /var/log; do
+for dir in /etc /usr/share /usr/local /var/lib /var/log; do
   name=${dir//\//_}
   mkdir -p "$sandbox/upper$name" "$sandbox/work$name"
   mount -t overlay overlay -o "lowerdir=$dir,upperdir=$sandbox/upper$name,workdir=$sandbox/work$name" "$dir"
