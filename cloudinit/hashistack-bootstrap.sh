@@ -273,7 +273,7 @@ bake_container_images() {
   local source=$ENVOY_IMAGE
   [[ -z "$DOCKER_HUB_MIRROR" ]] || source="${DOCKER_HUB_MIRROR#https://}/${ENVOY_IMAGE#docker.io/}"
   step "saving $ENVOY_IMAGE into the image (from $source)"
-  retry 5 env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends skopeo
+  retry 5 apt_install --no-install-recommends skopeo
   install -d -m 0755 "$(dirname "$ENVOY_ARCHIVE")"
   retry 10 save_envoy "$source"
   DEBIAN_FRONTEND=noninteractive apt-get purge -y -q --autoremove skopeo
@@ -305,19 +305,24 @@ link_consul_cni() {
 # ROLE=image: nothing of one machine stays in the image.
 seal_image() {
   step "sealing the image"
-  # Clients enable Docker (configure_dns); servers never run it. Debian's nftables is off, as the
-  # package leaves it. A preset too: the first boot applies presets to every unit (the boot test's
-  # console: "Detected first boot", "Populated /etc with preset unit settings"; systemd.preset(5)).
-  local units=(docker.service docker.socket containerd.service nftables.service)
-  systemctl disable "${units[@]}"
-  install -d /etc/systemd/system-preset
-  printf 'disable %s\n' "${units[@]}" >/etc/systemd/system-preset/50-hashistack-image.preset
+  # Every unit as a stock node has it before its boot script runs: the agents off (the script enables the
+  # role's own; the boot test saw a baked client run Vault), Docker's daemons off (clients enable them,
+  # configure_dns), Debian's nftables off as the package leaves it.
+  systemctl disable consul.service nomad.service vault.service docker.service docker.socket containerd.service \
+    nftables.service
   # Vault's postinst makes a self-signed key (hashicorp/vault .release/linux/postinst@1e1cc61e).
   rm -rf /opt/vault/tls
   apt-get clean
   rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_* /var/lib/systemd/random-seed
-  # cloud-init's state and logs, and the machine ID (systemd makes one at boot).
-  cloud-init clean --logs --machine-id
+  cloud-init clean --logs
+  # The machine ID as Debian's cloud images leave it (debian-cloud-images config_space/bookworm/scripts/
+  # LAST/10-cleanup@1bf428c7): an empty /etc/machine-id, which systemd fills at boot, and no D-Bus copy,
+  # which it would give every node (src/shared/machine-id-setup.c reads it unless it is a symlink). Not
+  # `cloud-init clean --machine-id`, whose missing or "uninitialized" file makes the boot systemd's first,
+  # which enables every unit the image holds by preset (the boot test saw Consul, Nomad and Vault start
+  # before their configuration, over and over).
+  : >/etc/machine-id
+  [[ -L /var/lib/dbus/machine-id ]] || rm -f /var/lib/dbus/machine-id
   rm -f /etc/hashistack/bootstrap.env /usr/local/sbin/hashistack-bootstrap
   rm -f "$LOG"
 }
@@ -417,7 +422,7 @@ main() {
   # Enabling makes links from the unit files on disk; one reload then reads those, the files cloud-init
   # wrote and the links together (each plain `enable` reloads systemd itself: seconds under emulation).
   systemctl enable --no-reload "${agents[@]}"
-  # Disabled in a baked image (seal_image).
+  # Off in a baked image (seal_image); on a stock one Docker's package has enabled them already.
   [[ "$ROLE" != client ]] || systemctl enable --no-reload docker.socket containerd.service
   systemctl daemon-reload
   # A Docker already running (the stock image installed it, or a re-run) restarts to read daemon.json;

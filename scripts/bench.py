@@ -95,6 +95,7 @@ def baked_image_lines(report_path: Path = REPORT) -> list[str]:
     if not found:
         return [f"Baked image: no comparison in {report_path.name}; `make boot-test` boots client-0 "
                 "from both images and writes it"]  # fmt: skip
+    from scripts.boot_test.__main__ import floor_words
     from scripts.critical_path import COSTS
 
     cost = COSTS["libvirt"]
@@ -104,7 +105,8 @@ def baked_image_lines(report_path: Path = REPORT) -> list[str]:
         f"Baked image ({report_path.name}, {modified}, {report.get('accelerator', '?').upper()}): {found['node']} "
         f"booted in {found['stock_seconds']} s from the stock image, {found['baked_seconds']} s from the baked one: "
         f"ratio {found['ratio']:.2f} (goal <= {found['goal']:.2f}: {'met' if found['met'] else 'NOT met'}); "
-        f"the boot script alone {found.get('stock_bootstrap_seconds')} s and {found.get('baked_bootstrap_seconds')} s.",
+        f"the boot script alone {found.get('stock_bootstrap_seconds')} s and {found.get('baked_bootstrap_seconds')} s"
+        f"{floor_words(found)}.",
         f"dev first `up` on a KVM host, estimated: {stock:.1f} min stock, {baked:.1f} min baked (the cost model's "
         f"{cost.boot} min boot scaled by the ratio, plus create {cost.create}, gate {cost.gate} and tail {cost.tail} "
         "min: scripts/critical_path.py).",

@@ -38,8 +38,8 @@ from components.nodes.node_image import BOOTSTRAP_SCRIPT, ImageRecipe, image_pat
 from components.platforms.libvirt.base_image import BaseImageError, cache_dir, local_image
 from scripts.stack_files import stack_settings
 
-# What may not be in a published image: paths that must be absent (the machine ID too, or empty:
-# cloud-init clean --machine-id removes it, and systemd makes one at boot).
+# What may not be in a published image: paths that must be absent. The machine ID must be there and
+# empty, and D-Bus's copy absent or empty (seal_image in the boot script says why).
 ABSENT = (ENV_PATH, BOOTSTRAP_PATH, "/opt/vault/tls", "/var/lib/cloud/instances", "/var/lib/systemd/random-seed")
 CNI_MANIFEST = "/opt/cni/bin/.hashistack-cni-plugins"
 # The appliance: enough memory for apt and dpkg, both host cores.
@@ -98,6 +98,8 @@ def inspection_script(recipe_: ImageRecipe) -> str:
     lines += [
         "echo ssh_host_keys=\nglob-expand /etc/ssh/ssh_host_*",
         "echo machine_id=\n-cat /etc/machine-id",
+        "echo machine_id_file=\nis-file /etc/machine-id",
+        "echo dbus_machine_id=\n-cat /var/lib/dbus/machine-id",
         f"echo cni_manifest=\n-head-n 1 {CNI_MANIFEST}",
         f"echo envoy_archive=\nexists {recipe_.envoy_archive}",
     ]
@@ -116,15 +118,27 @@ def inspection_problems(output: str, recipe_: ImageRecipe) -> list[str]:
             facts[current] = []
         elif current is not None:
             facts[current].append(line)
-    wanted = [f"absent:{path}" for path in ABSENT] + ["ssh_host_keys", "machine_id", "cni_manifest", "envoy_archive"]
+    wanted = [f"absent:{path}" for path in ABSENT] + [
+        "ssh_host_keys", "machine_id", "machine_id_file", "dbus_machine_id", "cni_manifest", "envoy_archive",
+    ]  # fmt: skip
     problems = [f"{name.removeprefix('absent:')} is not checked" for name in wanted if name not in facts]
     for path in ABSENT:
         if facts.get(f"absent:{path}", ["false"]) != ["false"]:
             problems.append(f"{path} is in the image")
     if facts.get("ssh_host_keys"):
         problems.append(f"SSH host keys are in the image: {', '.join(facts['ssh_host_keys'])}")
-    if facts.get("machine_id", []) not in ([], [""], ["uninitialized"]):
+    # systemd's first boot (a missing or "uninitialized" /etc/machine-id) enables every unit by preset.
+    first_boot = "systemd's first boot would enable every unit in the image by preset; it must be there, empty"
+    if facts.get("machine_id", []) == ["uninitialized"]:
+        problems.append(f"/etc/machine-id says uninitialized: {first_boot}")
+    elif facts.get("machine_id", []) not in ([], [""]):
         problems.append(f"a machine ID is in the image: {facts['machine_id']}")
+    if "machine_id_file" in facts and facts["machine_id_file"] != ["true"]:
+        problems.append(f"/etc/machine-id is missing: {first_boot}")
+    if facts.get("dbus_machine_id", []) not in ([], [""]):
+        problems.append(
+            f"a D-Bus machine ID is in the image, which systemd would give every node: {facts['dbus_machine_id']}"
+        )
     if "cni_manifest" in facts and facts["cni_manifest"] != [recipe_.versions.cni_plugins]:
         problems.append(
             f"the CNI plugins are not v{recipe_.versions.cni_plugins}: {CNI_MANIFEST} says {facts['cni_manifest']}"

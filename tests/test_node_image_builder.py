@@ -22,7 +22,7 @@ RECIPE = recipe(stack_settings("dev"))
 # What guestfish prints for inspection_script() on a well-sealed image (booleans as true/false, a
 # missing file's `-cat` printing nothing to standard output).
 CLEAN = "".join(f"absent:{path}=\nfalse\n" for path in ABSENT) + (
-    "ssh_host_keys=\nmachine_id=\ncni_manifest=\n1.7.1\nenvoy_archive=\ntrue\n"
+    "ssh_host_keys=\nmachine_id=\nmachine_id_file=\ntrue\ndbus_machine_id=\ncni_manifest=\n1.7.1\nenvoy_archive=\ntrue\n"
 )
 ENVOY_ARCHIVE = "/opt/hashistack/container-images/docker.io_envoyproxy_envoy_v1.37.4.tar"
 
@@ -161,8 +161,20 @@ def test_an_image_that_fails_is_never_published(tools, monkeypatch, failure, mes
 
 def test_inspection_names_everything_that_would_make_two_nodes_alike():
     assert inspection_problems(CLEAN, RECIPE) == []
-    assert inspection_problems(CLEAN.replace("machine_id=\n", "machine_id=\nuninitialized\n"), RECIPE) == []
-    assert inspection_problems(CLEAN.replace("machine_id=\n", "machine_id=\n\n"), RECIPE) == [], "an empty file"
+    assert inspection_problems(CLEAN.replace("machine_id=\n", "machine_id=\n\n", 1), RECIPE) == [], "an empty file"
+    # A missing or "uninitialized" machine ID makes the first boot systemd's, which enables every unit.
+    first_boot = "systemd's first boot would enable every unit in the image by preset; it must be there, empty"
+    assert inspection_problems(CLEAN.replace("machine_id=\n", "machine_id=\nuninitialized\n", 1), RECIPE) == [
+        f"/etc/machine-id says uninitialized: {first_boot}"
+    ]
+    assert inspection_problems(CLEAN.replace("machine_id_file=\ntrue", "machine_id_file=\nfalse"), RECIPE) == [
+        f"/etc/machine-id is missing: {first_boot}"
+    ]
+    # D-Bus's copy: absent, or the link to the empty /etc/machine-id (guestfish's cat follows it), or else shared.
+    assert inspection_problems(CLEAN.replace("dbus_machine_id=\n", "dbus_machine_id=\n\n"), RECIPE) == []
+    assert inspection_problems(CLEAN.replace("dbus_machine_id=\n", "dbus_machine_id=\n273c712b\n"), RECIPE) == [
+        "a D-Bus machine ID is in the image, which systemd would give every node: ['273c712b']"
+    ]
     for path in ABSENT:
         left = CLEAN.replace(f"absent:{path}=\nfalse", f"absent:{path}=\ntrue")
         assert inspection_problems(left, RECIPE) == [f"{path} is in the image"], path
@@ -170,7 +182,7 @@ def test_inspection_names_everything_that_would_make_two_nodes_alike():
     assert inspection_problems(keys, RECIPE) == [
         "SSH host keys are in the image: /etc/ssh/ssh_host_ed25519_key, /etc/ssh/x.pub"
     ]
-    machine = CLEAN.replace("machine_id=\n", "machine_id=\n4c4c4544004a\n")
+    machine = CLEAN.replace("machine_id=\n", "machine_id=\n4c4c4544004a\n", 1)
     assert inspection_problems(machine, RECIPE) == ["a machine ID is in the image: ['4c4c4544004a']"]
     assert inspection_problems(CLEAN.replace("cni_manifest=\n1.7.1\n", "cni_manifest=\n"), RECIPE) == [
         "the CNI plugins are not v1.7.1: /opt/cni/bin/.hashistack-cni-plugins says []"
@@ -179,8 +191,11 @@ def test_inspection_names_everything_that_would_make_two_nodes_alike():
     assert inspection_problems(CLEAN.replace(f"absent:{ABSENT[0]}=\nfalse\n", ""), RECIPE) == [
         f"{ABSENT[0]} is not checked"
     ]
-    for fact in ("ssh_host_keys", "machine_id"):
-        assert inspection_problems(CLEAN.replace(f"{fact}=\n", ""), RECIPE) == [f"{fact} is not checked"]
+    for fact in ("ssh_host_keys", "machine_id", "dbus_machine_id"):
+        assert inspection_problems(CLEAN.replace(f"\n{fact}=\n", "\n"), RECIPE) == [f"{fact} is not checked"]
+    assert inspection_problems(CLEAN.replace("machine_id_file=\ntrue\n", ""), RECIPE) == [
+        "machine_id_file is not checked"
+    ]
     assert inspection_problems(CLEAN.replace("cni_manifest=\n1.7.1\n", ""), RECIPE) == ["cni_manifest is not checked"]
     assert inspection_problems(CLEAN.replace("envoy_archive=\ntrue\n", "envoy_archive=\nfalse\n"), RECIPE) == [
         f"Envoy is not in the image: no {ENVOY_ARCHIVE}"
@@ -196,6 +211,7 @@ def test_the_inspection_asks_guestfish_about_each_path():
         assert f"echo absent:{path}=\nexists {path}\n" in script
     assert script.endswith(
         "echo ssh_host_keys=\nglob-expand /etc/ssh/ssh_host_*\necho machine_id=\n-cat /etc/machine-id\n"
+        "echo machine_id_file=\nis-file /etc/machine-id\necho dbus_machine_id=\n-cat /var/lib/dbus/machine-id\n"
         "echo cni_manifest=\n-head-n 1 /opt/cni/bin/.hashistack-cni-plugins\n"
         f"echo envoy_archive=\nexists {ENVOY_ARCHIVE}\n"
     )

@@ -64,8 +64,11 @@ chroot "$ROOT" update-ca-certificates
 printf 'LABEL=root / ext4 rw,discard,errors=remount-ro 0 1\n' >"$ROOT/etc/fstab"
 chroot "$ROOT" systemctl enable systemd-networkd.service systemd-resolved.service
 ln -sf /run/systemd/resolve/resolv.conf "$ROOT/etc/resolv.conf"
-# A fresh identity on first boot, as in any cloud image.
+# A fresh identity at boot, as Debian's cloud images leave it (debian-cloud-images config_space/bookworm/
+# scripts/LAST/10-cleanup@1bf428c7): /etc/machine-id empty, and no D-Bus machine ID, which dbus's postinst
+# made here and systemd would copy into every node's /etc/machine-id.
 : >"$ROOT/etc/machine-id"
+rm -f "$ROOT/var/lib/dbus/machine-id"
 rm -f "$ROOT"/etc/ssh/ssh_host_*
 chroot "$ROOT" apt-get clean
 rm -rf "$ROOT"/var/lib/apt/lists/*

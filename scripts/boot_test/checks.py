@@ -82,6 +82,10 @@ def _unit(facts: dict, name: str) -> dict:
     return facts["units"].get(name, {})
 
 
+OTHER_ROLES_UNITS = {Role.SERVER: ("docker",), Role.CLIENT: ("vault",)}
+AGENTS = {Role.SERVER: ("consul", "nomad", "vault"), Role.CLIENT: ("consul", "nomad")}
+
+
 def unit_problems(facts: dict, role: Role) -> list[str]:
     """Server: Consul (joined), Nomad and Vault running. Client: the task firewall loaded, Nomad
     running, Consul still starting: it waits for its certificate, which needs the servers and the
@@ -94,12 +98,12 @@ def unit_problems(facts: dict, role: Role) -> list[str]:
         want["hashistack-task-firewall"] = ("active", "exited")
         want["docker"] = ("active", "running")
     problems = []
-    if role is Role.SERVER:
-        # A baked image holds Docker for clients; a server must not run it (seal_image disables it).
-        docker = _unit(facts, "docker")
-        if docker.get("ActiveState") not in (None, "inactive") or docker.get("UnitFileState") == "enabled":
-            problems.append(f"docker.service is {docker.get('UnitFileState')} and {docker.get('ActiveState')} on a "
-                            "server, expected not enabled and inactive")  # fmt: skip
+    # A baked image holds both roles' software; a node must not run the other role's (seal_image).
+    for name in OTHER_ROLES_UNITS[role]:
+        unit = _unit(facts, name)
+        if unit.get("ActiveState") not in (None, "inactive") or unit.get("UnitFileState") == "enabled":
+            problems.append(f"{name}.service is {unit.get('UnitFileState')} and {unit.get('ActiveState')} on a "
+                            f"{role.value}, expected not enabled and inactive")  # fmt: skip
     for name, (active, sub) in want.items():
         unit = _unit(facts, name)
         if unit.get("UnitFileState") != "enabled":
@@ -108,6 +112,32 @@ def unit_problems(facts: dict, role: Role) -> list[str]:
             problems.append(
                 f"{name}.service is {unit.get('ActiveState')} ({unit.get('SubState')}), expected {active} ({sub})"
             )
+    return problems
+
+
+def agent_start_problems(facts: dict, role: Role) -> list[str]:
+    """Each of the role's agents started once, by the boot script, after its configuration; the other
+    role's never. A start before it (systemd's own, at boot) is a stand-in that stops with an error and
+    is started again, as the real agents do without their certificates."""
+    problems = []
+    for name in ("consul", "nomad", "vault"):
+        lines = facts.get("agent_log", {}).get(name, [])
+        starts = sum(" starting as uid " in line for line in lines)
+        wanted = 1 if name in AGENTS[role] else 0
+        if starts != wanted:
+            problems.append(f"{name} started {starts} times in this boot, expected {wanted}")
+        problems += [f"{name} logged: {line}" for line in lines if "stand-in] error:" in line][:3]
+    return problems
+
+
+def shared_machine_ids(machine_ids: dict[str, str]) -> dict[str, str]:
+    """Boot -> a problem, for each boot whose machine ID another boot has too: an image that hands its
+    own to every node (D-Bus's copy, which systemd takes when /etc/machine-id is empty)."""
+    problems = {}
+    for name, machine_id in machine_ids.items():
+        others = sorted(other for other, theirs in machine_ids.items() if other != name and theirs == machine_id)
+        if machine_id and others:
+            problems[name] = f"machine ID {machine_id} is also {', '.join(others)}'s: the image gave its own"
     return problems
 
 

@@ -51,7 +51,7 @@ def test_the_boot_script_under_bats(tmp_path):
             {"path": "/etc/hashistack/bootstrap.env", "content": bake.bootstrap_env(), "permissions": "0600"},
             {"path": BOOTSTRAP_PATH, "content": BOOTSTRAP_SCRIPT.read_text(), "permissions": "0700"},
         ]))  # fmt: skip
-    run_bats("bootstrap.bats", passing=23, timeout=300, NODES=str(tmp_path))
+    run_bats("bootstrap.bats", passing=24, timeout=300, NODES=str(tmp_path))
 
 
 def run_bats(suite: str, passing: int, timeout: float, **env: str) -> None:

@@ -258,19 +258,27 @@ last_line() { tail -n 1 "$1"; }
 }
 
 @test "ROLE=image bakes what either role needs and leaves no key, identity or settings behind" {
-  mkdir -p "$SANDBOX/opt-seed/vault/tls"
+  mkdir -p "$SANDBOX/opt-seed/vault/tls" "$SANDBOX/var-lib-seed/dbus"
   : >"$SANDBOX/opt-seed/vault/tls/tls.key"
+  # As debootstrap leaves it (dbus's postinst, before any /etc/machine-id): an ID of its own.
+  echo 273c712b5ef841749e4c5bce9327891e >"$SANDBOX/var-lib-seed/dbus/machine-id"
   boot image
   [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
   grep -q "^apt-get install .* ca-certificates curl gnupg jq docker.io nftables openjdk-21-jre-headless$" "$SANDBOX/calls.log"
   grep -q "^apt-get install .* consul=2.0.4-1 nomad=2.0.7-1 vault=2.1.1-1 consul-cni=2.0.3-1$" "$SANDBOX/calls.log"
   grep -q "^curl .*/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz$" "$SANDBOX/calls.log"
-  grep -Fxq "systemctl disable docker.service docker.socket containerd.service nftables.service" "$SANDBOX/calls.log"
-  # The first boot applies presets to every unit: these stay off all the same.
-  [ "$(cat "$SANDBOX/upper_etc/systemd/system-preset/50-hashistack-image.preset")" = "$(printf 'disable %s\n' docker.service docker.socket containerd.service nftables.service)" ]
-  grep -Fxq "cloud-init clean --logs --machine-id" "$SANDBOX/calls.log"
+  grep -Fxq "systemctl disable consul.service nomad.service vault.service docker.service docker.socket containerd.service nftables.service" "$SANDBOX/calls.log"
+  grep -Fxq "cloud-init clean --logs" "$SANDBOX/calls.log"
+  # The machine ID as Debian's cloud images leave it: /etc/machine-id empty (no first boot, so no preset
+  # enables what was disabled above), D-Bus's own copy gone (a whiteout in the overlay).
+  [ -f "$SANDBOX/upper_etc/machine-id" ]
+  [ ! -s "$SANDBOX/upper_etc/machine-id" ]
+  [ -c "$SANDBOX/upper_var_lib/dbus/machine-id" ]
+  [ ! -e "$SANDBOX/upper_etc/systemd/system-preset" ]
   # Envoy from Docker Hub as a docker-archive, by the name Nomad asks Docker for; skopeo goes again.
   grep -Fxq "skopeo copy --quiet docker://docker.io/envoyproxy/envoy:v1.37.4 docker-archive:/opt/hashistack/container-images/docker.io_envoyproxy_envoy_v1.37.4.tar:docker.io/envoyproxy/envoy:v1.37.4" "$SANDBOX/calls.log"
+  # Through apt_install, as every install: after the repair, keeping the configs cloud-init wrote.
+  grep -Fxq "apt-get install -y -q -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef --no-install-recommends skopeo" "$SANDBOX/calls.log"
   grep -q "^apt-get purge -y -q --autoremove skopeo$" "$SANDBOX/calls.log"
   grep -q "^/opt/hashistack/container-images/docker.io_envoyproxy_envoy_v1.37.4.tar$" "$SANDBOX/opt.txt"
   # The Vault package's self-signed key, the settings and the script itself are gone; nothing started.
@@ -282,6 +290,15 @@ last_line() { tail -n 1 "$1"; }
   run ! grep -q "^systemctl \(enable\|start\)" "$SANDBOX/calls.log"
   run ! grep -q "consul.d\|nomad.d" "$SANDBOX/modes.txt"
   [ "$(last_line "$SANDBOX/console")" = "hashistack-bootstrap: done" ]
+}
+
+@test "ROLE=image keeps D-Bus's machine ID when it is only a link to /etc/machine-id" {
+  mkdir -p "$SANDBOX/var-lib-seed/dbus"
+  ln -s /etc/machine-id "$SANDBOX/var-lib-seed/dbus/machine-id"
+  boot image
+  [ "$STATUS" -eq 0 ] || { cat "$SANDBOX/output"; false; }
+  [ "$(readlink "$SANDBOX/upper_var_lib/dbus/machine-id")" = /etc/machine-id ]
+  [ ! -s "$SANDBOX/upper_etc/machine-id" ]
 }
 
 # The Envoy archive a baked image holds (bake_container_images writes it; the stub's archive names it).

@@ -10,7 +10,7 @@
 # Leaves in SANDBOX: calls.log (one line per stubbed call), console (what reached the console),
 # modes.txt (mode owner:group path of every file the run left under /etc, /opt and /usr/local/sbin),
 # opt.txt (every path left under /opt), status (exit code). What SANDBOX/opt-seed holds is in /opt
-# before the run (what an image brings there).
+# before the run (what an image brings there), and what SANDBOX/var-lib-seed holds in /var/lib.
 set -euo pipefail
 sandbox=$1 files=$2
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +22,7 @@ for dir in /etc /usr/share /usr/local /var/lib /var/log; do
 done
 mount -t tmpfs tmpfs /opt
 [[ ! -d "$sandbox/opt-seed" ]] || cp -a "$sandbox/opt-seed/." /opt/
+[[ ! -d "$sandbox/var-lib-seed" ]] || cp -a "$sandbox/var-lib-seed/." /var/lib/
 : >"$sandbox/console"
 mount --bind "$sandbox/console" /dev/console
 
