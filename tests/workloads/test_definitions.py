@@ -160,6 +160,16 @@ PROBLEMS = {
     "upstreams without a port of the job": (NO_HTTP + '[[upstreams]]\nservice = "db"\nport = 9000\n', [
         f"upstreams: [{{'service': 'db', 'port': 9000}}] — need a declared port: {NEEDS_PORT}",
     ]),
+    "http naming none of several ports, with a health path": (
+        NO_HTTP + 'http = "api"\nhealth = "/h"\nports = { web = 8080, admin = 9000 }\n', [
+            "http: 'api' — must name a port declared in [ports] (declared: web, admin)",
+            "health: '/h' — applies only to an HTTP port: set http",
+        ]),
+    "two secrets, the first badly named": (
+        GOOD + '[secrets.1X]\npath = "config"\nkey = "t"\n[secrets.TOKEN]\npath = "/x"\nkey = "t"\n', [
+            "secrets.1X: {'path': 'config', 'key': 't'} — the name must be a shell variable name",
+            f"secrets.TOKEN.path: '/x' — {SECRET_PATH}",
+        ]),
     "mesh that is no boolean": (GOOD + 'mesh = "yes"\n', [
         "mesh: 'yes' — must be true: the job's service joins the mesh (a Connect sidecar) so that other jobs"
         " can call it, or false",
