@@ -331,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
                     jobs[name] = pool.submit(run_node, name, settings, node, user_data, key,
                                              baked_image if from_baked else image_, kvm, work, log)  # fmt: skip
         results = [jobs[name].result() for name in wanted]
-        for name, problem in checks.shared_machine_ids({r.name: r.machine_id for r in results}).items():
-            next(r for r in results if r.name == name).problems.append(problem)
+        by_name = {r.name: r for r in results}
+        for name, problem in checks.shared_machine_ids({n: r.machine_id for n, r in by_name.items()}).items():
+            by_name[name].problems.append(problem)
         server.close()
         registry.close()
         report = {
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             "nodes": {
                 r.name: {"verdict": r.verdict, "seconds": round(r.seconds), "problems": r.problems} for r in results
             },
-            "stock_vs_baked": comparison({r.name: r for r in results}),
+            "stock_vs_baked": comparison(by_name),
         }
         args.report.write_text(json.dumps(report, indent=2) + "\n")
         for r in results:

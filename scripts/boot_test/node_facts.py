@@ -22,6 +22,7 @@ UNITS = ["consul", "nomad", "vault", "docker", "hashistack-task-firewall", "syst
 VAULT_HEALTH = ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "/etc/hashistack/tls/ca.pem",
                 "https://127.0.0.1:8200/v1/sys/health")  # fmt: skip
 PROPERTIES = "LoadState,ActiveState,SubState,UnitFileState,Result,NRestarts"
+AGENTS = ("consul", "nomad", "vault")
 START_PROPERTIES = "Id,InactiveExitTimestampMonotonic,ActiveEnterTimestampMonotonic,InactiveEnterTimestampMonotonic"
 
 
@@ -108,12 +109,10 @@ def main() -> None:
         "udp_listeners": run("ss", "-Hlun"),
         "bootstrap_log": read("/var/log/hashistack-bootstrap.log"),
         "cloud_init": run("cloud-init", "status", "--long"),
-        "journal": {
-            u: run("journalctl", "-b", "--no-pager", "-n", "30", "-u", u) for u in ("consul", "nomad", "vault")
-        },
+        "journal": {u: run("journalctl", "-b", "--no-pager", "-n", "30", "-u", u) for u in AGENTS},
         "vault_health": run(*VAULT_HEALTH),
         "machine_id": read("/etc/machine-id").strip(),
-        "agent_log": {u: agent_log(u) for u in ("consul", "nomad", "vault")},
+        "agent_log": {u: agent_log(u) for u in AGENTS},
         "docker_images": run("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"),
         # Where the boot's time went, for reading (the report does not assert on it).
         "boot_timing": {
